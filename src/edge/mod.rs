@@ -1,0 +1,1 @@
+//! edge (filled in by its module owner).

@@ -1,1 +1,7 @@
-//! edge (filled in by its module owner).
+//! The federation edge: listeners, TLS, inbound and outbound S2S drivers, DNS, routing.
+
+pub mod context;
+pub mod inbound;
+pub mod outbound;
+pub mod pump;
+pub mod route;

@@ -1,1 +1,6 @@
-//! runtime (filled in by its module owner).
+//! Thread-per-core runtime: shard placement, the queue mesh between shards, and starting the
+//! pinned glommio executors.
+
+pub mod mesh;
+pub mod placement;
+pub mod shards;

@@ -1,4 +1,8 @@
-//! XMPP server-to-server protocol: stream and stanza errors, the S2S stream state machine,
-//! dialback and SASL EXTERNAL, domain names.
+//! XMPP server-to-server protocol: stream and stanza errors, the S2S stream state machines,
+//! dialback keys, JIDs and the stanzas the router answers by itself.
 
+pub mod dialback;
+pub mod answer;
 pub mod error;
+pub mod jid;
+pub mod stream;

@@ -1,0 +1,181 @@
+//! Per-shard state of the edge: configuration snapshot, TLS material, counters, the outbound
+//! streams this shard owns, and its ends of the queue mesh.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::channels::local_channel::LocalSender;
+use rustls::RootCertStore;
+use rustls_pki_types::{CertificateDer, UnixTime};
+
+use crate::config::{Config, PartnerPolicy};
+use crate::edge::tls::{self, PeerCertStatus, Purpose};
+use glommio::channels::shared_channel::ConnectedSender;
+
+use crate::runtime::mesh::MeshMsg;
+use crate::xml::FramerLimits;
+use crate::xmpp::dialback::DialbackSecret;
+use crate::xmpp::stream::inbound::PhaseLimits;
+use crate::xmpp::stream::{StreamPolicy, StreamTimeouts};
+
+/// Counters shared by all shards (atomics, touched per connection, not per stanza).
+#[derive(Debug, Default)]
+pub struct SharedCounters {
+    /// Open inbound + outbound connections.
+    pub connections: AtomicU32,
+    /// Open connections per partner domain (primary domain), created lazily.
+    pub per_partner: std::sync::Mutex<HashMap<String, Arc<AtomicU32>>>,
+    /// Stanzas accepted from peers.
+    pub stanzas_in: AtomicU64,
+    /// Stanzas written to peers.
+    pub stanzas_out: AtomicU64,
+    /// Replies dropped because their outbound stream could not be established.
+    pub replies_undeliverable: AtomicU64,
+    /// Set by the signal thread: stop accepting, close every stream.
+    pub shutdown: AtomicBool,
+}
+
+impl SharedCounters {
+    /// The counter for a partner (locked once per connection, never per stanza).
+    pub fn partner(&self, domain: &str) -> Arc<AtomicU32> {
+        let mut map = self.per_partner.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(domain.to_string()).or_default().clone()
+    }
+}
+
+/// Holds one unit of a connection counter while alive.
+pub struct Slot(Arc<AtomicU32>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Takes a slot of `counter` if it is below `limit`.
+pub fn take_slot(counter: &Arc<AtomicU32>, limit: u32) -> Option<Slot> {
+    let mut cur = counter.load(Ordering::Acquire);
+    loop {
+        if cur >= limit {
+            return None;
+        }
+        match counter.compare_exchange(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Some(Slot(counter.clone())),
+            Err(now) => cur = now,
+        }
+    }
+}
+
+/// Control messages to a live outbound stream.
+pub enum OutboundCtl {
+    /// A serialized stanza to send.
+    Stanza(Vec<u8>),
+}
+
+/// Everything a shard's edge tasks share (single-threaded: `Rc`, `RefCell`).
+pub struct EdgeContext {
+    /// This shard's index.
+    pub shard: usize,
+    /// Number of shards.
+    pub shards: usize,
+    /// Configuration snapshot.
+    pub config: Arc<Config>,
+    /// TLS server config for STARTTLS.
+    pub tls_starttls: Arc<rustls::ServerConfig>,
+    /// TLS server config for direct TLS (ALPN xmpp-server).
+    pub tls_direct: Arc<rustls::ServerConfig>,
+    /// TLS client config (STARTTLS outbound).
+    pub tls_client: Arc<rustls::ClientConfig>,
+    /// TLS client config for direct TLS outbound (ALPN xmpp-server).
+    pub tls_client_direct: Arc<rustls::ClientConfig>,
+    /// Roots trusted for partners' certificates.
+    pub roots: Arc<RootCertStore>,
+    /// Dialback key secret.
+    pub dialback: DialbackSecret,
+    /// DNS servers for SRV/A/AAAA.
+    pub dns_servers: Vec<std::net::SocketAddr>,
+    /// Shared counters.
+    pub counters: Arc<SharedCounters>,
+    /// Outbound streams owned by this shard, by remote domain.
+    pub outbound: RefCell<HashMap<String, LocalSender<OutboundCtl>>>,
+    /// This shard's mesh senders (index = target shard; `None` for ourselves).
+    pub mesh: Vec<Option<ConnectedSender<MeshMsg>>>,
+    /// Live inbound streams on this shard (for shutdown).
+    pub live_streams: Cell<u32>,
+}
+
+impl EdgeContext {
+    /// Framer limits before and after authentication, from `[limits]`.
+    pub fn phase_limits(&self) -> PhaseLimits {
+        let l = &self.config.limits;
+        let base = FramerLimits {
+            max_stanza_bytes: l.stanza_bytes_before_auth,
+            max_depth: l.max_depth,
+            max_attributes: l.max_attributes,
+            max_elements: l.max_elements_per_stanza,
+            ..FramerLimits::default()
+        };
+        PhaseLimits {
+            before_auth: base,
+            after_auth: FramerLimits { max_stanza_bytes: l.stanza_bytes, ..base },
+        }
+    }
+
+    /// Stream timeouts, from `[limits]`.
+    pub fn timeouts(&self) -> StreamTimeouts {
+        let l = &self.config.limits;
+        StreamTimeouts {
+            establishment: l.stream_establishment,
+            inactivity: l.inactivity,
+            keepalive: l.keepalive_interval,
+        }
+    }
+
+    /// Whether shutdown was requested.
+    pub fn shutting_down(&self) -> bool {
+        self.counters.shutdown.load(Ordering::Relaxed)
+    }
+
+    /// DNS query timeout.
+    pub fn dns_timeout(&self) -> Duration {
+        self.config.dns.timeout
+    }
+}
+
+impl StreamPolicy for EdgeContext {
+    fn serves(&self, domain: &str) -> bool {
+        self.config.serves(domain)
+    }
+
+    fn policy_for(&self, domain: &str) -> Option<PartnerPolicy> {
+        self.config.policy_for(domain)
+    }
+
+    fn certificate_trusted(&self, chain: &[CertificateDer<'static>], domain: &str) -> bool {
+        let now = UnixTime::now();
+        // Public CAs are dropping the clientAuth EKU; S2S peers present their server certificate
+        // as client certificate, so either purpose is accepted.
+        [Purpose::ClientAuth, Purpose::ServerAuth].into_iter().any(|p| {
+            matches!(tls::check_peer(chain, &self.roots, domain, p, now), PeerCertStatus::Trusted)
+        })
+    }
+
+    fn dialback(&self) -> &DialbackSecret {
+        &self.dialback
+    }
+}
+
+impl EdgeContext {
+    /// Sends a message to another shard over the mesh; waits while the queue is full
+    /// (backpressure). Returns false only if that shard is gone (shutdown).
+    pub async fn mesh_send(&self, shard: usize, msg: MeshMsg) -> bool {
+        match self.mesh.get(shard).and_then(|s| s.as_ref()) {
+            Some(s) => s.send(msg).await.is_ok(),
+            None => false,
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Outbound S2S driver: one stream per (our domain, remote domain) on the shard that owns the
+//! remote domain; stanzas wait in a bounded queue while it comes up. Also the short-lived
+//! verification streams of receiving-server dialback.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use glommio::channels::local_channel::{self, LocalReceiver};
+use glommio::net::TcpStream;
+use rustls_pki_types::ServerName;
+use tracing::{debug, info, warn};
+
+use super::context::{EdgeContext, OutboundCtl};
+use super::pump::{self, Wake};
+use crate::config::{PartnerPolicy, ProxyRoute};
+use crate::edge::dns;
+use crate::xmpp::error::StanzaCondition;
+use crate::xmpp::stream::outbound::{OutboundEvent, OutboundStream, Purpose, VerifyRequest};
+use crate::xmpp::stream::{AuthMethod, CloseReason};
+
+/// Where to connect.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Address.
+    pub addr: SocketAddr,
+    /// Direct TLS (XEP-0368) rather than STARTTLS.
+    pub direct_tls: bool,
+}
+
+/// Queues a serialized stanza for `remote`, starting the stream when none is up.
+pub fn enqueue(ctx: &Rc<EdgeContext>, local: String, remote: String, bytes: Vec<u8>) {
+    let key = (local, remote);
+    let mut map = ctx.outbound.borrow_mut();
+    let mut item = OutboundCtl::Stanza(bytes);
+    if let Some(tx) = map.get(&key) {
+        match tx.try_send(item) {
+            Ok(()) => return,
+            Err(glommio::GlommioError::Closed(glommio::ResourceType::Channel(i))) => {
+                map.remove(&key);
+                item = i;
+            }
+            Err(_) => {
+                // Queue full while the stream comes up: these are our own replies, which are never
+                // bounced (no error for an error or a result); count them.
+                ctx.counters.replies_undeliverable.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+    let (tx, rx) = local_channel::new_bounded(ctx.config.limits.outbound_queue.max(1));
+    let _ = tx.try_send(item);
+    map.insert(key.clone(), tx);
+    drop(map);
+    glommio::spawn_local(run(ctx.clone(), key, rx)).detach();
+}
+
+async fn run(ctx: Rc<EdgeContext>, key: (String, String), rx: LocalReceiver<OutboundCtl>) {
+    let (local, remote) = &key;
+    let outcome = deliver(&ctx, local, remote, &rx).await;
+    ctx.outbound.borrow_mut().remove(&key);
+    if let Err(why) = outcome {
+        warn!(%remote, %why, "outbound stream failed");
+    }
+    // The sender is gone from the map: drain what is left, then the channel reports closed.
+    let mut lost = 0u64;
+    while futures_lite::future::poll_once(rx.recv()).await.flatten().is_some() {
+        lost += 1;
+    }
+    if lost > 0 {
+        ctx.counters.replies_undeliverable.fetch_add(lost, Ordering::Relaxed);
+    }
+}
+
+async fn deliver(
+    ctx: &Rc<EdgeContext>,
+    local: &str,
+    remote: &str,
+    rx: &LocalReceiver<OutboundCtl>,
+) -> Result<(), String> {
+    let policy = ctx.config.policy_for(remote).ok_or("federation with this domain is not allowed")?;
+    let targets = targets(ctx, remote, &policy).await?;
+    let mut last = String::from("no targets");
+    for t in targets {
+        match connect_and_run(ctx, local, remote, &policy, &t, Purpose::Deliver, Some(rx), None).await {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                debug!(%remote, addr = %t.addr, error = %e, "target failed");
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
+/// Asks the authoritative server of `req.originating` whether a dialback key is valid.
+pub async fn verify_key(ctx: &Rc<EdgeContext>, req: VerifyRequest) -> Result<bool, StanzaCondition> {
+    let policy = ctx.config.policy_for(&req.originating).ok_or(StanzaCondition::Forbidden)?;
+    let targets = targets(ctx, &req.originating, &policy)
+        .await
+        .map_err(|_| StanzaCondition::RemoteServerNotFound)?;
+    for t in targets {
+        let local = req.receiving.clone();
+        let remote = req.originating.clone();
+        if let Ok(Some(answer)) =
+            connect_and_run(ctx, &local, &remote, &policy, &t, Purpose::VerifyOnly, None, Some(req.clone())).await
+        {
+            return answer;
+        }
+    }
+    Err(StanzaCondition::RemoteServerNotFound)
+}
+
+/// The addresses to try for `remote`: the partner's static route, else DNS SRV (XEP-0368 + RFC 6120
+/// §3.2) through the configured servers.
+pub async fn targets(ctx: &Rc<EdgeContext>, remote: &str, policy: &PartnerPolicy) -> Result<Vec<Target>, String> {
+    match &policy.proxy {
+        Some(ProxyRoute::Addr(a)) => Ok(vec![Target { addr: *a, direct_tls: false }]),
+        Some(ProxyRoute::Host { host, port }) => {
+            let ips = dns::resolve_host(host, &ctx.dns_servers, ctx.dns_timeout())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(ips.into_iter().map(|ip| Target { addr: SocketAddr::new(ip, *port), direct_tls: false }).collect())
+        }
+        None => {
+            let found = dns::resolve_s2s(remote, &ctx.dns_servers, ctx.dns_timeout())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(found.into_iter().map(|t| Target { addr: t.addr, direct_tls: t.direct_tls }).collect())
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn connect_and_run(
+    ctx: &Rc<EdgeContext>,
+    local: &str,
+    remote: &str,
+    policy: &PartnerPolicy,
+    target: &Target,
+    purpose: Purpose,
+    rx: Option<&LocalReceiver<OutboundCtl>>,
+    verify: Option<VerifyRequest>,
+) -> Result<Option<Result<bool, StanzaCondition>>, String> {
+    let connect_timeout = ctx.config.limits.stream_establishment.min(Duration::from_secs(10));
+    let tcp = TcpStream::connect_timeout(target.addr, connect_timeout)
+        .await
+        .map_err(|e| format!("connect {}: {e}", target.addr))?;
+    let _ = tcp.set_nodelay(true);
+    let now = Instant::now();
+    let mut session = OutboundStream::new(
+        local.to_string(),
+        remote.to_string(),
+        policy.clone(),
+        purpose,
+        target.direct_tls,
+        ctx.phase_limits(),
+        ctx.timeouts(),
+        now,
+    );
+    if let Some(v) = verify {
+        session.verify(v);
+    }
+    let mut st = RunState { answer: None, authenticated: false };
+    let server_name = ServerName::try_from(remote.to_string()).map_err(|e| e.to_string())?;
+    if target.direct_tls {
+        let tls = futures_rustls::TlsConnector::from(ctx.tls_client_direct.clone())
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        let chain = tls.get_ref().1.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
+        let _ = chain;
+        session.start(Instant::now());
+        drive(ctx, tls, &mut session, rx, &mut st).await?;
+    } else {
+        session.start(now);
+        match drive(ctx, tcp, &mut session, rx, &mut st).await? {
+            Some(tcp) => {
+                let tls = futures_rustls::TlsConnector::from(ctx.tls_client.clone())
+                    .connect(server_name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS: {e}"))?;
+                let chain = tls.get_ref().1.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
+                session.tls_established(chain, Instant::now());
+                drive(ctx, tls, &mut session, rx, &mut st).await?;
+            }
+            None => {}
+        }
+    }
+    if purpose == Purpose::Deliver && !st.authenticated {
+        return Err("stream closed before authentication".into());
+    }
+    Ok(st.answer)
+}
+
+struct RunState {
+    answer: Option<Result<bool, StanzaCondition>>,
+    authenticated: bool,
+}
+
+/// Runs the session over `stream` until it closes (`Ok(None)`) or asks for TLS (`Ok(Some(stream))`).
+async fn drive<S>(
+    ctx: &Rc<EdgeContext>,
+    mut stream: S,
+    session: &mut OutboundStream,
+    rx: Option<&LocalReceiver<OutboundCtl>>,
+    st: &mut RunState,
+) -> Result<Option<S>, String>
+where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
+{
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let mut start_tls = false;
+        let mut closed = false;
+        while let Some(ev) = session.poll_event() {
+            match ev {
+                OutboundEvent::StartTls => start_tls = true,
+                OutboundEvent::Authenticated(m) => {
+                    st.authenticated = true;
+                    info!(remote = session.remote(), method = m.as_str(), "outbound stream authenticated");
+                    let _: AuthMethod = m;
+                }
+                OutboundEvent::VerifyAnswer { answer, .. } => st.answer = Some(answer),
+                OutboundEvent::Closed(reason) => {
+                    if !matches!(reason, CloseReason::LocalClose | CloseReason::PeerClosed) {
+                        debug!(remote = session.remote(), ?reason, "outbound stream closed");
+                    }
+                    closed = true;
+                }
+            }
+        }
+        session.take_output(&mut out, Instant::now());
+        if !out.is_empty() {
+            pump::write_all(&mut stream, &out).await.map_err(|e| e.to_string())?;
+        }
+        if start_tls {
+            return Ok(Some(stream));
+        }
+        if closed {
+            let _ = futures_lite::AsyncWriteExt::close(&mut stream).await;
+            return Ok(None);
+        }
+        if ctx.shutting_down() {
+            session.close();
+            continue;
+        }
+        let ctl = if session.is_ready() { rx } else { None };
+        let deadline = session.poll_timeout().map(|d| d.min(Instant::now() + Duration::from_millis(500)));
+        match pump::wait(&mut stream, &mut buf, deadline, ctl).await {
+            Wake::Read(Ok(0)) | Wake::Read(Err(_)) => return Ok(None),
+            Wake::Read(Ok(n)) => session.handle_bytes(&buf[..n], Instant::now(), &**ctx),
+            Wake::Timer => session.handle_timeout(Instant::now()),
+            Wake::Control(Some(OutboundCtl::Stanza(bytes))) => {
+                session.send_stanza(&bytes);
+                ctx.counters.stanzas_out.fetch_add(1, Ordering::Relaxed);
+                // Batch: take whatever else is already queued before writing.
+                while let Some(Some(OutboundCtl::Stanza(more))) = futures_lite::future::poll_once(rx.expect("ready").recv()).await {
+                    session.send_stanza(&more);
+                    ctx.counters.stanzas_out.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Wake::Control(None) => session.close(),
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Routing between streams and shards: inbound stanzas to the shard owning their user, replies to
+//! the shard owning the outbound stream of their domain.
+
+use std::rc::Rc;
+
+use glommio::channels::shared_channel::ConnectedReceiver;
+
+use super::context::EdgeContext;
+use super::outbound;
+use crate::runtime::mesh::MeshMsg;
+use crate::runtime::placement::{domain_shard, user_shard};
+use crate::xml::Stanza;
+use crate::xmpp::answer::{answer_domain, answer_user, Reply};
+use crate::xmpp::jid::Jid;
+
+/// Routes a checked inbound stanza (its `to` is one of our domains).
+pub async fn route_inbound(ctx: &Rc<EdgeContext>, s: Stanza) {
+    ctx.counters.stanzas_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let owner = {
+        let Some(to) = s.to() else { return };
+        let Ok(j) = Jid::parse(&to) else { return };
+        if j.local.is_none() {
+            None
+        } else {
+            Some(user_shard(&to[..j.bare_len()], ctx.shards))
+        }
+    };
+    match owner {
+        None => {
+            if let Some(r) = answer_domain(&s) {
+                send_reply(ctx, r).await;
+            }
+        }
+        Some(shard) if shard == ctx.shard => handle_user(ctx, s).await,
+        Some(shard) => {
+            ctx.mesh_send(shard, MeshMsg::ToUser(s)).await;
+        }
+    }
+}
+
+/// A stanza for a user this shard owns. Until the gateway lands: `service-unavailable`.
+pub async fn handle_user(ctx: &Rc<EdgeContext>, s: Stanza) {
+    if let Some(r) = answer_user(&s) {
+        send_reply(ctx, r).await;
+    }
+}
+
+/// Sends a reply over the outbound stream (local domain → remote domain) on the owning shard.
+pub async fn send_reply(ctx: &Rc<EdgeContext>, r: Reply) {
+    let shard = domain_shard(&r.to_domain, ctx.shards);
+    if shard == ctx.shard {
+        outbound::enqueue(ctx, r.from_domain, r.to_domain, r.bytes);
+    } else {
+        ctx.mesh_send(
+            shard,
+            MeshMsg::ToRemote { local: r.from_domain, domain: r.to_domain, bytes: r.bytes },
+        )
+        .await;
+    }
+}
+
+/// Serves the mesh queue from one other shard, draining it in batches as messages arrive.
+pub async fn serve_mesh(ctx: Rc<EdgeContext>, rx: ConnectedReceiver<MeshMsg>) {
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            MeshMsg::ToUser(s) => handle_user(&ctx, s).await,
+            MeshMsg::ToRemote { local, domain, bytes } => outbound::enqueue(&ctx, local, domain, bytes),
+        }
+    }
+}

@@ -1,0 +1,626 @@
+//! The receiving side of an S2S stream a federated peer opened to us.
+//!
+//! Order of business (RFC 6120 §4–6, XEP-0220, XEP-0178): header → our header + features →
+//! STARTTLS (driver runs the handshake) → header again → SASL EXTERNAL (restart) or dialback → stanzas.
+//! Every refusal is the RFC stream error, sent after our own header when we had not sent it yet.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use rustls_pki_types::CertificateDer;
+use smallvec::SmallVec;
+
+use super::wire::{self, DbElement, Features};
+use super::{AuthMethod, CloseReason, Deadlines, Due, StreamPolicy, StreamTimeouts};
+use crate::config::{Negotiation, PartnerPolicy};
+use crate::xml::{Event as XmlEvent, Framer, FramerLimits, Stanza, StanzaKind, StreamHeader};
+use crate::xmpp::error::{StanzaCondition, StreamCondition};
+use crate::xmpp::jid::{self, Jid};
+
+/// What the driver must do or know after feeding the stream.
+#[derive(Debug)]
+pub enum InboundEvent {
+    /// Flush the output, then run the TLS server handshake and call
+    /// [`InboundStream::tls_established`]. Bytes read before this point were discarded.
+    StartTls,
+    /// The peer named itself in its stream header (unauthenticated; for connection accounting).
+    PeerNamed(String),
+    /// A remote domain is now authenticated on this stream.
+    Authenticated {
+        /// The domain.
+        domain: String,
+        /// How.
+        method: AuthMethod,
+    },
+    /// Receiving-server dialback: ask the authoritative server of `originating` whether `key` is
+    /// valid, then call [`InboundStream::dialback_verified`].
+    VerifyKey {
+        /// The domain claiming to send (whose authoritative server we ask).
+        originating: String,
+        /// Our domain it wants to send to.
+        receiving: String,
+        /// Our stream id on this stream.
+        stream_id: String,
+        /// The key it presented.
+        key: String,
+    },
+    /// An authenticated, address-checked stanza (message, presence or iq).
+    Stanza(Stanza),
+    /// The stream is over; flush the output and close the connection.
+    Closed(CloseReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    AwaitHeader,
+    Negotiating,
+    TlsHandshake,
+    Closed,
+}
+
+/// Limits for the framer before and after authentication.
+#[derive(Debug, Clone, Copy)]
+pub struct PhaseLimits {
+    /// Until a domain is authenticated (small: unauthenticated memory is the attack surface).
+    pub before_auth: FramerLimits,
+    /// After authentication.
+    pub after_auth: FramerLimits,
+}
+
+/// An inbound S2S stream.
+pub struct InboundStream {
+    framer: Framer,
+    limits: PhaseLimits,
+    state: State,
+    out: Vec<u8>,
+    events: VecDeque<InboundEvent>,
+    deadlines: Deadlines,
+    tls_active: bool,
+    peer_chain: Vec<CertificateDer<'static>>,
+    sasl_done: bool,
+    /// Our domain the peer addressed (`to` of its header).
+    local: Option<String>,
+    /// The domain the peer named (`from` of its header).
+    peer: Option<String>,
+    peer_policy: Option<PartnerPolicy>,
+    stream_id: String,
+    header_sent: bool,
+    authenticated: SmallVec<[String; 2]>,
+    /// Dialback keys we are verifying: (originating, receiving).
+    pending_verify: SmallVec<[(String, String); 2]>,
+}
+
+impl InboundStream {
+    /// A new stream on an accepted connection; `tls_active` for direct TLS (XEP-0368) listeners,
+    /// in which case `peer_chain` is the client certificate chain already presented.
+    pub fn new(
+        limits: PhaseLimits,
+        timeouts: StreamTimeouts,
+        tls_active: bool,
+        peer_chain: Vec<CertificateDer<'static>>,
+        now: Instant,
+    ) -> Self {
+        InboundStream {
+            framer: Framer::new(limits.before_auth),
+            limits,
+            state: State::AwaitHeader,
+            out: Vec::new(),
+            events: VecDeque::new(),
+            deadlines: Deadlines::new(timeouts, now),
+            tls_active,
+            peer_chain,
+            sasl_done: false,
+            local: None,
+            peer: None,
+            peer_policy: None,
+            stream_id: String::new(),
+            header_sent: false,
+            authenticated: SmallVec::new(),
+            pending_verify: SmallVec::new(),
+        }
+    }
+
+    /// Bytes to send, moved into `buf` (which is cleared first).
+    pub fn take_output(&mut self, buf: &mut Vec<u8>, now: Instant) {
+        buf.clear();
+        std::mem::swap(buf, &mut self.out);
+        if !buf.is_empty() {
+            self.deadlines.last_tx = now;
+        }
+    }
+
+    /// Whether there are bytes to send.
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// The next event for the driver.
+    pub fn poll_event(&mut self) -> Option<InboundEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (self.state != State::Closed).then(|| self.deadlines.next())
+    }
+
+    /// Whether the stream has ended.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Domains authenticated on this stream.
+    pub fn authenticated(&self) -> &[String] {
+        &self.authenticated
+    }
+
+    /// Our current stream id.
+    pub fn stream_id(&self) -> &str {
+        &self.stream_id
+    }
+
+    /// Bytes received from the peer (plaintext).
+    pub fn handle_bytes(&mut self, data: &[u8], now: Instant, policy: &dyn StreamPolicy) {
+        if self.state == State::Closed || self.state == State::TlsHandshake {
+            // After <proceed/> nothing but the TLS handshake may come; the driver stops reading.
+            return;
+        }
+        self.deadlines.last_rx = now;
+        self.framer.feed(data);
+        loop {
+            if self.state == State::Closed || self.state == State::TlsHandshake {
+                return;
+            }
+            match self.framer.next_event() {
+                Ok(None) => return,
+                Ok(Some(XmlEvent::StreamOpen(h))) => self.on_header(&h, policy),
+                Ok(Some(XmlEvent::Stanza(s))) => self.on_element(s, policy),
+                Ok(Some(XmlEvent::StreamClose)) => {
+                    wire::stream_close(&mut self.out);
+                    self.finish(CloseReason::PeerClosed);
+                }
+                Err(e) => {
+                    let cond = e.condition();
+                    self.fail(cond, Some(&e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// The TLS handshake finished; `peer_chain` is the client certificate chain (may be empty).
+    pub fn tls_established(&mut self, peer_chain: Vec<CertificateDer<'static>>, now: Instant) {
+        self.tls_active = true;
+        self.peer_chain = peer_chain;
+        self.deadlines.last_rx = now;
+        self.state = State::AwaitHeader;
+        self.header_sent = false;
+    }
+
+    /// The authoritative server's answer for a key we asked about (`Ok(valid)`, or `Err` when it could
+    /// not be reached). Answers that match no request of ours are ignored (XEP-0220 §2.4 bypass).
+    pub fn dialback_verified(
+        &mut self,
+        originating: &str,
+        receiving: &str,
+        answer: Result<bool, StanzaCondition>,
+        policy: &dyn StreamPolicy,
+    ) {
+        let Some(pos) = self
+            .pending_verify
+            .iter()
+            .position(|(o, r)| jid::same_domain(o, originating) && jid::same_domain(r, receiving))
+        else {
+            return;
+        };
+        let (o, r) = self.pending_verify.swap_remove(pos);
+        if self.state == State::Closed {
+            return;
+        }
+        wire::db_answer(&mut self.out, DbElement::Result, &r, &o, None, answer);
+        if answer == Ok(true) {
+            self.authenticate(o, AuthMethod::Dialback, policy);
+        }
+    }
+
+    /// Closes the stream with a stream error (driver decisions: limits, shutdown).
+    pub fn close_with(&mut self, cond: StreamCondition, text: Option<&str>) {
+        if self.state != State::Closed {
+            self.fail(cond, text);
+        }
+    }
+
+    /// Closes the stream cleanly (`</stream:stream>`), e.g. at shutdown.
+    pub fn close(&mut self) {
+        if self.state != State::Closed {
+            if !self.header_sent {
+                wire::stream_header(&mut self.out, self.local.as_deref(), self.peer.as_deref(), None);
+            }
+            wire::stream_close(&mut self.out);
+            self.finish(CloseReason::LocalClose);
+        }
+    }
+
+    /// Timers: establishment, inactivity, keepalive.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state == State::Closed {
+            return;
+        }
+        match self.deadlines.due(now) {
+            Due::Nothing => {}
+            Due::EstablishmentTimeout => {
+                self.fail(StreamCondition::ConnectionTimeout, Some("stream establishment timed out"))
+            }
+            Due::Inactive => self.fail(StreamCondition::ConnectionTimeout, Some("inactivity")),
+            Due::Keepalive => {
+                self.out.push(b' ');
+                self.deadlines.last_tx = now;
+            }
+        }
+    }
+
+    fn finish(&mut self, reason: CloseReason) {
+        self.state = State::Closed;
+        self.pending_verify.clear();
+        self.events.push_back(InboundEvent::Closed(reason));
+    }
+
+    fn fail(&mut self, cond: StreamCondition, text: Option<&str>) {
+        if !self.header_sent {
+            // RFC 6120 §4.9.1.2: send our header first so the error is well-formed.
+            let id = wire::new_stream_id();
+            wire::stream_header(&mut self.out, self.local.as_deref(), self.peer.as_deref(), Some(&id));
+            self.header_sent = true;
+        }
+        wire::stream_error(&mut self.out, cond, text);
+        self.finish(CloseReason::SentError(cond));
+    }
+
+    fn on_header(&mut self, h: &StreamHeader, policy: &dyn StreamPolicy) {
+        if self.state != State::AwaitHeader {
+            return self.fail(StreamCondition::InvalidXml, Some("unexpected stream header"));
+        }
+        // Keep to/from for our own header even when refusing (only if they look like domains).
+        let to = h.to.as_deref().map(str::to_ascii_lowercase);
+        let from = h.from.as_deref().map(str::to_ascii_lowercase);
+        if let Some(t) = &to {
+            if jid::check_domain(t).is_ok() && policy.serves(t) {
+                self.local = Some(t.clone());
+            }
+        }
+        if h.stream_ns.as_deref() != Some(wire::NS_STREAMS) || h.local_name != "stream" {
+            return self.fail(StreamCondition::InvalidNamespace, None);
+        }
+        if h.default_ns.as_deref() != Some(wire::NS_SERVER) {
+            return self.fail(StreamCondition::InvalidNamespace, Some("expected jabber:server"));
+        }
+        match h.version.as_deref() {
+            Some(v) if v.split('.').next() == Some("1") => {}
+            _ => return self.fail(StreamCondition::UnsupportedVersion, Some("version 1.0 required")),
+        }
+        let Some(to) = to else {
+            return self.fail(StreamCondition::ImproperAddressing, Some("missing 'to'"));
+        };
+        if self.local.is_none() {
+            return self.fail(StreamCondition::HostUnknown, None);
+        }
+        // A peer that already authenticated cannot rename itself on restart.
+        if self.sasl_done && from.as_deref() != self.peer.as_deref() {
+            return self.fail(StreamCondition::InvalidFrom, None);
+        }
+        match from {
+            Some(f) => {
+                if jid::check_domain(&f).is_err() {
+                    return self.fail(StreamCondition::ImproperAddressing, Some("malformed 'from'"));
+                }
+                let Some(p) = policy.policy_for(&f) else {
+                    self.peer = Some(f);
+                    return self.fail(
+                        StreamCondition::PolicyViolation,
+                        Some("federation with this domain is not allowed"),
+                    );
+                };
+                if self.peer.is_none() {
+                    self.events.push_back(InboundEvent::PeerNamed(f.clone()));
+                }
+                self.deadlines.keepalive = p.keepalive;
+                self.peer = Some(f);
+                self.peer_policy = Some(p);
+            }
+            None => {
+                // Verification-only connections from older servers omit 'from': they may use
+                // db:verify and STARTTLS, nothing that needs the peer's identity.
+                self.peer = None;
+                self.peer_policy = None;
+            }
+        }
+        self.stream_id = wire::new_stream_id();
+        wire::stream_header(&mut self.out, Some(&to), self.peer.as_deref(), Some(&self.stream_id));
+        self.header_sent = true;
+        let features = self.features(policy);
+        if !self.sasl_done
+            && self.tls_active
+            && !features.sasl_external
+            && !features.dialback
+            && self.peer_policy.is_some()
+        {
+            return self.fail(
+                StreamCondition::UnsupportedFeature,
+                Some("no authentication method: certificate not trusted and dialback not allowed"),
+            );
+        }
+        wire::features(&mut self.out, features);
+        self.state = State::Negotiating;
+    }
+
+    fn features(&self, policy: &dyn StreamPolicy) -> Features {
+        if self.sasl_done {
+            return Features::default();
+        }
+        let p = self.peer_policy.as_ref();
+        let tls = p.map_or(Negotiation::Optional, |p| p.tls);
+        let mut f = Features::default();
+        if !self.tls_active && tls != Negotiation::NotSupported {
+            f.starttls = Some(tls == Negotiation::Required);
+            if tls == Negotiation::Required {
+                // Mandatory-to-negotiate: nothing else until TLS is up.
+                return f;
+            }
+        }
+        if let (Some(p), Some(peer)) = (p, self.peer.as_deref()) {
+            f.sasl_external = self.tls_active
+                && p.sasl != Negotiation::NotSupported
+                && policy.certificate_trusted(&self.peer_chain, peer);
+            f.dialback = dialback_allowed(p, self.tls_active);
+        } else {
+            f.dialback = true;
+        }
+        f
+    }
+
+    fn tls_required(&self) -> bool {
+        self.peer_policy.as_ref().is_some_and(|p| p.tls == Negotiation::Required)
+    }
+
+    fn on_element(&mut self, s: Stanza, policy: &dyn StreamPolicy) {
+        match s.kind() {
+            StanzaKind::StartTls => self.on_starttls(),
+            StanzaKind::SaslAuth => self.on_sasl_auth(&s, policy),
+            StanzaKind::DialbackResult => self.on_db_result(&s, policy),
+            StanzaKind::DialbackVerify => self.on_db_verify(&s, policy),
+            StanzaKind::Message | StanzaKind::Presence | StanzaKind::Iq => self.on_stanza(s),
+            StanzaKind::StreamError => {
+                let text = s.first_child().map(|c| c.local_name.to_string()).unwrap_or_default();
+                wire::stream_close(&mut self.out);
+                self.finish(CloseReason::ReceivedError(text));
+            }
+            _ => self.fail(StreamCondition::UnsupportedStanzaType, None),
+        }
+    }
+
+    fn on_starttls(&mut self) {
+        let allowed = self.peer_policy.as_ref().map_or(true, |p| p.tls != Negotiation::NotSupported);
+        if self.tls_active || !allowed || self.state != State::Negotiating {
+            wire::tls_element(&mut self.out, "failure");
+            wire::stream_close(&mut self.out);
+            return self.finish(CloseReason::SentError(StreamCondition::PolicyViolation));
+        }
+        wire::tls_element(&mut self.out, "proceed");
+        // Anything pipelined after <starttls/> is cleartext injection: discard it (protocol-facts §5).
+        let _discarded = self.framer.reset();
+        self.state = State::TlsHandshake;
+        self.events.push_back(InboundEvent::StartTls);
+    }
+
+    fn on_sasl_auth(&mut self, s: &Stanza, policy: &dyn StreamPolicy) {
+        if self.tls_required() && !self.tls_active {
+            return self.fail(StreamCondition::PolicyViolation, Some("TLS required"));
+        }
+        let (Some(peer), Some(p)) = (self.peer.clone(), self.peer_policy.as_ref()) else {
+            wire::sasl_failure(&mut self.out, "not-authorized");
+            return;
+        };
+        if s.attr("mechanism").as_deref() != Some("EXTERNAL") {
+            wire::sasl_failure(&mut self.out, "invalid-mechanism");
+            return;
+        }
+        if self.sasl_done
+            || !self.tls_active
+            || p.sasl == Negotiation::NotSupported
+            || !policy.certificate_trusted(&self.peer_chain, &peer)
+        {
+            wire::sasl_failure(&mut self.out, "not-authorized");
+            return;
+        }
+        // The initial response is the authzid: empty ("=") or the peer's own domain. Anything else
+        // is refused, not ignored (XEP-0178 §3, protocol-facts §5).
+        let payload = s.text().map(|t| t.trim().to_string()).unwrap_or_default();
+        let authzid_ok = if payload.is_empty() || payload == "=" {
+            true
+        } else {
+            match base64_decode(&payload) {
+                Some(id) => std::str::from_utf8(&id).is_ok_and(|id| jid::same_domain(id, &peer)),
+                None => {
+                    wire::sasl_failure(&mut self.out, "incorrect-encoding");
+                    return;
+                }
+            }
+        };
+        if !authzid_ok {
+            wire::sasl_failure(&mut self.out, "invalid-authzid");
+            return;
+        }
+        wire::sasl_success(&mut self.out);
+        self.sasl_done = true;
+        // Stream restart: the parser starts afresh; nothing after <auth/> is legitimate yet.
+        self.framer.reset();
+        self.state = State::AwaitHeader;
+        self.header_sent = false;
+        self.authenticate(peer, AuthMethod::SaslExternal, policy);
+    }
+
+    fn on_db_result(&mut self, s: &Stanza, policy: &dyn StreamPolicy) {
+        if self.tls_required() && !self.tls_active {
+            return self.fail(StreamCondition::PolicyViolation, Some("TLS required"));
+        }
+        let (Some(from), Some(to)) = (s.from(), s.to()) else {
+            return self.fail(StreamCondition::ImproperAddressing, Some("db:result needs from and to"));
+        };
+        let (from, to) = (from.to_ascii_lowercase(), to.to_ascii_lowercase());
+        if s.stanza_type().is_some() {
+            // A db:result with a type is an answer; we never asked on an inbound stream.
+            return self.fail(StreamCondition::UnsupportedStanzaType, None);
+        }
+        if jid::check_domain(&from).is_err() || jid::check_domain(&to).is_err() {
+            return self.fail(StreamCondition::ImproperAddressing, None);
+        }
+        if !policy.serves(&to) {
+            wire::db_answer(&mut self.out, DbElement::Result, &to, &from, None, Err(StanzaCondition::ItemNotFound));
+            return;
+        }
+        let Some(p) = policy.policy_for(&from) else {
+            wire::db_answer(&mut self.out, DbElement::Result, &to, &from, None, Err(StanzaCondition::Forbidden));
+            return;
+        };
+        if !dialback_allowed(&p, self.tls_active) {
+            wire::db_answer(&mut self.out, DbElement::Result, &to, &from, None, Err(StanzaCondition::NotAllowed));
+            return;
+        }
+        if self.authenticated.iter().any(|d| jid::same_domain(d, &from)) {
+            wire::db_answer(&mut self.out, DbElement::Result, &to, &from, None, Ok(true));
+            return;
+        }
+        if self.pending_verify.len() >= 8 {
+            return self.fail(StreamCondition::PolicyViolation, Some("too many pending dialback requests"));
+        }
+        let key = match s.text() {
+            Ok(k) if !k.trim().is_empty() => k.trim().to_string(),
+            _ => return self.fail(StreamCondition::NotAuthorized, Some("empty dialback key")),
+        };
+        self.pending_verify.push((from.clone(), to.clone()));
+        self.events.push_back(InboundEvent::VerifyKey {
+            originating: from,
+            receiving: to,
+            stream_id: self.stream_id.clone(),
+            key,
+        });
+    }
+
+    fn on_db_verify(&mut self, s: &Stanza, policy: &dyn StreamPolicy) {
+        // We are the authoritative server: a receiving server asks whether our key is genuine.
+        let (Some(from), Some(to), Some(id)) = (s.from(), s.to(), s.id()) else {
+            return self.fail(StreamCondition::ImproperAddressing, Some("db:verify needs from, to and id"));
+        };
+        let (from, to, id) = (from.to_ascii_lowercase(), to.to_ascii_lowercase(), id.to_string());
+        if s.stanza_type().is_some() {
+            return self.fail(StreamCondition::UnsupportedStanzaType, None);
+        }
+        let tls_required = policy.policy_for(&from).is_some_and(|p| p.tls == Negotiation::Required);
+        if tls_required && !self.tls_active {
+            return self.fail(StreamCondition::PolicyViolation, Some("TLS required"));
+        }
+        if !policy.serves(&to) {
+            wire::db_answer(&mut self.out, DbElement::Verify, &to, &from, Some(&id), Err(StanzaCondition::ItemNotFound));
+            return;
+        }
+        let key = s.text().map(|k| k.trim().to_string()).unwrap_or_default();
+        let valid = policy.dialback().verify(&from, &to, &id, &key);
+        wire::db_answer(&mut self.out, DbElement::Verify, &to, &from, Some(&id), Ok(valid));
+    }
+
+    fn on_stanza(&mut self, s: Stanza) {
+        if self.tls_required() && !self.tls_active {
+            return self.fail(StreamCondition::PolicyViolation, Some("TLS required"));
+        }
+        if self.authenticated.is_empty() {
+            return self.fail(StreamCondition::NotAuthorized, None);
+        }
+        let ok_from = match s.from() {
+            None => return self.fail(StreamCondition::ImproperAddressing, Some("missing 'from'")),
+            Some(f) => match Jid::parse(&f) {
+                Err(_) => return self.fail(StreamCondition::ImproperAddressing, Some("malformed 'from'")),
+                Ok(j) => self.authenticated.iter().any(|d| jid::same_domain(d, j.domain)),
+            },
+        };
+        if !ok_from {
+            return self.fail(StreamCondition::InvalidFrom, None);
+        }
+        match s.to() {
+            None => return self.fail(StreamCondition::ImproperAddressing, Some("missing 'to'")),
+            Some(t) => match Jid::parse(&t) {
+                Err(_) => return self.fail(StreamCondition::ImproperAddressing, Some("malformed 'to'")),
+                Ok(j) => {
+                    if self.local.as_deref().is_none_or(|l| !jid::same_domain(l, j.domain)) {
+                        return self.fail(StreamCondition::HostUnknown, None);
+                    }
+                }
+            },
+        }
+        self.events.push_back(InboundEvent::Stanza(s));
+    }
+
+    fn authenticate(&mut self, domain: String, method: AuthMethod, _policy: &dyn StreamPolicy) {
+        if self.authenticated.iter().any(|d| jid::same_domain(d, &domain)) {
+            return;
+        }
+        if self.authenticated.is_empty() {
+            self.deadlines.established_by = None;
+            self.framer.set_limits(self.limits.after_auth);
+        }
+        self.authenticated.push(domain.clone());
+        self.events.push_back(InboundEvent::Authenticated { domain, method });
+    }
+}
+
+/// Dialback is allowed by the partner policy, never when SASL is required (Lync matrix), and only
+/// over TLS when TLS is required (the Openfire lesson, protocol-facts §5).
+pub(crate) fn dialback_allowed(p: &PartnerPolicy, tls_active: bool) -> bool {
+    p.dialback && p.sasl != Negotiation::Required && (tls_active || p.tls != Negotiation::Required)
+}
+
+/// Strict base64 (standard alphabet, padding optional) for the SASL initial response.
+pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    fn val(c: u8) -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    }
+    let t = s.trim_end_matches('=');
+    if s.len() - t.len() > 2 || t.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(t.len() * 3 / 4);
+    for chunk in t.as_bytes().chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= val(c)? << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    Some(out)
+}
+
+/// Standard base64 with padding.
+pub(crate) fn base64_encode(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let mut acc = 0u32;
+        for (i, &b) in chunk.iter().enumerate() {
+            acc |= (b as u32) << (16 - 8 * i);
+        }
+        for i in 0..4 {
+            if i <= chunk.len() {
+                s.push(A[((acc >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}

@@ -1,1 +1,4 @@
 //! edge (filled in by its module owner).
+
+pub mod identity;
+pub mod tls;

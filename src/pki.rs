@@ -17,6 +17,9 @@ pub const OID_SRV_NAME: [u64; 9] = [1, 3, 6, 1, 5, 5, 7, 8, 7];
 /// OID of the subjectAltName extension.
 const OID_SUBJECT_ALT_NAME: [u64; 4] = [2, 5, 29, 17];
 
+/// A calendar date `(year, month, day)`, UTC midnight.
+pub type Ymd = (i32, u8, u8);
+
 /// What [`ThrowawayCa::issue_custom`] puts in a leaf (tests of identity checking).
 #[derive(Clone, Debug, Default)]
 pub struct LeafSpec {
@@ -29,7 +32,9 @@ pub struct LeafSpec {
     /// Subject common name; `None` gives an empty subject.
     pub common_name: Option<String>,
     /// `(not_before, not_after)` as `(year, month, day)`; `None` keeps rcgen's wide default.
-    pub validity: Option<((i32, u8, u8), (i32, u8, u8))>,
+    pub validity: Option<(Ymd, Ymd)>,
+    /// EKU serverAuth only (default: serverAuth and clientAuth).
+    pub server_auth_only: bool,
 }
 
 /// A certificate and its private key, both PEM.
@@ -142,10 +147,12 @@ impl ThrowawayCa {
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        if !spec.server_auth_only {
+            params
+                .extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ClientAuth);
+        }
         let cert = params.signed_by(&key, &self.cert, &self.key)?;
         Ok(IssuedCert {
             cert_pem: cert.pem(),
@@ -177,7 +184,10 @@ fn other_name(oid: &[u64], string_tag: u8, value: &str) -> Vec<u8> {
 /// Content octets of an OBJECT IDENTIFIER (the arcs are constants with at least two entries).
 fn der_oid_content(arcs: &[u64]) -> Vec<u8> {
     let mut out = Vec::new();
-    let (first, second) = (arcs.first().copied().unwrap_or(0), arcs.get(1).copied().unwrap_or(0));
+    let (first, second) = (
+        arcs.first().copied().unwrap_or(0),
+        arcs.get(1).copied().unwrap_or(0),
+    );
     for arc in std::iter::once(first * 40 + second).chain(arcs.iter().skip(2).copied()) {
         let mut groups = vec![(arc & 0x7F) as u8];
         let mut rest = arc >> 7;

@@ -360,7 +360,15 @@ mod tests {
             PresentedId::DnsId("*.a.test".into()),
             PresentedId::XmppAddr("a.test".into()),
         ];
-        for bad in ["", ".", "..a.test", "x..a.test", "*.a.test", "a test", "@a.test"] {
+        for bad in [
+            "",
+            ".",
+            "..a.test",
+            "x..a.test",
+            "*.a.test",
+            "a test",
+            "@a.test",
+        ] {
             assert!(!matches_domain(&ids, bad), "{bad:?}");
         }
     }
@@ -387,7 +395,10 @@ mod tests {
             None
         );
         // truncated, indefinite length, non-minimal length
-        assert_eq!(other_name_string(&[0xA0, 5, 0x0C, 1], TAG_UTF8_STRING), None);
+        assert_eq!(
+            other_name_string(&[0xA0, 5, 0x0C, 1], TAG_UTF8_STRING),
+            None
+        );
         assert_eq!(other_name_string(&[0xA0, 0x80], TAG_UTF8_STRING), None);
         assert_eq!(
             other_name_string(&[0xA0, 0x81, 3, 0x0C, 1, b'a'], TAG_UTF8_STRING),

@@ -18,8 +18,7 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{
-    ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider,
-    WebPkiSupportedAlgorithms,
+    ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider, WebPkiSupportedAlgorithms,
 };
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -320,7 +319,10 @@ pub fn load_roots(
     extra_pem_files: &[PathBuf],
     system_roots: bool,
 ) -> Result<Arc<RootCertStore>, TlsSetupError> {
-    load_roots_from(extra_pem_files, system_roots.then_some(Path::new(SYSTEM_CA_BUNDLE)))
+    load_roots_from(
+        extra_pem_files,
+        system_roots.then_some(Path::new(SYSTEM_CA_BUNDLE)),
+    )
 }
 
 fn load_roots_from(
@@ -430,10 +432,18 @@ pub fn server_config(
 /// Client config for outbound S2S: presents `identity` as client certificate, accepts any server
 /// chain at handshake time (judge it with [`check_peer`] and `Purpose::ServerAuth`). SNI is the
 /// name given to `ClientConnection::new` — use [`server_name`] with the remote domain.
-pub fn client_config(identity: &TlsIdentity, alpn: Alpn) -> Result<Arc<ClientConfig>, TlsSetupError> {
+pub fn client_config(
+    identity: &TlsIdentity,
+    alpn: Alpn,
+) -> Result<Arc<ClientConfig>, TlsSetupError> {
     let provider = provider();
     // Checks the key like `load_identity` does, with a typed error.
-    certified_key(&identity.chain, &identity.key, "client certificate", "client key")?;
+    certified_key(
+        &identity.chain,
+        &identity.key,
+        "client certificate",
+        "client key",
+    )?;
     let mut config = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(VERSIONS)
         .map_err(|error| TlsSetupError::Rustls {
@@ -674,7 +684,9 @@ pub fn check_peer(
         Ok(ee) => ee,
         Err(e) => return PeerCertStatus::Untrusted(e.into()),
     };
-    let algs = ring::default_provider().signature_verification_algorithms.all;
+    let algs = ring::default_provider()
+        .signature_verification_algorithms
+        .all;
     let verify = |usage: webpki::KeyUsage| {
         ee.verify_for_usage(algs, &roots.roots, intermediates, now, usage, None, None)
             .map(|_| ())
@@ -692,5 +704,605 @@ pub fn check_peer(
         Ok(ids) if matches_domain(&ids, domain) => PeerCertStatus::Trusted,
         // Unreadable names are treated as "names nothing", never as a match.
         _ => PeerCertStatus::NameMismatch,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{IssuedCert, LeafSpec, ThrowawayCa};
+    use rustls::{ClientConnection, ProtocolVersion, ServerConnection, StreamOwned};
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+
+    /// 2026-01-01T00:00:00Z: inside rcgen's default validity, fixed so tests read no clock.
+    fn now() -> UnixTime {
+        UnixTime::since_unix_epoch(Duration::from_secs(1_767_225_600))
+    }
+
+    fn chain(cert: &IssuedCert) -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    fn ident(cert: &IssuedCert) -> TlsIdentity {
+        identity_from_pem(&cert.cert_pem, &cert.key_pem).unwrap()
+    }
+
+    fn roots(ca: &ThrowawayCa) -> Arc<RootCertStore> {
+        roots_from_pem(&[&ca.cert_pem()]).unwrap()
+    }
+
+    fn status(ca: &ThrowawayCa, cert: &IssuedCert, domain: &str, p: Purpose) -> PeerCertStatus {
+        check_peer(&chain(cert), &roots(ca), domain, p, now())
+    }
+
+    fn custom(ca: &ThrowawayCa, spec: LeafSpec) -> IssuedCert {
+        ca.issue_custom(&spec).unwrap()
+    }
+
+    // ---- check_peer ----
+
+    #[test]
+    fn trusted_when_chain_valid_and_xmpp_addr_matches() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let leaf = custom(
+            &ca,
+            LeafSpec {
+                xmpp_addrs: vec!["a.test".into()],
+                ..LeafSpec::default()
+            },
+        );
+        for p in [
+            Purpose::ServerAuth,
+            Purpose::ClientAuth,
+            Purpose::ServerOrClientAuth,
+        ] {
+            assert_eq!(status(&ca, &leaf, "a.test", p), PeerCertStatus::Trusted);
+        }
+    }
+
+    #[test]
+    fn trusted_with_dns_id_only() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let leaf = ca.issue_with(&["a.test"], false).unwrap();
+        assert_eq!(
+            status(&ca, &leaf, "A.Test", Purpose::ServerAuth),
+            PeerCertStatus::Trusted
+        );
+    }
+
+    #[test]
+    fn trusted_with_srv_id_only() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let leaf = custom(
+            &ca,
+            LeafSpec {
+                srv_ids: vec!["_xmpp-server.a.test".into()],
+                ..LeafSpec::default()
+            },
+        );
+        assert_eq!(
+            status(&ca, &leaf, "a.test", Purpose::ClientAuth),
+            PeerCertStatus::Trusted
+        );
+        assert_eq!(
+            status(&ca, &leaf, "b.test", Purpose::ClientAuth),
+            PeerCertStatus::NameMismatch
+        );
+    }
+
+    #[test]
+    fn wildcard_dns_id_matches_one_label_only() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let leaf = custom(
+            &ca,
+            LeafSpec {
+                dns_ids: vec!["*.a.test".into()],
+                ..LeafSpec::default()
+            },
+        );
+        let p = Purpose::ServerAuth;
+        assert_eq!(status(&ca, &leaf, "x.a.test", p), PeerCertStatus::Trusted);
+        assert_eq!(
+            status(&ca, &leaf, "a.test", p),
+            PeerCertStatus::NameMismatch
+        );
+        assert_eq!(
+            status(&ca, &leaf, "y.x.a.test", p),
+            PeerCertStatus::NameMismatch
+        );
+    }
+
+    #[test]
+    fn common_name_only_is_name_mismatch() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let leaf = custom(
+            &ca,
+            LeafSpec {
+                common_name: Some("a.test".into()),
+                ..LeafSpec::default()
+            },
+        );
+        assert_eq!(
+            status(&ca, &leaf, "a.test", Purpose::ServerAuth),
+            PeerCertStatus::NameMismatch
+        );
+    }
+
+    #[test]
+    fn other_domain_is_name_mismatch() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let leaf = ca.issue(&["a.test"]).unwrap();
+        assert_eq!(
+            status(&ca, &leaf, "b.test", Purpose::ServerAuth),
+            PeerCertStatus::NameMismatch
+        );
+        assert_eq!(
+            status(&ca, &leaf, "", Purpose::ServerAuth),
+            PeerCertStatus::NameMismatch
+        );
+    }
+
+    #[test]
+    fn self_signed_is_untrusted() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let leaf = ThrowawayCa::self_signed(&["a.test"]).unwrap();
+        assert_eq!(
+            status(&ca, &leaf, "a.test", Purpose::ServerAuth),
+            PeerCertStatus::Untrusted(CertProblem::UnknownIssuer)
+        );
+    }
+
+    #[test]
+    fn cert_from_other_ca_is_untrusted() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let other = ThrowawayCa::new("other").unwrap();
+        let leaf = other.issue(&["a.test"]).unwrap();
+        assert_eq!(
+            status(&ca, &leaf, "a.test", Purpose::ClientAuth),
+            PeerCertStatus::Untrusted(CertProblem::UnknownIssuer)
+        );
+    }
+
+    #[test]
+    fn expired_and_not_yet_valid_are_untrusted() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let dated = |from, to| {
+            custom(
+                &ca,
+                LeafSpec {
+                    dns_ids: vec!["a.test".into()],
+                    validity: Some((from, to)),
+                    ..LeafSpec::default()
+                },
+            )
+        };
+        let expired = dated((2000, 1, 1), (2001, 1, 1));
+        let future = dated((2100, 1, 1), (2101, 1, 1));
+        assert_eq!(
+            status(&ca, &expired, "a.test", Purpose::ServerAuth),
+            PeerCertStatus::Untrusted(CertProblem::Expired)
+        );
+        assert_eq!(
+            status(&ca, &future, "a.test", Purpose::ServerAuth),
+            PeerCertStatus::Untrusted(CertProblem::NotValidYet)
+        );
+    }
+
+    #[test]
+    fn server_auth_only_cert_fails_client_auth_but_passes_either() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let leaf = custom(
+            &ca,
+            LeafSpec {
+                dns_ids: vec!["a.test".into()],
+                server_auth_only: true,
+                ..LeafSpec::default()
+            },
+        );
+        assert_eq!(
+            status(&ca, &leaf, "a.test", Purpose::ClientAuth),
+            PeerCertStatus::Untrusted(CertProblem::WrongPurpose)
+        );
+        assert_eq!(
+            status(&ca, &leaf, "a.test", Purpose::ServerOrClientAuth),
+            PeerCertStatus::Trusted
+        );
+    }
+
+    #[test]
+    fn absent_and_garbage_chains() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let r = roots(&ca);
+        assert_eq!(
+            check_peer(&[], &r, "a.test", Purpose::ClientAuth, now()),
+            PeerCertStatus::Absent
+        );
+        let junk = [CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00])];
+        assert!(matches!(
+            check_peer(&junk, &r, "a.test", Purpose::ClientAuth, now()),
+            PeerCertStatus::Untrusted(_)
+        ));
+    }
+
+    #[test]
+    fn empty_root_store_trusts_nothing() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let leaf = ca.issue(&["a.test"]).unwrap();
+        let empty = RootCertStore::empty();
+        assert_eq!(
+            check_peer(&chain(&leaf), &empty, "a.test", Purpose::ServerAuth, now()),
+            PeerCertStatus::Untrusted(CertProblem::UnknownIssuer)
+        );
+    }
+
+    // ---- loading ----
+
+    #[test]
+    fn identity_rejects_key_of_another_certificate() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let a = ca.issue(&["a.test"]).unwrap();
+        let b = ca.issue(&["b.test"]).unwrap();
+        assert!(matches!(
+            identity_from_pem(&a.cert_pem, &b.key_pem),
+            Err(TlsSetupError::KeyMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn identity_reports_missing_certificate_and_key() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let a = ca.issue(&["a.test"]).unwrap();
+        assert!(matches!(
+            identity_from_pem(&a.key_pem, &a.key_pem),
+            Err(TlsSetupError::NoCertificate { .. })
+        ));
+        assert!(matches!(
+            identity_from_pem(&a.cert_pem, &a.cert_pem),
+            Err(TlsSetupError::NoPrivateKey { .. })
+        ));
+        assert!(matches!(
+            identity_from_pem("", ""),
+            Err(TlsSetupError::NoCertificate { .. })
+        ));
+    }
+
+    /// A directory of this test's own under the temp dir, removed at the end.
+    struct TempDir(PathBuf);
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            let p = std::env::temp_dir().join(format!("sr-tls-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn loads_identity_and_roots_from_files_and_names_missing_file() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let a = ca.issue(&["a.test"]).unwrap();
+        let dir = TempDir::new("load");
+        let (cert, key, root) = (
+            dir.0.join("a.crt"),
+            dir.0.join("a.key"),
+            dir.0.join("ca.crt"),
+        );
+        std::fs::write(&cert, &a.cert_pem).unwrap();
+        std::fs::write(&key, &a.key_pem).unwrap();
+        std::fs::write(&root, ca.cert_pem()).unwrap();
+        let id = load_identity(&cert, &key).unwrap();
+        assert_eq!(id.chain.len(), 1);
+        let store = load_roots(std::slice::from_ref(&root), false).unwrap();
+        assert_eq!(store.len(), 1);
+        let missing = dir.0.join("missing.key");
+        match load_identity(&cert, &missing) {
+            Err(TlsSetupError::Read { path, .. }) => assert_eq!(path, missing),
+            other => panic!("expected Read error, got {other:?}"),
+        }
+        // A root file holding no certificate is an error naming the file.
+        match load_roots(std::slice::from_ref(&key), false) {
+            Err(e @ TlsSetupError::NoCertificate { .. }) => {
+                assert!(e.to_string().contains("a.key"), "{e}")
+            }
+            other => panic!("expected NoCertificate, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn system_roots_fall_back_to_webpki_roots_without_bundle() {
+        let dir = TempDir::new("sys");
+        let store = load_roots_from(&[], Some(&dir.0.join("no-bundle.crt"))).unwrap();
+        assert_eq!(store.len(), webpki_roots::TLS_SERVER_ROOTS.len());
+        assert!(load_roots_from(&[], None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn server_config_rejects_bad_and_duplicate_domains() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let a = ident(&ca.issue(&["a.test"]).unwrap());
+        let bad = [("not a name".to_string(), a.clone())];
+        assert!(matches!(
+            server_config(&a, &bad, Alpn::None),
+            Err(TlsSetupError::InvalidDomain { .. })
+        ));
+        let dup = [
+            ("a.test".to_string(), a.clone()),
+            ("A.test".to_string(), a.clone()),
+        ];
+        assert!(matches!(
+            server_config(&a, &dup, Alpn::None),
+            Err(TlsSetupError::DuplicateDomain { .. })
+        ));
+    }
+
+    // ---- handshakes over loopback ----
+
+    /// What one side saw after a completed handshake and a ping/pong exchange.
+    struct Seen {
+        peer: Vec<CertificateDer<'static>>,
+        version: Option<ProtocolVersion>,
+        alpn: Option<Vec<u8>>,
+    }
+
+    const IO_TIMEOUT: Option<Duration> = Some(Duration::from_secs(10));
+
+    /// Runs a TLS session over 127.0.0.1 with the server and client in two threads; panics (and
+    /// so fails the test) if either side's handshake fails.
+    fn handshake(server: Arc<ServerConfig>, client: Arc<ClientConfig>, sni: &str) -> (Seen, Seen) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sni = server_name(sni).unwrap();
+        std::thread::scope(|s| {
+            let srv = s.spawn(move || {
+                let (sock, _) = listener.accept().unwrap();
+                sock.set_read_timeout(IO_TIMEOUT).unwrap();
+                sock.set_write_timeout(IO_TIMEOUT).unwrap();
+                let mut tls = StreamOwned::new(ServerConnection::new(server).unwrap(), sock);
+                let mut buf = [0u8; 4];
+                tls.read_exact(&mut buf).unwrap();
+                assert_eq!(&buf, b"ping");
+                tls.write_all(b"pong").unwrap();
+                tls.flush().unwrap();
+                Seen {
+                    peer: tls.conn.peer_certificates().unwrap_or(&[]).to_vec(),
+                    version: tls.conn.protocol_version(),
+                    alpn: tls.conn.alpn_protocol().map(<[u8]>::to_vec),
+                }
+            });
+            let cli = s.spawn(move || {
+                let sock = TcpStream::connect(addr).unwrap();
+                sock.set_read_timeout(IO_TIMEOUT).unwrap();
+                sock.set_write_timeout(IO_TIMEOUT).unwrap();
+                let conn = ClientConnection::new(client, sni).unwrap();
+                let mut tls = StreamOwned::new(conn, sock);
+                tls.write_all(b"ping").unwrap();
+                tls.flush().unwrap();
+                let mut buf = [0u8; 4];
+                tls.read_exact(&mut buf).unwrap();
+                assert_eq!(&buf, b"pong");
+                Seen {
+                    peer: tls.conn.peer_certificates().unwrap_or(&[]).to_vec(),
+                    version: tls.conn.protocol_version(),
+                    alpn: tls.conn.alpn_protocol().map(<[u8]>::to_vec),
+                }
+            });
+            (srv.join().unwrap(), cli.join().unwrap())
+        })
+    }
+
+    #[test]
+    fn mutual_tls13_handshake_server_sees_trusted_client_chain() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let server_id = ident(&ca.issue(&["a.test"]).unwrap());
+        let client_id = ident(&ca.issue(&["b.test"]).unwrap());
+        let (srv, cli) = handshake(
+            server_config(&server_id, &[], Alpn::None).unwrap(),
+            client_config(&client_id, Alpn::None).unwrap(),
+            "a.test",
+        );
+        assert_eq!(srv.version, Some(ProtocolVersion::TLSv1_3));
+        assert_eq!(srv.peer, client_id.chain);
+        assert_eq!(srv.alpn, None);
+        let r = roots(&ca);
+        assert_eq!(
+            check_peer(&srv.peer, &r, "b.test", Purpose::ClientAuth, now()),
+            PeerCertStatus::Trusted
+        );
+        assert_eq!(
+            check_peer(&cli.peer, &r, "a.test", Purpose::ServerAuth, now()),
+            PeerCertStatus::Trusted
+        );
+    }
+
+    #[test]
+    fn untrusted_client_certificate_still_completes_handshake() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let server_id = ident(&ca.issue(&["a.test"]).unwrap());
+        let rogue = ident(&ThrowawayCa::self_signed(&["b.test"]).unwrap());
+        let (srv, _) = handshake(
+            server_config(&server_id, &[], Alpn::None).unwrap(),
+            client_config(&rogue, Alpn::None).unwrap(),
+            "a.test",
+        );
+        assert_eq!(srv.peer, rogue.chain);
+        assert_eq!(
+            check_peer(&srv.peer, &roots(&ca), "b.test", Purpose::ClientAuth, now()),
+            PeerCertStatus::Untrusted(CertProblem::UnknownIssuer)
+        );
+    }
+
+    #[test]
+    fn untrusted_server_certificate_still_completes_handshake() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let rogue = ident(&ThrowawayCa::self_signed(&["a.test"]).unwrap());
+        let client_id = ident(&ca.issue(&["b.test"]).unwrap());
+        let (_, cli) = handshake(
+            server_config(&rogue, &[], Alpn::None).unwrap(),
+            client_config(&client_id, Alpn::None).unwrap(),
+            "a.test",
+        );
+        assert_eq!(
+            check_peer(&cli.peer, &roots(&ca), "a.test", Purpose::ServerAuth, now()),
+            PeerCertStatus::Untrusted(CertProblem::UnknownIssuer)
+        );
+    }
+
+    #[test]
+    fn sni_selects_per_domain_certificate() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let default = ident(&ca.issue(&["a.test"]).unwrap());
+        let other = ident(&ca.issue(&["other.test"]).unwrap());
+        let cfg = server_config(
+            &default,
+            &[("Other.Test".into(), other.clone())],
+            Alpn::None,
+        )
+        .unwrap();
+        let client = client_config(&ident(&ca.issue(&["c.test"]).unwrap()), Alpn::None).unwrap();
+        let (_, cli) = handshake(cfg.clone(), client.clone(), "other.test");
+        assert_eq!(cli.peer, other.chain);
+        let (_, cli) = handshake(cfg, client, "unknown.test");
+        assert_eq!(cli.peer, default.chain);
+    }
+
+    #[test]
+    fn direct_tls_negotiates_xmpp_server_alpn() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let id = ident(&ca.issue(&["a.test"]).unwrap());
+        let (srv, cli) = handshake(
+            server_config(&id, &[], Alpn::XmppServer).unwrap(),
+            client_config(&id, Alpn::XmppServer).unwrap(),
+            "a.test",
+        );
+        assert_eq!(srv.alpn.as_deref(), Some(ALPN_XMPP_SERVER));
+        assert_eq!(cli.alpn.as_deref(), Some(ALPN_XMPP_SERVER));
+    }
+
+    #[test]
+    fn tls12_client_is_accepted_with_client_certificate() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let server_id = ident(&ca.issue(&["a.test"]).unwrap());
+        let client_id = ident(&ca.issue(&["b.test"]).unwrap());
+        let tls12_client = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(DeferredPeerVerifier::new(&provider())))
+            .with_client_auth_cert(client_id.chain.clone(), client_id.key.clone_key())
+            .unwrap();
+        let (srv, _) = handshake(
+            server_config(&server_id, &[], Alpn::None).unwrap(),
+            Arc::new(tls12_client),
+            "a.test",
+        );
+        assert_eq!(srv.version, Some(ProtocolVersion::TLSv1_2));
+        assert_eq!(
+            check_peer(&srv.peer, &roots(&ca), "b.test", Purpose::ClientAuth, now()),
+            PeerCertStatus::Trusted
+        );
+    }
+
+    // ---- protocol versions and compression, sans-IO ----
+
+    /// A ClientHello record with `version` and `compression` methods, without
+    /// supported_versions (as TLS 1.0/1.1 clients send), with the extensions rustls requires.
+    fn legacy_client_hello(version: [u8; 2], compression: &[u8]) -> Vec<u8> {
+        let mut body = version.to_vec();
+        body.extend([7u8; 32]); // random
+        body.push(0); // session id
+        body.extend([0, 4, 0x00, 0x2f, 0xc0, 0x2b]); // RSA_AES128_CBC_SHA, ECDHE_ECDSA_AES128_GCM
+        body.push(compression.len() as u8);
+        body.extend(compression);
+        let extensions = [
+            0x00, 0x0d, 0, 4, 0, 2, 0x04,
+            0x03, // signature_algorithms: ecdsa_secp256r1_sha256
+            0x00, 0x0a, 0, 4, 0, 2, 0x00, 0x17, // supported_groups: secp256r1
+            0x00, 0x0b, 0, 2, 1, 0, // ec_point_formats: uncompressed
+        ];
+        body.extend((extensions.len() as u16).to_be_bytes());
+        body.extend(extensions);
+        let mut hs = vec![1];
+        hs.extend(&(body.len() as u32).to_be_bytes()[1..]);
+        hs.extend(body);
+        let mut rec = vec![0x16, 3, 1];
+        rec.extend((hs.len() as u16).to_be_bytes());
+        rec.extend(hs);
+        rec
+    }
+
+    fn server_verdict(hello: &[u8]) -> Result<(), rustls::Error> {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let id = ident(&ca.issue(&["a.test"]).unwrap());
+        let mut conn = ServerConnection::new(server_config(&id, &[], Alpn::None).unwrap()).unwrap();
+        conn.read_tls(&mut &hello[..]).unwrap();
+        conn.process_new_packets().map(|_| ())
+    }
+
+    #[test]
+    fn server_refuses_tls10_and_tls11_client_hello() {
+        for version in [[3, 1], [3, 2]] {
+            assert_eq!(
+                server_verdict(&legacy_client_hello(version, &[0])),
+                Err(rustls::PeerIncompatible::Tls12NotOffered.into()),
+                "{version:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn server_refuses_client_hello_without_null_compression() {
+        assert_eq!(
+            server_verdict(&legacy_client_hello([3, 3], &[1])),
+            Err(rustls::PeerIncompatible::NullCompressionRequired.into())
+        );
+    }
+
+    /// The versions listed in the supported_versions extension of a ClientHello record.
+    fn offered_versions(rec: &[u8]) -> Vec<u16> {
+        let hs = &rec[5..];
+        assert_eq!(hs[0], 1, "not a ClientHello");
+        let mut p = 4 + 2 + 32;
+        p += 1 + usize::from(hs[p]); // session id
+        p += 2 + usize::from(u16::from_be_bytes([hs[p], hs[p + 1]])); // cipher suites
+        p += 1 + usize::from(hs[p]); // compression
+        let end = p + 2 + usize::from(u16::from_be_bytes([hs[p], hs[p + 1]]));
+        p += 2;
+        while p < end {
+            let ty = u16::from_be_bytes([hs[p], hs[p + 1]]);
+            let len = usize::from(u16::from_be_bytes([hs[p + 2], hs[p + 3]]));
+            let data = &hs[p + 4..p + 4 + len];
+            if ty == 0x002b {
+                return data[1..]
+                    .chunks(2)
+                    .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                    .collect();
+            }
+            p += 4 + len;
+        }
+        panic!("no supported_versions extension");
+    }
+
+    #[test]
+    fn client_offers_only_tls12_and_tls13_with_null_compression() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let id = ident(&ca.issue(&["a.test"]).unwrap());
+        let mut conn = ClientConnection::new(
+            client_config(&id, Alpn::None).unwrap(),
+            server_name("a.test").unwrap(),
+        )
+        .unwrap();
+        let mut hello = Vec::new();
+        conn.write_tls(&mut hello).unwrap();
+        let mut versions = offered_versions(&hello);
+        versions.sort_unstable();
+        assert_eq!(versions, vec![0x0303, 0x0304]);
     }
 }

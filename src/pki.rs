@@ -66,6 +66,20 @@ impl ThrowawayCa {
         Ok(ThrowawayCa { cert, key })
     }
 
+    /// Creates an intermediate CA named `name`, signed by this CA (tests of chain building: a
+    /// leaf it issues validates only if the intermediate's [`Self::cert_pem`] is sent along).
+    pub fn intermediate(&self, name: &str) -> Result<Self, rcgen::Error> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, name);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params.signed_by(&key, &self.cert, &self.key)?;
+        Ok(ThrowawayCa { cert, key })
+    }
+
     /// The CA certificate, PEM, to be used as a trust root.
     pub fn cert_pem(&self) -> String {
         self.cert.pem()

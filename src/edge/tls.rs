@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{
@@ -28,7 +28,9 @@ use rustls::{
     SignatureScheme, SupportedProtocolVersion,
 };
 use rustls_pki_types::pem::{self, PemObject};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::{
+    CertificateDer, PrivateKeyDer, ServerName, SignatureVerificationAlgorithm, UnixTime,
+};
 
 use super::identity::{matches_domain, presented_ids};
 
@@ -652,6 +654,17 @@ impl From<webpki::Error> for CertProblem {
     }
 }
 
+/// The *ring* provider's signature verification algorithms, looked up once (building a provider
+/// allocates).
+fn sig_algs() -> &'static [&'static dyn SignatureVerificationAlgorithm] {
+    static ALGS: OnceLock<&'static [&'static dyn SignatureVerificationAlgorithm]> = OnceLock::new();
+    ALGS.get_or_init(|| {
+        ring::default_provider()
+            .signature_verification_algorithms
+            .all
+    })
+}
+
 /// Outcome of [`check_peer`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerCertStatus {
@@ -684,9 +697,7 @@ pub fn check_peer(
         Ok(ee) => ee,
         Err(e) => return PeerCertStatus::Untrusted(e.into()),
     };
-    let algs = ring::default_provider()
-        .signature_verification_algorithms
-        .all;
+    let algs = sig_algs();
     let verify = |usage: webpki::KeyUsage| {
         ee.verify_for_usage(algs, &roots.roots, intermediates, now, usage, None, None)
             .map(|_| ())
@@ -843,6 +854,26 @@ mod tests {
         assert_eq!(
             status(&ca, &leaf, "", Purpose::ServerAuth),
             PeerCertStatus::NameMismatch
+        );
+    }
+
+    #[test]
+    fn intermediate_from_peer_chain_is_used() {
+        let root = ThrowawayCa::new("root").unwrap();
+        let inter = root.intermediate("intermediate").unwrap();
+        let leaf = inter.issue(&["a.test"]).unwrap();
+        let r = roots(&root);
+        let mut full = chain(&leaf);
+        full.extend(
+            CertificateDer::pem_slice_iter(inter.cert_pem().as_bytes()).map(Result::unwrap),
+        );
+        assert_eq!(
+            check_peer(&full, &r, "a.test", Purpose::ClientAuth, now()),
+            PeerCertStatus::Trusted
+        );
+        assert_eq!(
+            check_peer(&chain(&leaf), &r, "a.test", Purpose::ClientAuth, now()),
+            PeerCertStatus::Untrusted(CertProblem::UnknownIssuer)
         );
     }
 
@@ -1050,6 +1081,7 @@ mod tests {
         peer: Vec<CertificateDer<'static>>,
         version: Option<ProtocolVersion>,
         alpn: Option<Vec<u8>>,
+        kind: Option<rustls::HandshakeKind>,
     }
 
     const IO_TIMEOUT: Option<Duration> = Some(Duration::from_secs(10));
@@ -1075,6 +1107,7 @@ mod tests {
                     peer: tls.conn.peer_certificates().unwrap_or(&[]).to_vec(),
                     version: tls.conn.protocol_version(),
                     alpn: tls.conn.alpn_protocol().map(<[u8]>::to_vec),
+                    kind: tls.conn.handshake_kind(),
                 }
             });
             let cli = s.spawn(move || {
@@ -1092,6 +1125,7 @@ mod tests {
                     peer: tls.conn.peer_certificates().unwrap_or(&[]).to_vec(),
                     version: tls.conn.protocol_version(),
                     alpn: tls.conn.alpn_protocol().map(<[u8]>::to_vec),
+                    kind: tls.conn.handshake_kind(),
                 }
             });
             (srv.join().unwrap(), cli.join().unwrap())
@@ -1120,6 +1154,41 @@ mod tests {
             check_peer(&cli.peer, &r, "a.test", Purpose::ServerAuth, now()),
             PeerCertStatus::Trusted
         );
+    }
+
+    #[test]
+    fn client_without_certificate_is_absent() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let server_id = ident(&ca.issue(&["a.test"]).unwrap());
+        let anonymous = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(VERSIONS)
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(DeferredPeerVerifier::new(&provider())))
+            .with_no_client_auth();
+        let (srv, _) = handshake(
+            server_config(&server_id, &[], Alpn::None).unwrap(),
+            Arc::new(anonymous),
+            "a.test",
+        );
+        assert_eq!(
+            check_peer(&srv.peer, &roots(&ca), "a.test", Purpose::ClientAuth, now()),
+            PeerCertStatus::Absent
+        );
+    }
+
+    #[test]
+    fn resumed_session_still_reports_client_chain() {
+        let ca = ThrowawayCa::new("ca").unwrap();
+        let server =
+            server_config(&ident(&ca.issue(&["a.test"]).unwrap()), &[], Alpn::None).unwrap();
+        let client_id = ident(&ca.issue(&["b.test"]).unwrap());
+        let client = client_config(&client_id, Alpn::None).unwrap();
+        let (first, _) = handshake(server.clone(), client.clone(), "a.test");
+        let (second, _) = handshake(server, client, "a.test");
+        assert_eq!(first.kind, Some(rustls::HandshakeKind::Full));
+        assert_eq!(second.kind, Some(rustls::HandshakeKind::Resumed));
+        assert_eq!(second.peer, client_id.chain);
     }
 
     #[test]

@@ -159,9 +159,10 @@ impl StreamPolicy for EdgeContext {
         let now = UnixTime::now();
         // Public CAs are dropping the clientAuth EKU; S2S peers present their server certificate
         // as client certificate, so either purpose is accepted.
-        [Purpose::ClientAuth, Purpose::ServerAuth].into_iter().any(|p| {
-            matches!(tls::check_peer(chain, &self.roots, domain, p, now), PeerCertStatus::Trusted)
-        })
+        matches!(
+            tls::check_peer(chain, &self.roots, domain, Purpose::ServerOrClientAuth, now),
+            PeerCertStatus::Trusted
+        )
     }
 
     fn dialback(&self) -> &DialbackSecret {

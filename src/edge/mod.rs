@@ -1,7 +1,9 @@
 //! The federation edge: listeners, TLS, inbound and outbound S2S drivers, DNS, routing.
 
 pub mod context;
+pub mod identity;
 pub mod inbound;
 pub mod outbound;
 pub mod pump;
 pub mod route;
+pub mod tls;

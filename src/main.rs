@@ -1,7 +1,58 @@
-//! The `stanza-router` command (filled in by the runtime work).
+//! The `stanza-router` command: `run`, `check`.
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-fn main() {}
+/// XMPP federation edge and XMPP⇄SIP gateway.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the router.
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate the configuration: exit 0 when sound, 2 with every problem listed.
+    Check {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => stanza_router::ops::check::run(&config),
+        Command::Run { config } => {
+            let cfg = match stanza_router::config::Config::load(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return ExitCode::from(2);
+                }
+            };
+            stanza_router::ops::logging::init(&cfg.log.level);
+            match stanza_router::ops::run::run(Arc::new(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("stanza-router: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

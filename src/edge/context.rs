@@ -26,7 +26,7 @@ use crate::xmpp::stream::{StreamPolicy, StreamTimeouts};
 #[derive(Debug, Default)]
 pub struct SharedCounters {
     /// Open inbound + outbound connections.
-    pub connections: AtomicU32,
+    pub connections: Arc<AtomicU32>,
     /// Open connections per partner domain (primary domain), created lazily.
     pub per_partner: std::sync::Mutex<HashMap<String, Arc<AtomicU32>>>,
     /// Stanzas accepted from peers.
@@ -114,9 +114,9 @@ impl EdgeContext {
         let l = &self.config.limits;
         let base = FramerLimits {
             max_stanza_bytes: l.stanza_bytes_before_auth,
-            max_depth: l.max_depth,
-            max_attributes: l.max_attributes,
-            max_elements: l.max_elements_per_stanza,
+            max_depth: l.max_depth.try_into().unwrap_or(u32::MAX),
+            max_attributes: l.max_attributes.try_into().unwrap_or(u32::MAX),
+            max_elements: l.max_elements_per_stanza.try_into().unwrap_or(u32::MAX),
             ..FramerLimits::default()
         };
         PhaseLimits {

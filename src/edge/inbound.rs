@@ -28,7 +28,7 @@ pub struct Verified {
 /// Serves one accepted connection until it closes.
 pub async fn serve(ctx: Rc<EdgeContext>, tcp: TcpStream, direct_tls: bool) {
     let _ = tcp.set_nodelay(true);
-    let Some(_slot) = take_slot(&ctx.counters.connections_arc(), ctx.config.limits.connections) else {
+    let Some(_slot) = take_slot(&ctx.counters.connections, ctx.config.limits.connections) else {
         refuse(tcp, StreamCondition::ResourceConstraint, "connection limit reached").await;
         return;
     };

@@ -1,1 +1,5 @@
-//! ops (filled in by its module owner).
+//! Operating the router: the check command, logging, running until a signal.
+
+pub mod check;
+pub mod logging;
+pub mod run;

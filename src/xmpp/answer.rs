@@ -67,8 +67,8 @@ pub fn answer_domain(s: &Stanza) -> Option<Reply> {
         StanzaKind::Iq => match ty.as_deref() {
             Some("get") => {
                 let child = s.first_child();
-                let ns = child.as_ref().map(|c| c.namespace.as_ref());
-                match (child.as_ref().map(|c| c.local_name.as_ref()), ns) {
+                let ns = child.as_ref().and_then(|c| c.namespace.as_deref());
+                match (child.as_ref().map(|c| c.local_name), ns) {
                     (Some("ping"), Some(NS_PING)) => iq_result(s, None),
                     (Some("query"), Some(NS_DISCO_INFO)) => iq_result(
                         s,

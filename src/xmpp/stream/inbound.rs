@@ -287,7 +287,7 @@ impl InboundStream {
                 self.local = Some(t.clone());
             }
         }
-        if h.stream_ns.as_deref() != Some(wire::NS_STREAMS) || h.local_name != "stream" {
+        if h.namespace.as_deref() != Some(wire::NS_STREAMS) || h.local_name != "stream" {
             return self.fail(StreamCondition::InvalidNamespace, None);
         }
         if h.default_ns.as_deref() != Some(wire::NS_SERVER) {
@@ -419,7 +419,7 @@ impl InboundStream {
             wire::sasl_failure(&mut self.out, "not-authorized");
             return;
         };
-        if s.attr("mechanism").as_deref() != Some("EXTERNAL") {
+        if mechanism(s).as_deref() != Some("EXTERNAL") {
             wire::sasl_failure(&mut self.out, "invalid-mechanism");
             return;
         }
@@ -571,6 +571,19 @@ impl InboundStream {
     }
 }
 
+/// The `mechanism` attribute of a SASL `<auth/>` (not a header attribute the framer indexes).
+fn mechanism(s: &Stanza) -> Option<String> {
+    let mut r = quick_xml::Reader::from_reader(s.as_bytes());
+    match r.read_event() {
+        Ok(quick_xml::events::Event::Start(e)) | Ok(quick_xml::events::Event::Empty(e)) => e
+            .attributes()
+            .flatten()
+            .find(|a| a.key.as_ref() == b"mechanism")
+            .and_then(|a| a.unescape_value().ok().map(|v| v.into_owned())),
+        _ => None,
+    }
+}
+
 /// Dialback is allowed by the partner policy, never when SASL is required (Lync matrix), and only
 /// over TLS when TLS is required (the Openfire lesson, protocol-facts §5).
 pub(crate) fn dialback_allowed(p: &PartnerPolicy, tls_active: bool) -> bool {
@@ -623,4 +636,263 @@ pub(crate) fn base64_encode(data: &[u8]) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xmpp::stream::testing::*;
+    use std::time::Duration;
+
+    struct Dialogue {
+        s: InboundStream,
+        p: FakePolicy,
+        now: Instant,
+        out: Vec<u8>,
+    }
+
+    impl Dialogue {
+        fn new(p: FakePolicy, tls: bool) -> Self {
+            let now = t0();
+            let chain = if tls { some_chain() } else { Vec::new() };
+            Dialogue { s: InboundStream::new(limits(), timeouts(), tls, chain, now), p, now, out: Vec::new() }
+        }
+        fn send(&mut self, bytes: &str) -> String {
+            self.s.handle_bytes(bytes.as_bytes(), self.now, &self.p);
+            self.s.take_output(&mut self.out, self.now);
+            String::from_utf8(self.out.clone()).unwrap()
+        }
+        fn events(&mut self) -> Vec<InboundEvent> {
+            std::iter::from_fn(|| self.s.poll_event()).collect()
+        }
+        fn closed_with(&mut self) -> Option<StreamCondition> {
+            self.events().into_iter().find_map(|e| match e {
+                InboundEvent::Closed(CloseReason::SentError(c)) => Some(c),
+                _ => None,
+            })
+        }
+    }
+
+    fn dialback_partner() -> FakePolicy {
+        FakePolicy::new(vec![partner("a.test", Negotiation::Optional, Negotiation::Optional, true)])
+    }
+
+    #[test]
+    fn answers_header_with_features_offering_starttls_and_dialback() {
+        let mut d = Dialogue::new(dialback_partner(), false);
+        let out = d.send(&peer_header("a.test", "corp.test"));
+        assert!(out.contains("<stream:stream"), "{out}");
+        assert!(out.contains("from='corp.test'") && out.contains("to='a.test'"));
+        assert!(out.contains("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'></starttls>"));
+        assert!(out.contains("urn:xmpp:features:dialback"));
+        assert!(!out.contains("EXTERNAL"));
+    }
+
+    #[test]
+    fn required_tls_is_the_only_feature_before_tls() {
+        let p = FakePolicy::new(vec![partner("a.test", Negotiation::Required, Negotiation::Optional, true)]);
+        let mut d = Dialogue::new(p, false);
+        let out = d.send(&peer_header("a.test", "corp.test"));
+        assert!(out.contains("<required/>"));
+        assert!(!out.contains("dialback xmlns"));
+    }
+
+    #[test]
+    fn stanza_before_tls_when_required_is_policy_violation() {
+        let p = FakePolicy::new(vec![partner("a.test", Negotiation::Required, Negotiation::Optional, true)]);
+        let mut d = Dialogue::new(p, false);
+        d.send(&peer_header("a.test", "corp.test"));
+        let out = d.send("<message from='x@a.test' to='bob@corp.test'><body>hi</body></message>");
+        assert!(out.contains("<policy-violation"), "{out}");
+        assert_eq!(d.closed_with(), Some(StreamCondition::PolicyViolation));
+    }
+
+    #[test]
+    fn stanza_before_authentication_is_not_authorized() {
+        let mut d = Dialogue::new(dialback_partner(), false);
+        d.send(&peer_header("a.test", "corp.test"));
+        let out = d.send("<message from='x@a.test' to='bob@corp.test'/>");
+        assert!(out.contains("<not-authorized"));
+        assert_eq!(d.closed_with(), Some(StreamCondition::NotAuthorized));
+    }
+
+    #[test]
+    fn header_errors_follow_our_own_header() {
+        let cases = [
+            ("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' from='a.test' to='corp.test' version='1.0'>", StreamCondition::InvalidNamespace),
+            ("<stream:stream xmlns='jabber:server' xmlns:stream='urn:wrong' from='a.test' to='corp.test' version='1.0'>", StreamCondition::InvalidNamespace),
+            ("<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' from='a.test' version='1.0'>", StreamCondition::ImproperAddressing),
+            ("<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' from='a.test' to='other.test' version='1.0'>", StreamCondition::HostUnknown),
+            ("<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' from='a.test' to='corp.test' version='2.0'>", StreamCondition::UnsupportedVersion),
+            ("<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' from='unlisted.test' to='corp.test' version='1.0'>", StreamCondition::PolicyViolation),
+            ("<'/>", StreamCondition::NotWellFormed),
+        ];
+        for (header, cond) in cases {
+            let mut d = Dialogue::new(dialback_partner(), false);
+            let out = d.send(header);
+            assert!(out.starts_with("<?xml version='1.0'?><stream:stream"), "{header}: {out}");
+            assert!(out.contains(&format!("<{} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>", cond.as_str())), "{header}: {out}");
+            assert!(out.ends_with("</stream:stream>"));
+            assert_eq!(d.closed_with(), Some(cond), "{header}");
+        }
+    }
+
+    #[test]
+    fn starttls_discards_cleartext_pipelined_after_it() {
+        let mut d = Dialogue::new(dialback_partner(), false);
+        d.send(&peer_header("a.test", "corp.test"));
+        let out = d.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><message from='x@a.test' to='bob@corp.test'/>");
+        assert!(out.ends_with("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"), "{out}");
+        let evs = d.events();
+        assert!(matches!(evs.last(), Some(InboundEvent::StartTls)), "{evs:?}");
+        assert!(!evs.iter().any(|e| matches!(e, InboundEvent::Stanza(_) | InboundEvent::Closed(_))));
+        d.s.tls_established(Vec::new(), d.now);
+        let out = d.send(&peer_header("a.test", "corp.test"));
+        assert!(out.contains("<stream:features>") && !out.contains("starttls"), "{out}");
+    }
+
+    fn dialback_authenticate(d: &mut Dialogue) {
+        d.send(&peer_header("a.test", "corp.test"));
+        d.events();
+        d.send("<db:result from='a.test' to='corp.test'>abcdef</db:result>");
+        let evs = d.events();
+        let Some(InboundEvent::VerifyKey { originating, receiving, key, stream_id }) = evs.into_iter().next() else {
+            panic!("expected a verify request")
+        };
+        assert_eq!((originating.as_str(), receiving.as_str(), key.as_str()), ("a.test", "corp.test", "abcdef"));
+        assert_eq!(stream_id, d.s.stream_id());
+        d.s.dialback_verified("a.test", "corp.test", Ok(true), &d.p);
+        d.s.take_output(&mut d.out, d.now);
+        let out = String::from_utf8(d.out.clone()).unwrap();
+        assert!(out.contains("<db:result from='corp.test' to='a.test' type='valid'/>"), "{out}");
+    }
+
+    #[test]
+    fn receiving_server_dialback_authenticates_after_verification() {
+        let mut d = Dialogue::new(dialback_partner(), false);
+        dialback_authenticate(&mut d);
+        assert!(d.events().iter().any(|e| matches!(e, InboundEvent::Authenticated { method: AuthMethod::Dialback, .. })));
+        d.send("<iq from='alice@a.test/r' to='corp.test' id='p1' type='get'><ping xmlns='urn:xmpp:ping'/></iq>");
+        assert!(matches!(d.events().as_slice(), [InboundEvent::Stanza(_)]));
+    }
+
+    #[test]
+    fn verification_answers_we_did_not_ask_for_are_ignored() {
+        let mut d = Dialogue::new(dialback_partner(), false);
+        d.send(&peer_header("a.test", "corp.test"));
+        d.s.dialback_verified("a.test", "corp.test", Ok(true), &d.p);
+        assert!(!d.events().iter().any(|e| matches!(e, InboundEvent::Authenticated { .. })));
+        assert!(d.s.authenticated().is_empty());
+    }
+
+    #[test]
+    fn invalid_dialback_key_does_not_authenticate() {
+        let mut d = Dialogue::new(dialback_partner(), false);
+        d.send(&peer_header("a.test", "corp.test"));
+        d.send("<db:result from='a.test' to='corp.test'>k</db:result>");
+        d.events();
+        d.s.dialback_verified("a.test", "corp.test", Ok(false), &d.p);
+        d.s.take_output(&mut d.out, d.now);
+        assert!(String::from_utf8_lossy(&d.out).contains("type='invalid'"));
+        assert!(d.s.authenticated().is_empty());
+    }
+
+    #[test]
+    fn stanza_from_unauthenticated_domain_is_invalid_from() {
+        let mut d = Dialogue::new(dialback_partner(), false);
+        dialback_authenticate(&mut d);
+        d.events();
+        let out = d.send("<message from='mallory@evil.test' to='bob@corp.test'/>");
+        assert!(out.contains("<invalid-from"), "{out}");
+    }
+
+    #[test]
+    fn stanza_to_foreign_domain_is_host_unknown() {
+        let mut d = Dialogue::new(dialback_partner(), false);
+        dialback_authenticate(&mut d);
+        d.events();
+        let out = d.send("<message from='alice@a.test' to='bob@elsewhere.test'/>");
+        assert!(out.contains("<host-unknown"), "{out}");
+    }
+
+    #[test]
+    fn authoritative_server_answers_verify_for_its_own_keys() {
+        let p = dialback_partner();
+        let key = p.secret.key("a.test", "corp.test", "sid-1");
+        let mut d = Dialogue::new(p, false);
+        d.send(&peer_header("a.test", "corp.test"));
+        let out = d.send(&format!("<db:verify from='a.test' to='corp.test' id='sid-1'>{key}</db:verify>"));
+        assert!(out.contains("<db:verify from='corp.test' to='a.test' id='sid-1' type='valid'/>"), "{out}");
+        let out = d.send("<db:verify from='a.test' to='corp.test' id='sid-2'>0000</db:verify>");
+        assert!(out.contains("id='sid-2' type='invalid'"), "{out}");
+    }
+
+    #[test]
+    fn sasl_external_requires_a_trusted_certificate() {
+        let mut p = FakePolicy::new(vec![partner("a.test", Negotiation::Required, Negotiation::Optional, true)]);
+        p.trusted = true;
+        let mut d = Dialogue::new(p, true);
+        let out = d.send(&peer_header("a.test", "corp.test"));
+        assert!(out.contains("<mechanism>EXTERNAL</mechanism>"), "{out}");
+        let out = d.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>");
+        assert!(out.ends_with("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"), "{out}");
+        assert!(d.events().iter().any(|e| matches!(e, InboundEvent::Authenticated { method: AuthMethod::SaslExternal, .. })));
+        let out = d.send(&peer_header("a.test", "corp.test"));
+        assert!(out.ends_with("<stream:features></stream:features>"), "{out}");
+    }
+
+    #[test]
+    fn sasl_external_refuses_an_authzid_the_certificate_does_not_cover() {
+        let mut p = FakePolicy::new(vec![partner("a.test", Negotiation::Required, Negotiation::Optional, true)]);
+        p.trusted = true;
+        let mut d = Dialogue::new(p, true);
+        d.send(&peer_header("a.test", "corp.test"));
+        // base64("evil.test")
+        let out = d.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>ZXZpbC50ZXN0</auth>");
+        assert!(out.contains("<invalid-authzid/>"), "{out}");
+        assert!(d.s.authenticated().is_empty());
+    }
+
+    #[test]
+    fn untrusted_certificate_without_dialback_leaves_no_method() {
+        let p = FakePolicy::new(vec![partner("a.test", Negotiation::Required, Negotiation::Required, false)]);
+        let mut d = Dialogue::new(p, true);
+        let out = d.send(&peer_header("a.test", "corp.test"));
+        assert!(out.contains("<unsupported-feature"), "{out}");
+    }
+
+    #[test]
+    fn dialback_is_refused_when_sasl_is_required() {
+        let p = FakePolicy::new(vec![partner("a.test", Negotiation::Required, Negotiation::Required, true)]);
+        let mut d = Dialogue::new(p, true);
+        d.send(&peer_header("a.test", "corp.test"));
+        d.events();
+        let out = d.send("<db:result from='a.test' to='corp.test'>k</db:result>");
+        assert!(out.contains("type='error'") && out.contains("<not-allowed"), "{out}");
+        assert!(!d.events().iter().any(|e| matches!(e, InboundEvent::VerifyKey { .. })));
+    }
+
+    #[test]
+    fn establishment_timeout_closes_with_connection_timeout() {
+        let mut d = Dialogue::new(dialback_partner(), false);
+        d.send(&peer_header("a.test", "corp.test"));
+        let deadline = d.s.poll_timeout().unwrap();
+        assert_eq!(deadline, d.now + Duration::from_secs(60));
+        d.s.handle_timeout(deadline);
+        d.s.take_output(&mut d.out, deadline);
+        assert!(String::from_utf8_lossy(&d.out).contains("<connection-timeout"));
+        assert_eq!(d.closed_with(), Some(StreamCondition::ConnectionTimeout));
+    }
+
+    #[test]
+    fn keepalive_whitespace_after_idle_interval() {
+        let mut d = Dialogue::new(dialback_partner(), false);
+        dialback_authenticate(&mut d);
+        let later = d.now + Duration::from_secs(300);
+        assert!(d.s.poll_timeout().unwrap() <= later);
+        d.s.handle_timeout(later);
+        d.s.take_output(&mut d.out, later);
+        assert_eq!(d.out, b" ");
+        assert!(!d.s.is_closed());
+    }
 }

@@ -291,7 +291,7 @@ impl OutboundStream {
         if self.state != State::AwaitHeader {
             return self.fail(StreamCondition::InvalidXml, Some("unexpected stream header"));
         }
-        if h.stream_ns.as_deref() != Some(wire::NS_STREAMS) || h.local_name != "stream" {
+        if h.namespace.as_deref() != Some(wire::NS_STREAMS) || h.local_name != "stream" {
             return self.fail(StreamCondition::InvalidNamespace, None);
         }
         if h.default_ns.as_deref() != Some(wire::NS_SERVER) {
@@ -309,7 +309,7 @@ impl OutboundStream {
             return self.fail(StreamCondition::InvalidXml, Some("missing stream id"));
         };
         self.remote_stream_id = Some(id);
-        self.header_db_ns = h.db_ns.as_deref() == Some(wire::NS_DIALBACK);
+        self.header_db_ns = h.dialback_ns.as_deref() == Some(wire::NS_DIALBACK);
         self.state = State::AwaitFeatures;
     }
 

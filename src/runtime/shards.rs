@@ -1,0 +1,207 @@
+//! Starting the router: TLS material, the queue mesh, and one pinned glommio executor per shard,
+//! each binding every listener with SO_REUSEPORT.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::edge::context::{EdgeContext, SharedCounters};
+use crate::edge::tls::{self, Alpn};
+use crate::edge::{inbound, route};
+use crate::runtime::mesh::{self, MeshPlan};
+use crate::xmpp::dialback::DialbackSecret;
+
+/// Why the router could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Certificates, keys or roots could not be loaded.
+    Tls(tls::TlsSetupError),
+    /// An executor could not be created (io_uring, RLIMIT_MEMLOCK).
+    Executor(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Tls(e) => write!(f, "TLS setup: {e}"),
+            StartError::Executor(e) => write!(f, "cannot start shard executor: {e} (check RLIMIT_MEMLOCK and io_uring support; see tuning/README.md)"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// TLS material shared read-only by all shards.
+struct TlsSet {
+    starttls: Arc<rustls::ServerConfig>,
+    direct: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+    client_direct: Arc<rustls::ClientConfig>,
+    roots: Arc<rustls::RootCertStore>,
+}
+
+fn tls_set(cfg: &Config) -> Result<TlsSet, tls::TlsSetupError> {
+    let id = tls::load_identity(&cfg.tls.certificate, &cfg.tls.key)?;
+    let mut per_domain = Vec::new();
+    for d in &cfg.tls.domains {
+        per_domain.push((d.domain.clone(), tls::load_identity(&d.certificate, &d.key)?));
+    }
+    Ok(TlsSet {
+        starttls: tls::server_config(&id, &per_domain, Alpn::None)?,
+        direct: tls::server_config(&id, &per_domain, Alpn::XmppServer)?,
+        client: tls::client_config(&id, Alpn::None)?,
+        client_direct: tls::client_config(&id, Alpn::XmppServer)?,
+        roots: tls::load_roots(&cfg.tls.trust, cfg.tls.system_roots)?,
+    })
+}
+
+/// A running router.
+pub struct RouterHandle {
+    joins: Vec<glommio::ExecutorJoinHandle<()>>,
+    /// Counters of all shards.
+    pub counters: Arc<SharedCounters>,
+}
+
+impl RouterHandle {
+    /// Asks every shard to close its streams and stop.
+    pub fn request_shutdown(&self) {
+        self.counters.shutdown.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits until every shard has stopped.
+    pub fn join(self) {
+        for j in self.joins {
+            let _ = j.join();
+        }
+    }
+
+    /// Shutdown and join.
+    pub fn shutdown(self) {
+        self.request_shutdown();
+        self.join();
+    }
+}
+
+/// Starts the router described by `cfg`.
+pub fn start(cfg: Arc<Config>) -> Result<RouterHandle, StartError> {
+    let tls = Arc::new(tls_set(&cfg).map_err(StartError::Tls)?);
+    let dialback = match &cfg.dialback.secret {
+        Some(s) => DialbackSecret::new(s.as_bytes()),
+        None => DialbackSecret::random(),
+    };
+    let dns_servers = if cfg.dns.servers.is_empty() {
+        std::fs::read_to_string("/etc/resolv.conf")
+            .map(|t| crate::edge::dns::servers_from_resolv_conf(&t))
+            .unwrap_or_default()
+    } else {
+        cfg.dns.servers.clone()
+    };
+    let n = cfg.shard_count();
+    let counters = Arc::new(SharedCounters::default());
+    let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let mut joins = Vec::with_capacity(n);
+    for (i, plan) in mesh::plan(n, cfg.runtime.queue_capacity).into_iter().enumerate() {
+        let cfg = cfg.clone();
+        let tls = tls.clone();
+        let dialback = dialback.clone();
+        let dns_servers = dns_servers.clone();
+        let counters = counters.clone();
+        let builder = LocalExecutorBuilder::new(Placement::Fixed(i % cpus))
+            .name(&format!("shard-{i}"))
+            .io_memory(cfg.runtime.io_memory)
+            .ring_depth(cfg.runtime.ring_depth as usize);
+        let join = builder
+            .spawn(move || async move {
+                shard_main(i, n, plan, cfg, tls, dialback, dns_servers, counters).await;
+            })
+            .map_err(|e| StartError::Executor(e.to_string()))?;
+        joins.push(join);
+    }
+    Ok(RouterHandle { joins, counters })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn shard_main(
+    shard: usize,
+    shards: usize,
+    plan: MeshPlan,
+    cfg: Arc<Config>,
+    tls: Arc<TlsSet>,
+    dialback: DialbackSecret,
+    dns_servers: Vec<SocketAddr>,
+    counters: Arc<SharedCounters>,
+) {
+    let mesh = plan.connect().await;
+    let ctx = Rc::new(EdgeContext {
+        shard,
+        shards,
+        config: cfg.clone(),
+        tls_starttls: tls.starttls.clone(),
+        tls_direct: tls.direct.clone(),
+        tls_client: tls.client.clone(),
+        tls_client_direct: tls.client_direct.clone(),
+        roots: tls.roots.clone(),
+        dialback,
+        dns_servers,
+        counters: counters.clone(),
+        outbound: Default::default(),
+        mesh: mesh.senders,
+        live_streams: Default::default(),
+    });
+    let mut tasks = Vec::new();
+    for rx in mesh.receivers {
+        tasks.push(glommio::spawn_local(route::serve_mesh(ctx.clone(), rx)));
+    }
+    let listeners = cfg.listen.s2s.iter().map(|a| (*a, false)).chain(cfg.listen.s2s_tls.iter().map(|a| (*a, true)));
+    for (addr, direct) in listeners {
+        match TcpListener::bind(addr) {
+            Ok(l) => {
+                if shard == 0 {
+                    info!(%addr, direct_tls = direct, "listening");
+                }
+                tasks.push(glommio::spawn_local(accept_loop(ctx.clone(), l, direct)));
+            }
+            Err(e) => error!(%addr, error = %e, "cannot bind listener"),
+        }
+    }
+    while !counters.shutdown.load(Ordering::Relaxed) {
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+    }
+    // Stop accepting; give open streams a bounded time to send </stream:stream>.
+    drop(tasks);
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while ctx.live_streams.get() > 0 && std::time::Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+    if ctx.live_streams.get() > 0 {
+        warn!(shard, open = ctx.live_streams.get(), "streams still open at shutdown");
+    }
+}
+
+async fn accept_loop(ctx: Rc<EdgeContext>, listener: TcpListener, direct_tls: bool) {
+    loop {
+        match listener.accept().await {
+            Ok(tcp) => {
+                let ctx = ctx.clone();
+                glommio::spawn_local(async move {
+                    ctx.live_streams.set(ctx.live_streams.get() + 1);
+                    inbound::serve(ctx.clone(), tcp, direct_tls).await;
+                    ctx.live_streams.set(ctx.live_streams.get() - 1);
+                })
+                .detach();
+            }
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}

@@ -652,3 +652,44 @@ fn debug_output_redacts_the_dialback_secret() {
     let shown = format!("{cfg:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
 }
+
+#[test]
+fn accepts_inline_tables_and_locates_their_errors() {
+    let text = r#"
+server = { domains = ["corp.test"] }
+listen = { s2s = ["127.0.0.10:5269"] }
+tls = { certificate = "c.pem", key = "k.pem" }
+partner = [{ domain = "a.test", sasl = "optional" }, { domain = "b.test" }]
+"#;
+    let cfg = parse(text).unwrap();
+    assert_eq!(cfg.partners.len(), 2);
+    assert_eq!(cfg.partners[0].sasl, Negotiation::Optional);
+
+    let bad = text.replace("sasl = \"optional\"", "sasl = \"maybe\"");
+    let e = one_error(&bad);
+    assert_eq!(e.key, "partner[0].sasl");
+    assert_eq!(e.line, Some(line_of(&bad, "maybe")));
+
+    let bad = text.replace(
+        "{ domain = \"b.test\" }",
+        "{ domain = \"b.test\", extra = 1 }",
+    );
+    let e = one_error(&bad);
+    assert_eq!(e.key, "partner[1].extra");
+}
+
+#[test]
+fn semantic_errors_in_inline_tables_are_located() {
+    let text = r#"
+server = { domains = ["corp.test"] }
+listen = { s2s = ["127.0.0.10:5269"] }
+tls = { certificate = "c.pem", key = "k.pem" }
+partner = [
+  { domain = "a.test" },
+  { domain = "b.test", tls = "not-supported", sasl = "optional" },
+]
+"#;
+    let e = one_error(text);
+    assert_eq!(e.key, "partner[1].sasl");
+    assert_eq!(e.line, Some(line_of(text, "b.test")));
+}

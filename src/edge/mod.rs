@@ -1,1 +1,3 @@
-//! edge (filled in by its module owner).
+//! Edge: listeners, TLS sessions, inbound/outbound S2S drivers, DNS resolution, policy.
+
+pub mod dns;

@@ -284,6 +284,13 @@ fn classify(res: Option<&LookupResult>) -> SrvSet {
     }
 }
 
+/// Addresses of one SRV target: from the additional section, or lookups in flight.
+#[derive(Debug)]
+enum TargetAddrs {
+    Known(Vec<IpAddr>),
+    Lookups { a: usize, aaaa: usize },
+}
+
 #[derive(Debug)]
 enum Phase {
     /// Waiting for the two SRV lookups: `[xmpps, xmpp]`.
@@ -293,9 +300,8 @@ enum Phase {
     /// Waiting for A/AAAA of SRV targets.
     Targets {
         ordered: Vec<(SrvRecord, bool)>,
-        /// Per distinct target: addresses known from the additional section, or the
-        /// `(A, AAAA)` lookup keys.
-        hosts: Vec<(Name, Result<Vec<IpAddr>, (usize, usize)>)>,
+        /// Per distinct target, its addresses or their lookups.
+        hosts: Vec<(Name, TargetAddrs)>,
     },
     /// Waiting for A/AAAA of the domain itself.
     Fallback {
@@ -371,8 +377,10 @@ impl S2sResolution {
                 }
                 Phase::Targets { hosts, .. } => {
                     let pending = hosts.iter().any(|(_, h)| match h {
-                        Ok(_) => false,
-                        Err((a, aaaa)) => !self.core.done(*a) || !self.core.done(*aaaa),
+                        TargetAddrs::Known(_) => false,
+                        TargetAddrs::Lookups { a, aaaa } => {
+                            !self.core.done(*a) || !self.core.done(*aaaa)
+                        }
                     });
                     if pending {
                         return;
@@ -422,7 +430,7 @@ impl S2sResolution {
             return;
         }
         let ordered = order_srv(records, self.options.tls_preference, &mut self.core.rng);
-        let mut hosts: Vec<(Name, Result<Vec<IpAddr>, (usize, usize)>)> = Vec::new();
+        let mut hosts: Vec<(Name, TargetAddrs)> = Vec::new();
         for (rec, _) in &ordered {
             if hosts.len() >= MAX_TARGETS || hosts.iter().any(|(n, _)| n == &rec.target) {
                 continue;
@@ -436,10 +444,10 @@ impl S2sResolution {
             let entry = if known.is_empty() {
                 let a = self.core.start(rec.target.clone(), RecordType::A, now);
                 let aaaa = self.core.start(rec.target.clone(), RecordType::AAAA, now);
-                Err((a, aaaa))
+                TargetAddrs::Lookups { a, aaaa }
             } else {
                 sort_family(&mut known, self.options.address_order);
-                Ok(known)
+                TargetAddrs::Known(known)
             };
             hosts.push((rec.target.clone(), entry));
         }
@@ -455,8 +463,8 @@ impl S2sResolution {
         let mut first_error = None;
         for (name, entry) in hosts {
             let addrs = match entry {
-                Ok(known) => known,
-                Err((a, aaaa)) => {
+                TargetAddrs::Known(known) => known,
+                TargetAddrs::Lookups { a, aaaa } => {
                     let h = host_addrs(
                         self.core.result(a),
                         self.core.result(aaaa),

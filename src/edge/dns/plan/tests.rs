@@ -113,13 +113,16 @@ enum Act {
     Raw(Vec<u8>),
 }
 
+/// Every transmission of a run, with its decoded query.
+type Log = Vec<(Transmit, Message)>;
+
 /// Runs `m` to its outcome, answering with `script` and jumping simulated time to each
 /// deadline when nothing is in flight. Returns the outcome and every transmission.
 fn run<M: DnsMachine>(
     m: &mut M,
     start: Instant,
     mut script: impl FnMut(&Transmit, &Message) -> Act,
-) -> (Result<M::Output, ResolveError>, Vec<(Transmit, Message)>) {
+) -> (Result<M::Output, ResolveError>, Log) {
     let mut now = start;
     let mut log = Vec::new();
     let mut inbox: VecDeque<(QueryToken, Vec<u8>)> = VecDeque::new();

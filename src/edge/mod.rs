@@ -1,6 +1,7 @@
 //! The federation edge: listeners, TLS, inbound and outbound S2S drivers, DNS, routing.
 
 pub mod context;
+pub mod dns;
 pub mod identity;
 pub mod inbound;
 pub mod outbound;

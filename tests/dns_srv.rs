@@ -265,3 +265,34 @@ fn no_servers_is_a_configuration_error() {
     let err = s2s("example.test", Vec::new()).unwrap_err();
     assert_eq!(err, ResolveError::NoServers);
 }
+
+#[test]
+fn closed_port_moves_on_to_next_server() {
+    // A port nobody listens on: ICMP port-unreachable (or, failing that, the timeout) must
+    // make the resolver use the next server.
+    let closed = std::net::UdpSocket::bind("127.0.0.4:0").unwrap();
+    let closed_addr = closed.local_addr().unwrap();
+    drop(closed);
+    let good = DnsServer::loopback();
+    good.a("plain.test", Ipv4Addr::new(127, 0, 0, 40));
+    let out = s2s("plain.test", vec![closed_addr, good.addr()]).unwrap();
+    assert_eq!(out, vec![target("plain.test", "127.0.0.40:5269", false)]);
+}
+
+#[test]
+fn resolve_host_passes_ip_literals_through_without_queries() {
+    let dns = DnsServer::loopback();
+    let servers = vec![dns.addr()];
+    let out = on_glommio(move || async move {
+        (
+            resolve_host("127.0.0.9", &servers, TIMEOUT).await,
+            resolve_host("[::1]", &servers, TIMEOUT).await,
+        )
+    });
+    assert_eq!(
+        out.0.unwrap(),
+        vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9))]
+    );
+    assert_eq!(out.1.unwrap(), vec![IpAddr::V6(Ipv6Addr::LOCALHOST)]);
+    assert_eq!(dns.total_queries(), 0);
+}

@@ -25,6 +25,10 @@ type Arrival = (QueryToken, io::Result<Vec<u8>>);
 /// Resolves where to open an S2S connection for XMPP `domain` (RFC 6120 §3.2 + XEP-0368):
 /// the targets in the order to try. `servers` are recursive DNS servers tried in order,
 /// each once per query, `timeout` per query. Must run inside a glommio executor.
+///
+/// For the connector: when the list came from SRV records and none of them can be
+/// connected, RFC 6120 §3.2.1 step 8 says not to fall back to the domain's A/AAAA; direct-TLS
+/// targets need SNI set to `domain` and ALPN `xmpp-server` (XEP-0368 §3).
 pub async fn resolve_s2s(
     domain: &str,
     servers: &[SocketAddr],
@@ -41,13 +45,21 @@ pub async fn resolve_s2s(
     drive(machine).await
 }
 
-/// Resolves `name` to its addresses (AAAA then A), for static routes. Same server and
-/// timeout rules as [`resolve_s2s`]. Must run inside a glommio executor.
+/// Resolves `name` to its addresses (AAAA then A), for static routes. An IP literal is
+/// returned as is, without any query. Same server and timeout rules as [`resolve_s2s`].
+/// Must run inside a glommio executor.
 pub async fn resolve_host(
     name: &str,
     servers: &[SocketAddr],
     timeout: Duration,
 ) -> Result<Vec<IpAddr>, ResolveError> {
+    if let Ok(ip) = name
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        return Ok(vec![ip]);
+    }
     let machine = HostResolution::new(
         name,
         servers,

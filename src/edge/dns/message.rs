@@ -469,6 +469,16 @@ mod tests {
         assert_eq!(addrs.len(), MAX_RECORDS);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let mut b = vec![0u8, 1, 0x80, 0];
+            b.extend_from_slice(&body);
+            let _ = digest_response(&b, 1, &name("example.org."), RecordType::A);
+            let _ = digest_response(&body, 1, &name("example.org."), RecordType::SRV);
+        }
+    }
+
     #[test]
     fn never_panics_on_garbage() {
         // Deterministic pseudo-random garbage behind a matching header.

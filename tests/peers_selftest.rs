@@ -189,3 +189,25 @@ fn three_peers_run_at_once_on_distinct_loopback_addresses() {
         .expect("alice gets carol's message");
     assert_eq!(msg.child_text("body").as_deref(), Some("from carol"));
 }
+
+#[test]
+fn failed_starts_report_the_servers_log_tail() {
+    let ca = ThrowawayCa::new("failing CA").expect("CA");
+    for ip in [A_IP, B_IP] {
+        // Hold the c2s port so the server cannot bind it.
+        let taken = std::net::TcpListener::bind((ip, 0)).expect("bind");
+        let mut o = options(&ca, "fail.test", ip, false);
+        o.c2s_port = taken.local_addr().expect("addr").port();
+        let err = if ip == A_IP {
+            Prosody::start(o).err().expect("prosody must not start")
+        } else {
+            Ejabberd::start(o).err().expect("ejabberd must not start")
+        };
+        let text = err.to_string();
+        assert!(matches!(err, HarnessError::Start { .. }), "{text}");
+        assert!(
+            text.contains("--- log tail ---") && text.len() > 200,
+            "{text}"
+        );
+    }
+}

@@ -22,6 +22,9 @@ const EJABBERD_LIBS: &str = "/usr/lib/x86_64-linux-gnu";
 /// Printed on stdout once ejabberd runs and the users exist.
 const READY_MARKER: &str = "HARNESS-READY";
 
+/// Log lines that mean the start failed.
+const EJABBERD_FATAL: &[&str] = &["Failed to start ejabberd application", "[critical]"];
+
 /// A running ejabberd; killed (whole process group) on drop.
 pub struct Ejabberd {
     // Field order matters: the process dies before its directory is removed.
@@ -136,12 +139,24 @@ impl Ejabberd {
         // file exists; logs/ejabberd.log is written with delay (stale when read mid-test).
         let mut process =
             ServerProcess::spawn(&name, "erl", &args, &envs, &stdout, stdout.clone())?;
-        process.wait_for_log(READY_MARKER, deadline)?;
-        let addrs = [opts.c2s_addr(), opts.s2s_addr()];
-        process.wait_for_ports(&addrs, deadline)?;
+        let listening = |port: u16, module: &str| {
+            format!(
+                "Start accepting TCP connections at {}:{port} for {module}",
+                opts.ip
+            )
+        };
+        let mut ready = vec![
+            READY_MARKER.to_string(),
+            listening(opts.c2s_port, "ejabberd_c2s"),
+            listening(opts.s2s_port, "ejabberd_s2s_in"),
+        ];
+        let mut addrs = vec![opts.c2s_addr(), opts.s2s_addr()];
         if let Some(p) = opts.s2s_tls_port {
-            process.wait_for_ports(&[(opts.ip, p).into()], deadline)?;
+            ready.push(listening(p, "ejabberd_s2s_in"));
+            addrs.push((opts.ip, p).into());
         }
+        process.wait_for_all(&ready, EJABBERD_FATAL, deadline)?;
+        process.wait_for_ports(&addrs, deadline)?;
         Ok(Ejabberd {
             process,
             opts,

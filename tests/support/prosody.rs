@@ -13,6 +13,14 @@ use std::time::Instant;
 use super::peers::{check_plain, HarnessError, Peer, PeerOptions, START_DEADLINE};
 use super::workdir::{run_helper, ServerProcess, WorkDir};
 
+/// Log lines that mean the start failed although the process lives on.
+const PROSODY_FATAL: &[&str] = &[
+    "Failed to open server port",
+    "Failed to activate service",
+    "Error binding encrypted port",
+    "Error creating TLS context",
+];
+
 /// A running Prosody; killed (whole process group) on drop.
 pub struct Prosody {
     // Field order matters: the process dies before its directory is removed.
@@ -97,10 +105,18 @@ impl Prosody {
             &dir.join("stdout.log"),
             log,
         )?;
-        let c2s = format!("Activated service 'c2s' on [{}]:{}", opts.ip, opts.c2s_port);
-        let s2s = format!("Activated service 's2s' on [{}]:{}", opts.ip, opts.s2s_port);
-        process.wait_for_log(&c2s, deadline)?;
-        process.wait_for_log(&s2s, deadline)?;
+        // Prosody keeps running when a port cannot be bound; its error line ends the wait.
+        let mut ready = vec![
+            format!("Activated service 'c2s' on [{}]:{}", opts.ip, opts.c2s_port),
+            format!("Activated service 's2s' on [{}]:{}", opts.ip, opts.s2s_port),
+        ];
+        if let Some(p) = opts.s2s_tls_port {
+            ready.push(format!(
+                "Activated service 's2s_direct_tls' on [{}]:{p}",
+                opts.ip
+            ));
+        }
+        process.wait_for_all(&ready, PROSODY_FATAL, deadline)?;
         let mut addrs = vec![opts.c2s_addr(), opts.s2s_addr()];
         if let Some(p) = opts.s2s_tls_port {
             addrs.push((opts.ip, p).into());

@@ -227,6 +227,33 @@ impl ServerProcess {
         }
     }
 
+    /// Waits until every needle of `all` has appeared in some log line; fails at once (with
+    /// the log tail) if a line contains one of `fatal`, the server exits, or `deadline` passes.
+    pub fn wait_for_all(
+        &mut self,
+        all: &[String],
+        fatal: &[&str],
+        deadline: Instant,
+    ) -> Result<(), HarnessError> {
+        let mut missing: Vec<&String> = all.iter().collect();
+        while !missing.is_empty() {
+            let what = format!("log lines {missing:?}");
+            let line = self.wait_for_log_line(&what, deadline, |l| {
+                missing.iter().any(|m| l.contains(m.as_str()))
+                    || fatal.iter().any(|f| l.contains(f))
+            })?;
+            if let Some(f) = fatal.iter().find(|f| line.contains(*f)) {
+                return Err(HarnessError::Start {
+                    server: self.name.clone(),
+                    reason: format!("log says {f:?}: {line}"),
+                    log_tail: self.log_tail(40),
+                });
+            }
+            missing.retain(|m| !line.contains(m.as_str()));
+        }
+        Ok(())
+    }
+
     /// Waits until the log contains `needle` (a substring of one line).
     pub fn wait_for_log(
         &mut self,

@@ -37,6 +37,14 @@ pub struct LeafSpec {
     pub server_auth_only: bool,
 }
 
+/// Gives a certificate a validity period that every peer can handle. rcgen's default ends in
+/// year 4096, and ejabberd 23.01 (p1_pkix) then crashes arming its expiry-notice timer
+/// (`erlang:start_timer` badarg: the delay exceeds the timer range) and serves no TLS at all.
+fn set_validity(params: &mut CertificateParams) {
+    params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2099, 12, 31);
+}
+
 /// A certificate and its private key, both PEM.
 #[derive(Clone, Debug)]
 pub struct IssuedCert {
@@ -60,6 +68,7 @@ impl ThrowawayCa {
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, name);
         params.distinguished_name = dn;
+        set_validity(&mut params);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let cert = params.self_signed(&key)?;
@@ -111,6 +120,7 @@ impl ThrowawayCa {
         // The CN is deliberately not the domain: RFC 9525 says to ignore it.
         dn.push(DnType::CommonName, "stanza-router test leaf");
         params.distinguished_name = dn;
+        set_validity(&mut params);
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
@@ -179,7 +189,8 @@ impl ThrowawayCa {
     pub fn self_signed(domains: &[&str]) -> Result<IssuedCert, rcgen::Error> {
         let key = KeyPair::generate()?;
         let names: Vec<String> = domains.iter().map(|d| d.to_string()).collect();
-        let params = CertificateParams::new(names)?;
+        let mut params = CertificateParams::new(names)?;
+        set_validity(&mut params);
         let cert = params.self_signed(&key)?;
         Ok(IssuedCert {
             cert_pem: cert.pem(),

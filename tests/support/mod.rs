@@ -7,5 +7,6 @@ pub mod dns_server;
 pub mod ejabberd;
 pub mod peers;
 pub mod prosody;
+pub mod router;
 pub mod s2s_peer;
 pub mod workdir;

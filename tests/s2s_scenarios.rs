@@ -85,6 +85,7 @@ fn sasl_external_both_ways_answers_ping_and_bounces_user_message() {
     c.expect("<mechanism>EXTERNAL</mechanism>");
     c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>");
     c.expect("<success");
+    c.restart();
     c.send(&header("a.test", "corp.test"));
     c.expect_header();
     c.expect("stream:features");
@@ -100,6 +101,7 @@ fn sasl_external_both_ways_answers_ping_and_bounces_user_message() {
     let auth = o.expect("mechanism='EXTERNAL'");
     assert!(auth.contains("Y29ycC50ZXN0"), "authzid should be base64(corp.test): {auth}");
     o.send("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+    o.restart();
     o.expect_header();
     o.send(&response_header("a.test", "corp.test", "out-2"));
     o.send("<stream:features/>");

@@ -3,7 +3,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,8 +99,8 @@ pub struct EdgeContext {
     pub dns_servers: Vec<std::net::SocketAddr>,
     /// Shared counters.
     pub counters: Arc<SharedCounters>,
-    /// Outbound streams owned by this shard, by remote domain.
-    pub outbound: RefCell<HashMap<String, LocalSender<OutboundCtl>>>,
+    /// Outbound streams owned by this shard, by (our domain, remote domain).
+    pub outbound: RefCell<HashMap<(String, String), LocalSender<OutboundCtl>>>,
     /// This shard's mesh senders (index = target shard; `None` for ourselves).
     pub mesh: Vec<Option<ConnectedSender<MeshMsg>>>,
     /// Live inbound streams on this shard (for shutdown).

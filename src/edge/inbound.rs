@@ -33,6 +33,7 @@ pub async fn serve(ctx: Rc<EdgeContext>, tcp: TcpStream, direct_tls: bool) {
         return;
     };
     let (tx, rx) = local_channel::new_bounded::<Verified>(8);
+    let tx = Rc::new(tx);
     let now = Instant::now();
     let mut partner_slot = None;
     if direct_tls {
@@ -65,7 +66,7 @@ async fn drive<S>(
     ctx: &Rc<EdgeContext>,
     mut stream: S,
     session: &mut InboundStream,
-    tx: &LocalSender<Verified>,
+    tx: &Rc<LocalSender<Verified>>,
     rx: &LocalReceiver<Verified>,
     partner_slot: &mut Option<Slot>,
 ) -> Option<S>

@@ -63,17 +63,30 @@ pub struct Mesh {
 impl MeshPlan {
     /// Connects every end (must run inside the shard's executor; completes when peers connect).
     pub async fn connect(self) -> Mesh {
-        let mut senders = Vec::with_capacity(self.senders.len());
-        for s in self.senders {
-            senders.push(match s {
-                Some(s) => Some(s.connect().await),
+        // Every end waits for its peer shard to connect the other end, so all ends are connected
+        // concurrently: sequential connects would deadlock shards waiting on each other.
+        let senders: Vec<_> = self
+            .senders
+            .into_iter()
+            .map(|s| s.map(|s| glommio::spawn_local(s.connect())))
+            .collect();
+        let receivers: Vec<_> = self
+            .receivers
+            .into_iter()
+            .flatten()
+            .map(|r| glommio::spawn_local(r.connect()))
+            .collect();
+        let mut connected_senders = Vec::with_capacity(senders.len());
+        for s in senders {
+            connected_senders.push(match s {
+                Some(task) => Some(task.await),
                 None => None,
             });
         }
-        let mut receivers = Vec::new();
-        for r in self.receivers.into_iter().flatten() {
-            receivers.push(r.connect().await);
+        let mut connected_receivers = Vec::with_capacity(receivers.len());
+        for r in receivers {
+            connected_receivers.push(r.await);
         }
-        Mesh { senders, receivers }
+        Mesh { senders: connected_senders, receivers: connected_receivers }
     }
 }

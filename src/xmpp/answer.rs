@@ -4,7 +4,7 @@
 //! Replies are built from parsed, checked fields and escaped; the original payload is never echoed
 //! (no smuggling, no depth to recurse on). An error is never answered with an error, nor a result.
 
-use crate::xml::escape::escape_attr;
+use crate::xml::escape_attr;
 use crate::xml::{Stanza, StanzaKind};
 use crate::xmpp::error::StanzaCondition;
 use crate::xmpp::jid;

@@ -148,6 +148,11 @@ impl PeerConn {
         }
     }
 
+    /// Stream restart (after SASL success): the parser starts afresh.
+    pub fn restart(&mut self) {
+        self.framer.reset();
+    }
+
     /// Runs the TLS client handshake (after `<proceed/>`), presenting `config`'s certificate.
     pub fn starttls_client(&mut self, config: Arc<rustls::ClientConfig>, server_name: &str) {
         let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Gone) else { panic!("TLS already active") };

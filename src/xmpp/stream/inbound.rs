@@ -863,7 +863,8 @@ mod tests {
 
     #[test]
     fn dialback_is_refused_when_sasl_is_required() {
-        let p = FakePolicy::new(vec![partner("a.test", Negotiation::Required, Negotiation::Required, true)]);
+        let mut p = FakePolicy::new(vec![partner("a.test", Negotiation::Required, Negotiation::Required, true)]);
+        p.trusted = true;
         let mut d = Dialogue::new(p, true);
         d.send(&peer_header("a.test", "corp.test"));
         d.events();

@@ -3,7 +3,7 @@
 //! Every attribute value and text goes through the escaping writer; nothing a peer sent is copied
 //! into our output unescaped.
 
-use crate::xml::escape::{escape_attr, escape_text};
+use crate::xml::{escape_attr, escape_text};
 use crate::xmpp::error::{StanzaCondition, StreamCondition};
 
 /// `http://etherx.jabber.org/streams`

@@ -218,3 +218,46 @@ fn direct_tls_listener_offers_sasl_external_without_starttls() {
     let f = c.expect("stream:features");
     assert!(!f.contains("starttls") && f.contains("EXTERNAL"), "{f}");
 }
+
+#[test]
+fn outbound_stream_is_found_through_dns_srv_on_a_loopback_resolver() {
+    let ca = ThrowawayCa::new("scenario CA").unwrap();
+    let peer = peer_tls(&ca.issue_with(&["a.test"], false).unwrap());
+    let l = listener(42);
+    let dns = support::dns_server::DnsServer::start(SocketAddr::new(ip(43).into(), 0));
+    dns.srv("_xmpp-server._tcp.a.test", 10, 5, l.addr().port(), "xmpp.a.test");
+    dns.a("xmpp.a.test", ip(42));
+    let mut setup = RouterSetup::new(ip(41), &ca);
+    setup.partners.push(PartnerEntry {
+        domain: "a.test".into(),
+        toml: "tls = \"required\"\nsasl = \"optional\"\ndialback = true".into(),
+    });
+    setup.extra = format!("[dns]\nservers = [\"{}\"]\ntimeout = \"2s\"\n", dns.addr());
+    let router = TestRouter::start(setup);
+
+    let (mut c, _) = inbound_tls(&router, &peer);
+    c.expect("<mechanism>EXTERNAL</mechanism>");
+    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>");
+    c.expect("<success");
+    c.restart();
+    c.send(&header("a.test", "corp.test"));
+    c.expect_header();
+    c.expect("stream:features");
+    c.send("<iq type='get' from='alice@a.test/r' to='corp.test' id='srv-1'><ping xmlns='urn:xmpp:ping'/></iq>");
+
+    let mut o = outbound_tls(
+        &l,
+        &peer,
+        "out-1",
+        "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL</mechanism></mechanisms>",
+    );
+    o.expect("mechanism='EXTERNAL'");
+    o.send("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+    o.restart();
+    o.expect_header();
+    o.send(&response_header("a.test", "corp.test", "out-2"));
+    o.send("<stream:features/>");
+    assert!(o.expect("id='srv-1'").contains("type='result'"));
+    assert!(dns.queries_for("_xmpps-server._tcp.a.test") >= 1, "direct TLS SRV asked first (XEP-0368)");
+    assert!(dns.queries_for("_xmpp-server._tcp.a.test") >= 1);
+}

@@ -31,8 +31,17 @@ fn write_config(dir: &WorkDir, ip: Ipv4Addr, extra: &str) -> (std::path::PathBuf
 fn check_accepts_a_sound_configuration() {
     let dir = WorkDir::new("cli-check-ok").unwrap();
     let (cfg, _) = write_config(&dir, Ipv4Addr::new(127, 0, 0, 80), "");
-    let out = Command::new(BIN).args(["check", "--config"]).arg(&cfg).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
 }
 
@@ -45,12 +54,19 @@ fn check_lists_every_problem_with_file_and_line_and_exits_2() {
         "[[partner]]\ndomain = \"b.test\"\ntls = \"not-supported\"\nsasl = \"required\"\ndialback = false\n\
          [limits]\nstanza_bytes_before_auth = 900000\n",
     );
-    let out = Command::new(BIN).args(["check", "--config"]).arg(&cfg).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = err.lines().filter(|l| l.contains("router.toml:")).collect();
     assert!(lines.len() >= 2, "every problem listed:\n{err}");
-    assert!(err.contains("partner[1].sasl") || err.contains("partner[1]"), "{err}");
+    assert!(
+        err.contains("partner[1].sasl") || err.contains("partner[1]"),
+        "{err}"
+    );
     assert!(err.contains("stanza_bytes_before_auth"), "{err}");
 }
 
@@ -76,13 +92,20 @@ fn run_closes_streams_and_exits_0_on_sigterm() {
     peer.expect("stream:features");
     let rc = send_sigterm(child.id());
     assert_eq!(rc, 0);
-    assert!(matches!(peer.next(), Got::Close), "expected </stream:stream>: {}", peer.transcript);
+    assert!(
+        matches!(peer.next(), Got::Close),
+        "expected </stream:stream>: {}",
+        peer.transcript
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "router did not exit after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "router did not exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0));
@@ -90,5 +113,10 @@ fn run_closes_streams_and_exits_0_on_sigterm() {
 
 /// Sends SIGTERM with the `kill` command (keeps the tests free of unsafe code).
 fn send_sigterm(pid: u32) -> i32 {
-    Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().code().unwrap_or(-1)
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .code()
+        .unwrap_or(-1)
 }

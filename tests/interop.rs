@@ -18,7 +18,12 @@ fn started<T>(what: &str, r: Result<T, HarnessError>) -> T {
     r.unwrap_or_else(|e| panic!("{what} did not start: {e}"))
 }
 
-fn peer_options(ca: &ThrowawayCa, domain: &str, ip: Ipv4Addr, trust_ca: Option<String>) -> PeerOptions {
+fn peer_options(
+    ca: &ThrowawayCa,
+    domain: &str,
+    ip: Ipv4Addr,
+    trust_ca: Option<String>,
+) -> PeerOptions {
     PeerOptions {
         domain: domain.into(),
         ip,
@@ -39,24 +44,43 @@ fn peer_options(ca: &ThrowawayCa, domain: &str, ip: Ipv4Addr, trust_ca: Option<S
 /// trust one CA; otherwise each side's certificate comes from a CA the other does not trust.
 fn setup(router_ip: u8, peer_ip: u8, trusted: bool, domain: &str) -> (RouterSetup, PeerOptions) {
     let peer_ca = ThrowawayCa::new("partner CA").unwrap();
-    let router_ca = if trusted { None } else { Some(ThrowawayCa::new("router CA").unwrap()) };
+    let router_ca = if trusted {
+        None
+    } else {
+        Some(ThrowawayCa::new("router CA").unwrap())
+    };
     let rca = router_ca.as_ref().unwrap_or(&peer_ca);
     let ip = Ipv4Addr::new(127, 0, 0, router_ip);
     let mut r = RouterSetup::new(ip, rca);
     // The router trusts the partner's CA only in trusted mode; otherwise its own (unrelated) CA.
     r.trust = vec![rca.cert_pem()];
-    let p = peer_options(&peer_ca, domain, Ipv4Addr::new(127, 0, 0, peer_ip), trusted.then(|| peer_ca.cert_pem()));
+    let p = peer_options(
+        &peer_ca,
+        domain,
+        Ipv4Addr::new(127, 0, 0, peer_ip),
+        trusted.then(|| peer_ca.cert_pem()),
+    );
     r.partners.push(PartnerEntry {
         domain: domain.into(),
-        toml: format!("tls = \"required\"\nsasl = \"optional\"\ndialback = true\nproxy_fqdn = \"{}\"", p.s2s_addr()),
+        toml: format!(
+            "tls = \"required\"\nsasl = \"optional\"\ndialback = true\nproxy_fqdn = \"{}\"",
+            p.s2s_addr()
+        ),
     });
     (r, p)
 }
 
 /// alice@partner pings corp.test and messages bob@corp.test.
 fn exercise(client: &mut C2sClient, logs: &dyn Fn() -> String) {
-    let pong = client.ping("corp.test").unwrap_or_else(|e| panic!("ping corp.test: {e}\n{}", logs()));
-    assert!(pong.is_iq_result(), "ping answered {}\n{}", pong.xml, logs());
+    let pong = client
+        .ping("corp.test")
+        .unwrap_or_else(|e| panic!("ping corp.test: {e}\n{}", logs()));
+    assert!(
+        pong.is_iq_result(),
+        "ping answered {}\n{}",
+        pong.xml,
+        logs()
+    );
     assert_eq!(pong.sender_bare(), Some("corp.test"));
     client.send_message("bob@corp.test", "hello bob").unwrap();
     let bounce = client
@@ -75,11 +99,20 @@ fn prosody_federates_with_sasl_external_both_ways_when_certificates_are_trusted(
     let router = TestRouter::start(r);
     p.routes = vec![("corp.test".into(), router.s2s)];
     let prosody = started("prosody", Prosody::start(p));
-    let mut alice = C2sClient::login(prosody.c2s_addr(), "a.test", "alice", "alicepw", "t").unwrap();
+    let mut alice =
+        C2sClient::login(prosody.c2s_addr(), "a.test", "alice", "alicepw", "t").unwrap();
     exercise(&mut alice, &|| prosody.log_tail(60));
     let sessions = prosody.s2s_sessions().expect("s2s:show()");
-    assert!(sessions.iter().any(|s| s.outgoing) && sessions.iter().any(|s| !s.outgoing), "{sessions:#?}");
-    assert!(sessions.iter().all(|s| s.remote == "corp.test" && s.used_sasl_external()), "{sessions:#?}");
+    assert!(
+        sessions.iter().any(|s| s.outgoing) && sessions.iter().any(|s| !s.outgoing),
+        "{sessions:#?}"
+    );
+    assert!(
+        sessions
+            .iter()
+            .all(|s| s.remote == "corp.test" && s.used_sasl_external()),
+        "{sessions:#?}"
+    );
 }
 
 #[test]
@@ -88,12 +121,18 @@ fn prosody_federates_with_dialback_both_ways_when_certificates_are_untrusted() {
     let router = TestRouter::start(r);
     p.routes = vec![("corp.test".into(), router.s2s)];
     let prosody = started("prosody", Prosody::start(p));
-    let mut alice = C2sClient::login(prosody.c2s_addr(), "a.test", "alice", "alicepw", "t").unwrap();
+    let mut alice =
+        C2sClient::login(prosody.c2s_addr(), "a.test", "alice", "alicepw", "t").unwrap();
     exercise(&mut alice, &|| prosody.log_tail(80));
     let sessions = prosody.s2s_sessions().expect("s2s:show()");
-    assert!(sessions.iter().any(|s| s.outgoing) && sessions.iter().any(|s| !s.outgoing), "{sessions:#?}");
     assert!(
-        sessions.iter().all(|s| !s.used_sasl_external() && s.security.starts_with("TLS")),
+        sessions.iter().any(|s| s.outgoing) && sessions.iter().any(|s| !s.outgoing),
+        "{sessions:#?}"
+    );
+    assert!(
+        sessions
+            .iter()
+            .all(|s| !s.used_sasl_external() && s.security.starts_with("TLS")),
         "{sessions:#?}"
     );
 }
@@ -104,12 +143,17 @@ fn ejabberd_federates_with_sasl_external_both_ways_when_certificates_are_trusted
     let router = TestRouter::start(r);
     p.routes = vec![("corp.test".into(), router.s2s)];
     let ejabberd = started("ejabberd", Ejabberd::start(p));
-    let mut alice = C2sClient::login(ejabberd.c2s_addr(), "b.test", "alice", "alicepw", "t").unwrap();
+    let mut alice =
+        C2sClient::login(ejabberd.c2s_addr(), "b.test", "alice", "alicepw", "t").unwrap();
     exercise(&mut alice, &|| ejabberd.log_tail(60));
     let auths = ejabberd.s2s_auth_events();
     assert!(
-        auths.iter().any(|a| a.inbound && a.method == "EXTERNAL" && a.from == "corp.test")
-            && auths.iter().any(|a| !a.inbound && a.method == "EXTERNAL" && a.to == "corp.test"),
+        auths
+            .iter()
+            .any(|a| a.inbound && a.method == "EXTERNAL" && a.from == "corp.test")
+            && auths
+                .iter()
+                .any(|a| !a.inbound && a.method == "EXTERNAL" && a.to == "corp.test"),
         "{auths:#?}"
     );
 }
@@ -120,12 +164,17 @@ fn ejabberd_federates_with_dialback_both_ways_when_certificates_are_untrusted() 
     let router = TestRouter::start(r);
     p.routes = vec![("corp.test".into(), router.s2s)];
     let ejabberd = started("ejabberd", Ejabberd::start(p));
-    let mut alice = C2sClient::login(ejabberd.c2s_addr(), "b.test", "alice", "alicepw", "t").unwrap();
+    let mut alice =
+        C2sClient::login(ejabberd.c2s_addr(), "b.test", "alice", "alicepw", "t").unwrap();
     exercise(&mut alice, &|| ejabberd.log_tail(80));
     let auths = ejabberd.s2s_auth_events();
     assert!(
-        auths.iter().any(|a| a.inbound && a.method == "dialback" && a.from == "corp.test")
-            && auths.iter().any(|a| !a.inbound && a.method == "dialback" && a.to == "corp.test")
+        auths
+            .iter()
+            .any(|a| a.inbound && a.method == "dialback" && a.from == "corp.test")
+            && auths
+                .iter()
+                .any(|a| !a.inbound && a.method == "dialback" && a.to == "corp.test")
             && auths.iter().all(|a| a.method != "EXTERNAL"),
         "{auths:#?}"
     );
@@ -135,12 +184,24 @@ fn ejabberd_federates_with_dialback_both_ways_when_certificates_are_untrusted() 
 fn unlisted_prosody_domain_is_refused_under_default_deny() {
     let ca = ThrowawayCa::new("CA").unwrap();
     let router = TestRouter::start(RouterSetup::new(Ipv4Addr::new(127, 0, 0, 68), &ca));
-    let mut p = peer_options(&ca, "stranger.test", Ipv4Addr::new(127, 0, 0, 69), Some(ca.cert_pem()));
+    let mut p = peer_options(
+        &ca,
+        "stranger.test",
+        Ipv4Addr::new(127, 0, 0, 69),
+        Some(ca.cert_pem()),
+    );
     p.routes = vec![("corp.test".into(), router.s2s)];
     let prosody = started("prosody", Prosody::start(p));
-    let mut alice = C2sClient::login(prosody.c2s_addr(), "stranger.test", "alice", "alicepw", "t").unwrap();
-    let answer = alice.ping("corp.test").unwrap_or_else(|e| panic!("no answer: {e}\n{}", prosody.log_tail(40)));
-    assert!(answer.is_iq_error(), "an unlisted domain must not get through: {}", answer.xml);
+    let mut alice =
+        C2sClient::login(prosody.c2s_addr(), "stranger.test", "alice", "alicepw", "t").unwrap();
+    let answer = alice
+        .ping("corp.test")
+        .unwrap_or_else(|e| panic!("no answer: {e}\n{}", prosody.log_tail(40)));
+    assert!(
+        answer.is_iq_error(),
+        "an unlisted domain must not get through: {}",
+        answer.xml
+    );
     assert!(
         prosody.log_contains("policy-violation"),
         "prosody should have received policy-violation:\n{}",

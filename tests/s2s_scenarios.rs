@@ -22,7 +22,10 @@ struct Peer {
 
 fn peer_tls(cert: &IssuedCert) -> Peer {
     let id = identity_from_pem(&cert.cert_pem, &cert.key_pem).unwrap();
-    Peer { client: client_config(&id, Alpn::None).unwrap(), server: server_config(&id, &[], Alpn::None).unwrap() }
+    Peer {
+        client: client_config(&id, Alpn::None).unwrap(),
+        server: server_config(&id, &[], Alpn::None).unwrap(),
+    }
 }
 
 fn ip(last: u8) -> Ipv4Addr {
@@ -34,7 +37,10 @@ fn listener(last: u8) -> PeerListener {
 }
 
 fn partner(listener: &PeerListener, policy: &str) -> PartnerEntry {
-    PartnerEntry { domain: "a.test".into(), toml: format!("{policy}\nproxy_fqdn = \"{}\"", listener.addr()) }
+    PartnerEntry {
+        domain: "a.test".into(),
+        toml: format!("{policy}\nproxy_fqdn = \"{}\"", listener.addr()),
+    }
 }
 
 /// Inbound: header, features, STARTTLS, TLS, header again; returns the router's stream id.
@@ -55,14 +61,22 @@ fn inbound_tls(router: &TestRouter, peer: &Peer) -> (PeerConn, String) {
 fn outbound_tls(l: &PeerListener, peer: &Peer, id: &str, features_after_tls: &str) -> PeerConn {
     let mut o = l.accept();
     o.expect_header();
-    o.send(&response_header("a.test", "corp.test", &format!("{id}-plain")));
-    o.send(&format!("<stream:features><starttls xmlns='{TLS_NS}'><required/></starttls></stream:features>"));
+    o.send(&response_header(
+        "a.test",
+        "corp.test",
+        &format!("{id}-plain"),
+    ));
+    o.send(&format!(
+        "<stream:features><starttls xmlns='{TLS_NS}'><required/></starttls></stream:features>"
+    ));
     o.expect("<starttls");
     o.send(&format!("<proceed xmlns='{TLS_NS}'/>"));
     o.starttls_server(peer.server.clone());
     o.expect_header();
     o.send(&response_header("a.test", "corp.test", id));
-    o.send(&format!("<stream:features>{features_after_tls}</stream:features>"));
+    o.send(&format!(
+        "<stream:features>{features_after_tls}</stream:features>"
+    ));
     o
 }
 
@@ -78,7 +92,10 @@ fn sasl_external_both_ways_answers_ping_and_bounces_user_message() {
     let peer = peer_tls(&ca.issue_with(&["a.test"], false).unwrap());
     let l = listener(31);
     let mut setup = RouterSetup::new(ip(30), &ca);
-    setup.partners.push(partner(&l, "tls = \"required\"\nsasl = \"optional\"\ndialback = true"));
+    setup.partners.push(partner(
+        &l,
+        "tls = \"required\"\nsasl = \"optional\"\ndialback = true",
+    ));
     let router = TestRouter::start(setup);
 
     let (mut c, _) = inbound_tls(&router, &peer);
@@ -97,27 +114,42 @@ fn sasl_external_both_ways_answers_ping_and_bounces_user_message() {
         "out-1",
         "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL</mechanism></mechanisms>",
     );
-    assert!(o.client_chain_len() > 0, "router presented no client certificate");
+    assert!(
+        o.client_chain_len() > 0,
+        "router presented no client certificate"
+    );
     let auth = o.expect("mechanism='EXTERNAL'");
-    assert!(auth.contains("Y29ycC50ZXN0"), "authzid should be base64(corp.test): {auth}");
+    assert!(
+        auth.contains("Y29ycC50ZXN0"),
+        "authzid should be base64(corp.test): {auth}"
+    );
     o.send("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
     o.restart();
     o.expect_header();
     o.send(&response_header("a.test", "corp.test", "out-2"));
     o.send("<stream:features/>");
     let result = o.expect("id='ping-1'");
-    assert!(result.contains("type='result'") && result.contains("to='alice@a.test/r'"), "{result}");
+    assert!(
+        result.contains("type='result'") && result.contains("to='alice@a.test/r'"),
+        "{result}"
+    );
     assert!(result.contains("from='corp.test'"), "{result}");
 
     c.send("<message type='chat' from='alice@a.test/r' to='bob@corp.test' id='m1'><body>hi</body></message>");
     let bounce = o.expect("id='m1'");
-    assert!(bounce.contains("type='error'") && bounce.contains("<service-unavailable"), "{bounce}");
+    assert!(
+        bounce.contains("type='error'") && bounce.contains("<service-unavailable"),
+        "{bounce}"
+    );
     assert!(bounce.contains("from='bob@corp.test'"), "{bounce}");
     // An error is never answered.
     c.send("<message type='error' from='alice@a.test/r' to='bob@corp.test' id='m2'/>");
     c.send("<iq type='get' from='alice@a.test/r' to='corp.test' id='ping-2'><ping xmlns='urn:xmpp:ping'/></iq>");
     let next = o.expect("id='ping-2'");
-    assert!(next.contains("type='result'"), "the error m2 must not have been answered: {next}");
+    assert!(
+        next.contains("type='result'"),
+        "the error m2 must not have been answered: {next}"
+    );
 }
 
 #[test]
@@ -126,38 +158,63 @@ fn dialback_both_ways_with_untrusted_certificates() {
     let peer = peer_tls(&ThrowawayCa::self_signed(&["a.test"]).unwrap());
     let l = listener(33);
     let mut setup = RouterSetup::new(ip(32), &ca);
-    setup.partners.push(partner(&l, "tls = \"required\"\nsasl = \"optional\"\ndialback = true"));
+    setup.partners.push(partner(
+        &l,
+        "tls = \"required\"\nsasl = \"optional\"\ndialback = true",
+    ));
     let router = TestRouter::start(setup);
 
     // a.test → corp.test: the router is the receiving server.
     let (mut c, inbound_id) = inbound_tls(&router, &peer);
     let features = c.expect("stream:features");
-    assert!(!features.contains("EXTERNAL"), "untrusted certificate must not be offered SASL EXTERNAL");
-    assert!(features.contains("urn:xmpp:features:dialback"), "{features}");
+    assert!(
+        !features.contains("EXTERNAL"),
+        "untrusted certificate must not be offered SASL EXTERNAL"
+    );
+    assert!(
+        features.contains("urn:xmpp:features:dialback"),
+        "{features}"
+    );
     c.send("<db:result from='a.test' to='corp.test'>key-from-a</db:result>");
 
     // The router asks a.test's authoritative server (our listener) over a verify-only stream.
-    let mut v = outbound_tls(&l, &peer, "v-1", "<dialback xmlns='urn:xmpp:features:dialback'/>");
+    let mut v = outbound_tls(
+        &l,
+        &peer,
+        "v-1",
+        "<dialback xmlns='urn:xmpp:features:dialback'/>",
+    );
     let verify = v.expect("<db:verify");
     assert!(verify.contains(&format!("id='{inbound_id}'")), "{verify}");
     assert_eq!(text_of(&verify), "key-from-a");
-    v.send(&format!("<db:verify from='a.test' to='corp.test' id='{inbound_id}' type='valid'/>"));
+    v.send(&format!(
+        "<db:verify from='a.test' to='corp.test' id='{inbound_id}' type='valid'/>"
+    ));
     let ok = c.expect("<db:result");
     assert!(ok.contains("type='valid'"), "{ok}");
 
     c.send("<iq type='get' from='alice@a.test/r' to='corp.test' id='ping-1'><ping xmlns='urn:xmpp:ping'/></iq>");
 
     // corp.test → a.test: the router is the originating server.
-    let mut o = outbound_tls(&l, &peer, "out-1", "<dialback xmlns='urn:xmpp:features:dialback'/>");
+    let mut o = outbound_tls(
+        &l,
+        &peer,
+        "out-1",
+        "<dialback xmlns='urn:xmpp:features:dialback'/>",
+    );
     let result = o.expect("<db:result");
     let key = text_of(&result);
     // a.test checks the key with corp.test's authoritative server (the router) on a new stream.
     let (mut w, _) = inbound_tls(&router, &peer);
     w.expect("stream:features");
-    w.send(&format!("<db:verify from='a.test' to='corp.test' id='out-1'>{key}</db:verify>"));
+    w.send(&format!(
+        "<db:verify from='a.test' to='corp.test' id='out-1'>{key}</db:verify>"
+    ));
     let answer = w.expect("<db:verify");
     assert!(answer.contains("type='valid'"), "{answer}");
-    w.send(&format!("<db:verify from='a.test' to='corp.test' id='out-1'>{key}0</db:verify>"));
+    w.send(&format!(
+        "<db:verify from='a.test' to='corp.test' id='out-1'>{key}0</db:verify>"
+    ));
     assert!(w.expect("<db:verify").contains("type='invalid'"));
     o.send("<db:result from='a.test' to='corp.test' type='valid'/>");
     let pong = o.expect("id='ping-1'");
@@ -179,7 +236,10 @@ fn partner_requiring_tls_is_refused_when_it_skips_tls() {
     let ca = ThrowawayCa::new("scenario CA").unwrap();
     let l = listener(36);
     let mut setup = RouterSetup::new(ip(35), &ca);
-    setup.partners.push(partner(&l, "tls = \"required\"\nsasl = \"optional\"\ndialback = true"));
+    setup.partners.push(partner(
+        &l,
+        "tls = \"required\"\nsasl = \"optional\"\ndialback = true",
+    ));
     let router = TestRouter::start(setup);
     let mut c = PeerConn::connect(router.s2s);
     c.send(&header("a.test", "corp.test"));
@@ -195,7 +255,10 @@ fn stream_to_a_domain_we_do_not_serve_is_host_unknown() {
     let ca = ThrowawayCa::new("scenario CA").unwrap();
     let l = listener(38);
     let mut setup = RouterSetup::new(ip(37), &ca);
-    setup.partners.push(partner(&l, "tls = \"optional\"\nsasl = \"optional\"\ndialback = true"));
+    setup.partners.push(partner(
+        &l,
+        "tls = \"optional\"\nsasl = \"optional\"\ndialback = true",
+    ));
     let router = TestRouter::start(setup);
     let mut c = PeerConn::connect(router.s2s);
     c.send(&header("a.test", "other.test"));
@@ -209,7 +272,10 @@ fn direct_tls_listener_offers_sasl_external_without_starttls() {
     let id = identity_from_pem(&cert.cert_pem, &cert.key_pem).unwrap();
     let l = listener(40);
     let mut setup = RouterSetup::new(ip(39), &ca);
-    setup.partners.push(partner(&l, "tls = \"required\"\nsasl = \"optional\"\ndialback = true"));
+    setup.partners.push(partner(
+        &l,
+        "tls = \"required\"\nsasl = \"optional\"\ndialback = true",
+    ));
     let router = TestRouter::start(setup);
     let mut c = PeerConn::connect(router.s2s_tls);
     c.starttls_client(client_config(&id, Alpn::XmppServer).unwrap(), "corp.test");
@@ -225,7 +291,13 @@ fn outbound_stream_is_found_through_dns_srv_on_a_loopback_resolver() {
     let peer = peer_tls(&ca.issue_with(&["a.test"], false).unwrap());
     let l = listener(42);
     let dns = support::dns_server::DnsServer::start(SocketAddr::new(ip(43).into(), 0));
-    dns.srv("_xmpp-server._tcp.a.test", 10, 5, l.addr().port(), "xmpp.a.test");
+    dns.srv(
+        "_xmpp-server._tcp.a.test",
+        10,
+        5,
+        l.addr().port(),
+        "xmpp.a.test",
+    );
     dns.a("xmpp.a.test", ip(42));
     let mut setup = RouterSetup::new(ip(41), &ca);
     setup.partners.push(PartnerEntry {
@@ -258,6 +330,9 @@ fn outbound_stream_is_found_through_dns_srv_on_a_loopback_resolver() {
     o.send(&response_header("a.test", "corp.test", "out-2"));
     o.send("<stream:features/>");
     assert!(o.expect("id='srv-1'").contains("type='result'"));
-    assert!(dns.queries_for("_xmpps-server._tcp.a.test") >= 1, "direct TLS SRV asked first (XEP-0368)");
+    assert!(
+        dns.queries_for("_xmpps-server._tcp.a.test") >= 1,
+        "direct TLS SRV asked first (XEP-0368)"
+    );
     assert!(dns.queries_for("_xmpp-server._tcp.a.test") >= 1);
 }

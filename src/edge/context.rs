@@ -120,7 +120,10 @@ impl EdgeContext {
         };
         PhaseLimits {
             before_auth: base,
-            after_auth: FramerLimits { max_stanza_bytes: l.stanza_bytes, ..base },
+            after_auth: FramerLimits {
+                max_stanza_bytes: l.stanza_bytes,
+                ..base
+            },
         }
     }
 

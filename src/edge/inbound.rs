@@ -29,7 +29,12 @@ pub struct Verified {
 pub async fn serve(ctx: Rc<EdgeContext>, tcp: TcpStream, direct_tls: bool) {
     let _ = tcp.set_nodelay(true);
     let Some(_slot) = take_slot(&ctx.counters.connections, ctx.config.limits.connections) else {
-        refuse(tcp, StreamCondition::ResourceConstraint, "connection limit reached").await;
+        refuse(
+            tcp,
+            StreamCondition::ResourceConstraint,
+            "connection limit reached",
+        )
+        .await;
         return;
     };
     let (tx, rx) = local_channel::new_bounded::<Verified>(8);
@@ -38,16 +43,31 @@ pub async fn serve(ctx: Rc<EdgeContext>, tcp: TcpStream, direct_tls: bool) {
     let mut partner_slot = None;
     if direct_tls {
         let acceptor = futures_rustls::TlsAcceptor::from(ctx.tls_direct.clone());
-        let Ok(tls) = acceptor.accept(tcp).await else { return };
-        let chain = tls.get_ref().1.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
+        let Ok(tls) = acceptor.accept(tcp).await else {
+            return;
+        };
+        let chain = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|c| c.to_vec())
+            .unwrap_or_default();
         let mut session = InboundStream::new(ctx.phase_limits(), ctx.timeouts(), true, chain, now);
         let _ = drive(&ctx, tls, &mut session, &tx, &rx, &mut partner_slot).await;
     } else {
-        let mut session = InboundStream::new(ctx.phase_limits(), ctx.timeouts(), false, Vec::new(), now);
+        let mut session =
+            InboundStream::new(ctx.phase_limits(), ctx.timeouts(), false, Vec::new(), now);
         if let Some(tcp) = drive(&ctx, tcp, &mut session, &tx, &rx, &mut partner_slot).await {
             let acceptor = futures_rustls::TlsAcceptor::from(ctx.tls_starttls.clone());
-            let Ok(tls) = acceptor.accept(tcp).await else { return };
-            let chain = tls.get_ref().1.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let chain = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|c| c.to_vec())
+                .unwrap_or_default();
             session.tls_established(chain, Instant::now());
             let _ = drive(&ctx, tls, &mut session, &tx, &rx, &mut partner_slot).await;
         }
@@ -82,8 +102,14 @@ where
             match ev {
                 InboundEvent::StartTls => start_tls = true,
                 InboundEvent::PeerNamed(domain) => {
-                    let limit = ctx.config.policy_for(&domain).map_or(0, |p| p.connection_limit);
-                    let key = ctx.config.policy_for(&domain).map_or(domain.clone(), |p| p.domain);
+                    let limit = ctx
+                        .config
+                        .policy_for(&domain)
+                        .map_or(0, |p| p.connection_limit);
+                    let key = ctx
+                        .config
+                        .policy_for(&domain)
+                        .map_or(domain.clone(), |p| p.domain);
                     match take_slot(&ctx.counters.partner(&key), limit) {
                         Some(s) => *partner_slot = Some(s),
                         None => session.close_with(
@@ -95,7 +121,12 @@ where
                 InboundEvent::Authenticated { domain, method } => {
                     info!(%domain, method = method.as_str(), "inbound stream authenticated");
                 }
-                InboundEvent::VerifyKey { originating, receiving, stream_id, key } => {
+                InboundEvent::VerifyKey {
+                    originating,
+                    receiving,
+                    stream_id,
+                    key,
+                } => {
                     let ctx2 = ctx.clone();
                     let tx = tx.clone();
                     glommio::spawn_local(async move {
@@ -106,7 +137,13 @@ where
                             key,
                         };
                         let answer = verify_key(&ctx2, req).await;
-                        let _ = tx.send(Verified { originating, receiving, answer }).await;
+                        let _ = tx
+                            .send(Verified {
+                                originating,
+                                receiving,
+                                answer,
+                            })
+                            .await;
                     })
                     .detach();
                 }
@@ -132,12 +169,16 @@ where
             session.close();
             continue;
         }
-        let deadline = session.poll_timeout().map(|d| d.min(Instant::now() + Duration::from_millis(500)));
+        let deadline = session
+            .poll_timeout()
+            .map(|d| d.min(Instant::now() + Duration::from_millis(500)));
         match pump::wait(&mut stream, &mut buf, deadline, Some(rx)).await {
             Wake::Read(Ok(0)) | Wake::Read(Err(_)) => return None,
             Wake::Read(Ok(n)) => session.handle_bytes(&buf[..n], Instant::now(), &**ctx),
             Wake::Timer => session.handle_timeout(Instant::now()),
-            Wake::Control(Some(v)) => session.dialback_verified(&v.originating, &v.receiving, v.answer, &**ctx),
+            Wake::Control(Some(v)) => {
+                session.dialback_verified(&v.originating, &v.receiving, v.answer, &**ctx)
+            }
             Wake::Control(None) => {}
         }
         let _ = Ordering::Relaxed;

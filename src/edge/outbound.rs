@@ -44,7 +44,9 @@ pub fn enqueue(ctx: &Rc<EdgeContext>, local: String, remote: String, bytes: Vec<
             Err(_) => {
                 // Queue full while the stream comes up: these are our own replies, which are never
                 // bounced (no error for an error or a result); count them.
-                ctx.counters.replies_undeliverable.fetch_add(1, Ordering::Relaxed);
+                ctx.counters
+                    .replies_undeliverable
+                    .fetch_add(1, Ordering::Relaxed);
                 return;
             }
         }
@@ -65,11 +67,17 @@ async fn run(ctx: Rc<EdgeContext>, key: (String, String), rx: LocalReceiver<Outb
     }
     // The sender is gone from the map: drain what is left, then the channel reports closed.
     let mut lost = 0u64;
-    while futures_lite::future::poll_once(rx.recv()).await.flatten().is_some() {
+    while futures_lite::future::poll_once(rx.recv())
+        .await
+        .flatten()
+        .is_some()
+    {
         lost += 1;
     }
     if lost > 0 {
-        ctx.counters.replies_undeliverable.fetch_add(lost, Ordering::Relaxed);
+        ctx.counters
+            .replies_undeliverable
+            .fetch_add(lost, Ordering::Relaxed);
     }
 }
 
@@ -79,11 +87,25 @@ async fn deliver(
     remote: &str,
     rx: &LocalReceiver<OutboundCtl>,
 ) -> Result<(), String> {
-    let policy = ctx.config.policy_for(remote).ok_or("federation with this domain is not allowed")?;
+    let policy = ctx
+        .config
+        .policy_for(remote)
+        .ok_or("federation with this domain is not allowed")?;
     let targets = targets(ctx, remote, &policy).await?;
     let mut last = String::from("no targets");
     for t in targets {
-        match connect_and_run(ctx, local, remote, &policy, &t, Purpose::Deliver, Some(rx), None).await {
+        match connect_and_run(
+            ctx,
+            local,
+            remote,
+            &policy,
+            &t,
+            Purpose::Deliver,
+            Some(rx),
+            None,
+        )
+        .await
+        {
             Ok(_) => return Ok(()),
             Err(e) => {
                 debug!(%remote, addr = %t.addr, error = %e, "target failed");
@@ -95,16 +117,31 @@ async fn deliver(
 }
 
 /// Asks the authoritative server of `req.originating` whether a dialback key is valid.
-pub async fn verify_key(ctx: &Rc<EdgeContext>, req: VerifyRequest) -> Result<bool, StanzaCondition> {
-    let policy = ctx.config.policy_for(&req.originating).ok_or(StanzaCondition::Forbidden)?;
+pub async fn verify_key(
+    ctx: &Rc<EdgeContext>,
+    req: VerifyRequest,
+) -> Result<bool, StanzaCondition> {
+    let policy = ctx
+        .config
+        .policy_for(&req.originating)
+        .ok_or(StanzaCondition::Forbidden)?;
     let targets = targets(ctx, &req.originating, &policy)
         .await
         .map_err(|_| StanzaCondition::RemoteServerNotFound)?;
     for t in targets {
         let local = req.receiving.clone();
         let remote = req.originating.clone();
-        if let Ok(Some(answer)) =
-            connect_and_run(ctx, &local, &remote, &policy, &t, Purpose::VerifyOnly, None, Some(req.clone())).await
+        if let Ok(Some(answer)) = connect_and_run(
+            ctx,
+            &local,
+            &remote,
+            &policy,
+            &t,
+            Purpose::VerifyOnly,
+            None,
+            Some(req.clone()),
+        )
+        .await
         {
             return answer;
         }
@@ -114,20 +151,39 @@ pub async fn verify_key(ctx: &Rc<EdgeContext>, req: VerifyRequest) -> Result<boo
 
 /// The addresses to try for `remote`: the partner's static route, else DNS SRV (XEP-0368 + RFC 6120
 /// §3.2) through the configured servers.
-pub async fn targets(ctx: &Rc<EdgeContext>, remote: &str, policy: &PartnerPolicy) -> Result<Vec<Target>, String> {
+pub async fn targets(
+    ctx: &Rc<EdgeContext>,
+    remote: &str,
+    policy: &PartnerPolicy,
+) -> Result<Vec<Target>, String> {
     match &policy.proxy {
-        Some(ProxyRoute::Addr(a)) => Ok(vec![Target { addr: *a, direct_tls: false }]),
+        Some(ProxyRoute::Addr(a)) => Ok(vec![Target {
+            addr: *a,
+            direct_tls: false,
+        }]),
         Some(ProxyRoute::Host { host, port }) => {
             let ips = dns::resolve_host(host, &ctx.dns_servers, ctx.dns_timeout())
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(ips.into_iter().map(|ip| Target { addr: SocketAddr::new(ip, *port), direct_tls: false }).collect())
+            Ok(ips
+                .into_iter()
+                .map(|ip| Target {
+                    addr: SocketAddr::new(ip, *port),
+                    direct_tls: false,
+                })
+                .collect())
         }
         None => {
             let found = dns::resolve_s2s(remote, &ctx.dns_servers, ctx.dns_timeout())
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(found.into_iter().map(|t| Target { addr: t.addr, direct_tls: t.direct_tls }).collect())
+            Ok(found
+                .into_iter()
+                .map(|t| Target {
+                    addr: t.addr,
+                    direct_tls: t.direct_tls,
+                })
+                .collect())
         }
     }
 }
@@ -143,7 +199,11 @@ async fn connect_and_run(
     rx: Option<&LocalReceiver<OutboundCtl>>,
     verify: Option<VerifyRequest>,
 ) -> Result<Option<Result<bool, StanzaCondition>>, String> {
-    let connect_timeout = ctx.config.limits.stream_establishment.min(Duration::from_secs(10));
+    let connect_timeout = ctx
+        .config
+        .limits
+        .stream_establishment
+        .min(Duration::from_secs(10));
     let tcp = TcpStream::connect_timeout(target.addr, connect_timeout)
         .await
         .map_err(|e| format!("connect {}: {e}", target.addr))?;
@@ -162,30 +222,40 @@ async fn connect_and_run(
     if let Some(v) = verify {
         session.verify(v);
     }
-    let mut st = RunState { answer: None, authenticated: false };
+    let mut st = RunState {
+        answer: None,
+        authenticated: false,
+    };
     let server_name = ServerName::try_from(remote.to_string()).map_err(|e| e.to_string())?;
     if target.direct_tls {
         let tls = futures_rustls::TlsConnector::from(ctx.tls_client_direct.clone())
             .connect(server_name, tcp)
             .await
             .map_err(|e| format!("TLS: {e}"))?;
-        let chain = tls.get_ref().1.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
+        let chain = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|c| c.to_vec())
+            .unwrap_or_default();
         let _ = chain;
         session.start(Instant::now());
         drive(ctx, tls, &mut session, rx, &mut st).await?;
     } else {
         session.start(now);
-        match drive(ctx, tcp, &mut session, rx, &mut st).await? {
-            Some(tcp) => {
-                let tls = futures_rustls::TlsConnector::from(ctx.tls_client.clone())
-                    .connect(server_name, tcp)
-                    .await
-                    .map_err(|e| format!("TLS: {e}"))?;
-                let chain = tls.get_ref().1.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
-                session.tls_established(chain, Instant::now());
-                drive(ctx, tls, &mut session, rx, &mut st).await?;
-            }
-            None => {}
+        if let Some(tcp) = drive(ctx, tcp, &mut session, rx, &mut st).await? {
+            let tls = futures_rustls::TlsConnector::from(ctx.tls_client.clone())
+                .connect(server_name, tcp)
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
+            let chain = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|c| c.to_vec())
+                .unwrap_or_default();
+            session.tls_established(chain, Instant::now());
+            drive(ctx, tls, &mut session, rx, &mut st).await?;
         }
     }
     if purpose == Purpose::Deliver && !st.authenticated {
@@ -220,7 +290,11 @@ where
                 OutboundEvent::StartTls => start_tls = true,
                 OutboundEvent::Authenticated(m) => {
                     st.authenticated = true;
-                    info!(remote = session.remote(), method = m.as_str(), "outbound stream authenticated");
+                    info!(
+                        remote = session.remote(),
+                        method = m.as_str(),
+                        "outbound stream authenticated"
+                    );
                     let _: AuthMethod = m;
                 }
                 OutboundEvent::VerifyAnswer { answer, .. } => st.answer = Some(answer),
@@ -234,7 +308,9 @@ where
         }
         session.take_output(&mut out, Instant::now());
         if !out.is_empty() {
-            pump::write_all(&mut stream, &out).await.map_err(|e| e.to_string())?;
+            pump::write_all(&mut stream, &out)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         if start_tls {
             return Ok(Some(stream));
@@ -248,7 +324,9 @@ where
             continue;
         }
         let ctl = if session.is_ready() { rx } else { None };
-        let deadline = session.poll_timeout().map(|d| d.min(Instant::now() + Duration::from_millis(500)));
+        let deadline = session
+            .poll_timeout()
+            .map(|d| d.min(Instant::now() + Duration::from_millis(500)));
         match pump::wait(&mut stream, &mut buf, deadline, ctl).await {
             Wake::Read(Ok(0)) | Wake::Read(Err(_)) => return Ok(None),
             Wake::Read(Ok(n)) => session.handle_bytes(&buf[..n], Instant::now(), &**ctx),
@@ -257,7 +335,9 @@ where
                 session.send_stanza(&bytes);
                 ctx.counters.stanzas_out.fetch_add(1, Ordering::Relaxed);
                 // Batch: take whatever else is already queued before writing.
-                while let Some(Some(OutboundCtl::Stanza(more))) = futures_lite::future::poll_once(rx.expect("ready").recv()).await {
+                while let Some(Some(OutboundCtl::Stanza(more))) =
+                    futures_lite::future::poll_once(rx.expect("ready").recv()).await
+                {
                     session.send_stanza(&more);
                     ctx.counters.stanzas_out.fetch_add(1, Ordering::Relaxed);
                 }

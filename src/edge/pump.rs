@@ -16,7 +16,10 @@ pub enum Wake<C> {
 }
 
 /// Writes `out` fully and flushes.
-pub async fn write_all<S: futures_lite::AsyncWrite + Unpin>(s: &mut S, out: &[u8]) -> std::io::Result<()> {
+pub async fn write_all<S: futures_lite::AsyncWrite + Unpin>(
+    s: &mut S,
+    out: &[u8],
+) -> std::io::Result<()> {
     if !out.is_empty() {
         s.write_all(out).await?;
         s.flush().await?;

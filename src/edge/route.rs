@@ -15,7 +15,9 @@ use crate::xmpp::jid::Jid;
 
 /// Routes a checked inbound stanza (its `to` is one of our domains).
 pub async fn route_inbound(ctx: &Rc<EdgeContext>, s: Stanza) {
-    ctx.counters.stanzas_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ctx.counters
+        .stanzas_in
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let owner = {
         let Some(to) = s.to() else { return };
         let Ok(j) = Jid::parse(&to) else { return };
@@ -53,7 +55,11 @@ pub async fn send_reply(ctx: &Rc<EdgeContext>, r: Reply) {
     } else {
         ctx.mesh_send(
             shard,
-            MeshMsg::ToRemote { local: r.from_domain, domain: r.to_domain, bytes: r.bytes },
+            MeshMsg::ToRemote {
+                local: r.from_domain,
+                domain: r.to_domain,
+                bytes: r.bytes,
+            },
         )
         .await;
     }
@@ -64,7 +70,11 @@ pub async fn serve_mesh(ctx: Rc<EdgeContext>, rx: ConnectedReceiver<MeshMsg>) {
     while let Some(msg) = rx.recv().await {
         match msg {
             MeshMsg::ToUser(s) => handle_user(&ctx, s).await,
-            MeshMsg::ToRemote { local, domain, bytes } => outbound::enqueue(&ctx, local, domain, bytes),
+            MeshMsg::ToRemote {
+                local,
+                domain,
+                bytes,
+            } => outbound::enqueue(&ctx, local, domain, bytes),
         }
     }
 }

@@ -4,7 +4,9 @@
 //! the producer's `send` wait, which stops the producing stream from reading its socket
 //! (backpressure): nothing is dropped. The crossbeam alternative is measured in `benches/mesh.rs`.
 
-use glommio::channels::shared_channel::{self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender};
+use glommio::channels::shared_channel::{
+    self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
+};
 
 use crate::xml::Stanza;
 
@@ -87,6 +89,9 @@ impl MeshPlan {
         for r in receivers {
             connected_receivers.push(r.await);
         }
-        Mesh { senders: connected_senders, receivers: connected_receivers }
+        Mesh {
+            senders: connected_senders,
+            receivers: connected_receivers,
+        }
     }
 }

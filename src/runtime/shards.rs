@@ -52,7 +52,10 @@ fn tls_set(cfg: &Config) -> Result<TlsSet, tls::TlsSetupError> {
     let id = tls::load_identity(&cfg.tls.certificate, &cfg.tls.key)?;
     let mut per_domain = Vec::new();
     for d in &cfg.tls.domains {
-        per_domain.push((d.domain.clone(), tls::load_identity(&d.certificate, &d.key)?));
+        per_domain.push((
+            d.domain.clone(),
+            tls::load_identity(&d.certificate, &d.key)?,
+        ));
     }
     Ok(TlsSet {
         starttls: tls::server_config(&id, &per_domain, Alpn::None)?,
@@ -108,7 +111,10 @@ pub fn start(cfg: Arc<Config>) -> Result<RouterHandle, StartError> {
     let counters = Arc::new(SharedCounters::default());
     let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
     let mut joins = Vec::with_capacity(n);
-    for (i, plan) in mesh::plan(n, cfg.runtime.queue_capacity).into_iter().enumerate() {
+    for (i, plan) in mesh::plan(n, cfg.runtime.queue_capacity)
+        .into_iter()
+        .enumerate()
+    {
         let cfg = cfg.clone();
         let tls = tls.clone();
         let dialback = dialback.clone();
@@ -160,7 +166,12 @@ async fn shard_main(
     for rx in mesh.receivers {
         tasks.push(glommio::spawn_local(route::serve_mesh(ctx.clone(), rx)));
     }
-    let listeners = cfg.listen.s2s.iter().map(|a| (*a, false)).chain(cfg.listen.s2s_tls.iter().map(|a| (*a, true)));
+    let listeners = cfg
+        .listen
+        .s2s
+        .iter()
+        .map(|a| (*a, false))
+        .chain(cfg.listen.s2s_tls.iter().map(|a| (*a, true)));
     for (addr, direct) in listeners {
         match TcpListener::bind(addr) {
             Ok(l) => {
@@ -182,7 +193,11 @@ async fn shard_main(
         glommio::timer::sleep(Duration::from_millis(20)).await;
     }
     if ctx.live_streams.get() > 0 {
-        warn!(shard, open = ctx.live_streams.get(), "streams still open at shutdown");
+        warn!(
+            shard,
+            open = ctx.live_streams.get(),
+            "streams still open at shutdown"
+        );
     }
 }
 

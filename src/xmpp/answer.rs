@@ -30,7 +30,12 @@ pub struct Reply {
 fn open(out: &mut Vec<u8>, name: &str, from: &str, to: &str, id: Option<&str>, ty: &str) {
     out.push(b'<');
     out.extend_from_slice(name.as_bytes());
-    for (k, v) in [("from", Some(from)), ("to", Some(to)), ("id", id), ("type", Some(ty))] {
+    for (k, v) in [
+        ("from", Some(from)),
+        ("to", Some(to)),
+        ("id", id),
+        ("type", Some(ty)),
+    ] {
         if let Some(v) = v {
             out.push(b' ');
             out.extend_from_slice(k.as_bytes());
@@ -126,13 +131,20 @@ pub fn answer_user(s: &Stanza) -> Option<Reply> {
                 let bare_to = &to[..jid::Jid::parse(&to).ok()?.bare_len()];
                 let bare_from_len = jid::Jid::parse(&from).ok()?.bare_len();
                 let mut out = Vec::with_capacity(128);
-                open(&mut out, "presence", bare_to, &from[..bare_from_len], None, "unsubscribed");
+                open(
+                    &mut out,
+                    "presence",
+                    bare_to,
+                    &from[..bare_from_len],
+                    None,
+                    "unsubscribed",
+                );
                 out.extend_from_slice(b"/>");
                 Some(Reply {
-        from_domain: jid::domain_of(&to).to_ascii_lowercase(),
-        to_domain: jid::domain_of(&from).to_ascii_lowercase(),
-        bytes: out,
-    })
+                    from_domain: jid::domain_of(&to).to_ascii_lowercase(),
+                    to_domain: jid::domain_of(&from).to_ascii_lowercase(),
+                    bytes: out,
+                })
             }
             _ => None,
         },

@@ -49,7 +49,13 @@ impl DialbackSecret {
     }
 
     /// Whether `presented` is the key we would have generated (constant-time comparison).
-    pub fn verify(&self, receiving: &str, originating: &str, stream_id: &str, presented: &str) -> bool {
+    pub fn verify(
+        &self,
+        receiving: &str,
+        originating: &str,
+        stream_id: &str,
+        presented: &str,
+    ) -> bool {
         let expected = self.key(receiving, originating, stream_id);
         let presented = presented.trim();
         expected.len() == presented.len()
@@ -81,6 +87,11 @@ mod tests {
         assert!(!s.verify("example.org", "example.com", "D60000229F", &k));
         assert!(!s.verify("example.net", "example.com", "D60000229G", &k));
         assert!(!s.verify("example.net", "example.com", "D60000229F", &k[..63]));
-        assert!(!DialbackSecret::new(b"other").verify("example.net", "example.com", "D60000229F", &k));
+        assert!(!DialbackSecret::new(b"other").verify(
+            "example.net",
+            "example.com",
+            "D60000229F",
+            &k
+        ));
     }
 }

@@ -48,9 +48,11 @@ impl<'a> Jid<'a> {
                 return Err(JidError::TooLong);
             }
             // RFC 7622 §3.3.1: these are disallowed in localparts.
-            if l.chars()
-                .any(|c| matches!(c, '"' | '&' | '\'' | '/' | ':' | '<' | '>' | '@') || c.is_whitespace() || c.is_control())
-            {
+            if l.chars().any(|c| {
+                matches!(c, '"' | '&' | '\'' | '/' | ':' | '<' | '>' | '@')
+                    || c.is_whitespace()
+                    || c.is_control()
+            }) {
                 return Err(JidError::BadCharacter);
             }
         }
@@ -65,7 +67,11 @@ impl<'a> Jid<'a> {
                 return Err(JidError::BadCharacter);
             }
         }
-        Ok(Jid { local, domain, resource })
+        Ok(Jid {
+            local,
+            domain,
+            resource,
+        })
     }
 
     /// The bare JID (`local@domain` or `domain`) as a slice of the original string.
@@ -119,19 +125,34 @@ mod tests {
     #[test]
     fn splits_full_jid() {
         let j = Jid::parse("alice@a.test/phone").unwrap();
-        assert_eq!((j.local, j.domain, j.resource), (Some("alice"), "a.test", Some("phone")));
+        assert_eq!(
+            (j.local, j.domain, j.resource),
+            (Some("alice"), "a.test", Some("phone"))
+        );
         assert_eq!(j.bare_len(), "alice@a.test".len());
     }
 
     #[test]
     fn resource_may_contain_at_and_slash() {
         let j = Jid::parse("a.test/x@y/z").unwrap();
-        assert_eq!((j.local, j.domain, j.resource), (None, "a.test", Some("x@y/z")));
+        assert_eq!(
+            (j.local, j.domain, j.resource),
+            (None, "a.test", Some("x@y/z"))
+        );
     }
 
     #[test]
     fn refuses_malformed_jids() {
-        for bad in ["", "@a.test", "a@", "a.test/", "a b@c.test", "a<b@c.test", "a..test", "x@a.test."] {
+        for bad in [
+            "",
+            "@a.test",
+            "a@",
+            "a.test/",
+            "a b@c.test",
+            "a<b@c.test",
+            "a..test",
+            "x@a.test.",
+        ] {
             assert!(Jid::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Jid::parse(&"a".repeat(1024)), Err(JidError::TooLong));

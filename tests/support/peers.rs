@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use stanza_router::pki::IssuedCert;
 
+#[allow(unused_imports)] // not every test binary uses both peers
 pub use super::ejabberd::Ejabberd;
+#[allow(unused_imports)]
 pub use super::prosody::Prosody;
 
 /// How long a peer may take to start before [`HarnessError::Timeout`].

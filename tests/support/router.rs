@@ -44,7 +44,9 @@ impl RouterSetup {
         RouterSetup {
             ip,
             domain: "corp.test".into(),
-            cert: ca.issue_with(&["corp.test"], false).expect("issue router cert"),
+            cert: ca
+                .issue_with(&["corp.test"], false)
+                .expect("issue router cert"),
             trust: vec![ca.cert_pem()],
             partners: Vec::new(),
             default_policy: "deny",
@@ -90,15 +92,24 @@ impl TestRouter {
             setup.shards,
         );
         for p in &setup.partners {
-            toml.push_str(&format!("[[partner]]\ndomain = \"{}\"\n{}\n", p.domain, p.toml));
+            toml.push_str(&format!(
+                "[[partner]]\ndomain = \"{}\"\n{}\n",
+                p.domain, p.toml
+            ));
         }
         toml.push_str(&setup.extra);
         let path = dir.write("router.toml", &toml).unwrap();
-        let cfg = Config::load(&path).unwrap_or_else(|e| panic!("test config invalid:\n{e}\n{toml}"));
+        let cfg =
+            Config::load(&path).unwrap_or_else(|e| panic!("test config invalid:\n{e}\n{toml}"));
         stanza_router::ops::logging::init("stanza_router=debug");
         let handle = shards::start(Arc::new(cfg)).expect("router starts");
         wait_listening(s2s);
-        TestRouter { s2s, s2s_tls, handle: Some(handle), dir }
+        TestRouter {
+            s2s,
+            s2s_tls,
+            handle: Some(handle),
+            dir,
+        }
     }
 
     /// The router's counters.
@@ -118,8 +129,13 @@ impl Drop for TestRouter {
 /// Waits until the router's listener accepts (the shards bind asynchronously after start).
 fn wait_listening(addr: SocketAddr) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "router did not listen on {addr}");
+    while std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200))
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "router did not listen on {addr}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }

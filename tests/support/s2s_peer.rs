@@ -24,7 +24,11 @@ enum Io {
 #[derive(Debug, Clone)]
 pub enum Got {
     /// `<stream:stream …>` with its `id`.
-    Header { id: Option<String>, from: Option<String>, to: Option<String> },
+    Header {
+        id: Option<String>,
+        from: Option<String>,
+        to: Option<String>,
+    },
     /// A complete top-level element, as the router wrote it.
     Element(String),
     /// `</stream:stream>`.
@@ -42,7 +46,12 @@ pub struct PeerConn {
 }
 
 fn limits() -> FramerLimits {
-    FramerLimits { max_stanza_bytes: 1 << 20, max_depth: 64, max_elements: 10_000, ..FramerLimits::default() }
+    FramerLimits {
+        max_stanza_bytes: 1 << 20,
+        max_depth: 64,
+        max_elements: 10_000,
+        ..FramerLimits::default()
+    }
 }
 
 impl PeerConn {
@@ -54,9 +63,14 @@ impl PeerConn {
 
     /// Wraps an accepted connection.
     pub fn from_tcp(tcp: TcpStream) -> PeerConn {
-        tcp.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         tcp.set_nodelay(true).unwrap();
-        PeerConn { io: Io::Plain(tcp), framer: Framer::new(limits()), transcript: String::new() }
+        PeerConn {
+            io: Io::Plain(tcp),
+            framer: Framer::new(limits()),
+            transcript: String::new(),
+        }
     }
 
     /// Writes raw text.
@@ -85,22 +99,40 @@ impl PeerConn {
         let mut buf = [0u8; 8192];
         loop {
             match self.framer.next_event() {
-                Ok(Some(Event::StreamOpen(h))) => return Got::Header { id: h.id, from: h.from, to: h.to },
+                Ok(Some(Event::StreamOpen(h))) => {
+                    return Got::Header {
+                        id: h.id,
+                        from: h.from,
+                        to: h.to,
+                    }
+                }
                 Ok(Some(Event::Stanza(s))) => {
                     return Got::Element(String::from_utf8_lossy(s.as_bytes()).into_owned())
                 }
                 Ok(Some(Event::StreamClose)) => return Got::Close,
                 Ok(None) => {}
-                Err(e) => panic!("router sent malformed XML: {e}; transcript: {}", self.transcript),
+                Err(e) => panic!(
+                    "router sent malformed XML: {e}; transcript: {}",
+                    self.transcript
+                ),
             }
-            assert!(Instant::now() < deadline, "timed out waiting; transcript: {}", self.transcript);
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting; transcript: {}",
+                self.transcript
+            );
             match self.read_some(&mut buf) {
                 Ok(0) => return Got::Eof,
                 Ok(n) => {
-                    self.transcript.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    self.transcript
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
                     self.framer.feed(&buf[..n]);
                 }
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Got::Eof,
                 Err(e) => panic!("read: {e}; transcript: {}", self.transcript),
             }
@@ -111,7 +143,10 @@ impl PeerConn {
     pub fn expect_header(&mut self) -> Option<String> {
         match self.next() {
             Got::Header { id, .. } => id,
-            other => panic!("expected a stream header, got {other:?}; transcript: {}", self.transcript),
+            other => panic!(
+                "expected a stream header, got {other:?}; transcript: {}",
+                self.transcript
+            ),
         }
     }
 
@@ -119,7 +154,10 @@ impl PeerConn {
     pub fn expect(&mut self, needle: &str) -> String {
         match self.next() {
             Got::Element(e) if e.contains(needle) => e,
-            other => panic!("expected element with {needle:?}, got {other:?}; transcript: {}", self.transcript),
+            other => panic!(
+                "expected element with {needle:?}, got {other:?}; transcript: {}",
+                self.transcript
+            ),
         }
     }
 
@@ -128,11 +166,20 @@ impl PeerConn {
         loop {
             match self.next() {
                 Got::Header { .. } => continue,
-                Got::Element(e) if e.contains("stream:error") || e.contains(":error") && e.contains("xmpp-streams") => {
-                    assert!(e.contains(&format!("<{condition} ")), "expected {condition}, got {e}");
+                Got::Element(e)
+                    if e.contains("stream:error")
+                        || e.contains(":error") && e.contains("xmpp-streams") =>
+                {
+                    assert!(
+                        e.contains(&format!("<{condition} ")),
+                        "expected {condition}, got {e}"
+                    );
                     return;
                 }
-                other => panic!("expected stream error {condition}, got {other:?}; transcript: {}", self.transcript),
+                other => panic!(
+                    "expected stream error {condition}, got {other:?}; transcript: {}",
+                    self.transcript
+                ),
             }
         }
     }
@@ -155,12 +202,16 @@ impl PeerConn {
 
     /// Runs the TLS client handshake (after `<proceed/>`), presenting `config`'s certificate.
     pub fn starttls_client(&mut self, config: Arc<rustls::ClientConfig>, server_name: &str) {
-        let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Gone) else { panic!("TLS already active") };
+        let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Gone) else {
+            panic!("TLS already active")
+        };
         let name = rustls_pki_types::ServerName::try_from(server_name.to_string()).unwrap();
         let conn = ClientConnection::new(config, name).unwrap();
         let mut s = StreamOwned::new(conn, tcp);
         while s.conn.is_handshaking() {
-            s.conn.complete_io(&mut s.sock).expect("TLS handshake with router");
+            s.conn
+                .complete_io(&mut s.sock)
+                .expect("TLS handshake with router");
         }
         self.io = Io::TlsClient(Box::new(s));
         self.framer = Framer::new(limits());
@@ -168,11 +219,15 @@ impl PeerConn {
 
     /// Runs the TLS server handshake (after we sent `<proceed/>`).
     pub fn starttls_server(&mut self, config: Arc<rustls::ServerConfig>) {
-        let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Gone) else { panic!("TLS already active") };
+        let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Gone) else {
+            panic!("TLS already active")
+        };
         let conn = ServerConnection::new(config).unwrap();
         let mut s = StreamOwned::new(conn, tcp);
         while s.conn.is_handshaking() {
-            s.conn.complete_io(&mut s.sock).expect("TLS handshake from router");
+            s.conn
+                .complete_io(&mut s.sock)
+                .expect("TLS handshake from router");
         }
         self.io = Io::TlsServer(Box::new(s));
         self.framer = Framer::new(limits());
@@ -211,7 +266,9 @@ pub struct PeerListener {
 impl PeerListener {
     /// Binds `addr` (a 127.0.0.x with port 0 or a fixed port).
     pub fn bind(addr: SocketAddr) -> PeerListener {
-        PeerListener { listener: TcpListener::bind(addr).expect("bind peer listener") }
+        PeerListener {
+            listener: TcpListener::bind(addr).expect("bind peer listener"),
+        }
     }
 
     /// The bound address.
@@ -230,7 +287,11 @@ impl PeerListener {
                     return PeerConn::from_tcp(tcp);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    assert!(Instant::now() < deadline, "router did not connect to {}", self.addr());
+                    assert!(
+                        Instant::now() < deadline,
+                        "router did not connect to {}",
+                        self.addr()
+                    );
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err(e) => panic!("accept: {e}"),

@@ -233,7 +233,12 @@ impl InboundStream {
     pub fn close(&mut self) {
         if self.state != State::Closed {
             if !self.header_sent {
-                wire::stream_header(&mut self.out, self.local.as_deref(), self.peer.as_deref(), None);
+                wire::stream_header(
+                    &mut self.out,
+                    self.local.as_deref(),
+                    self.peer.as_deref(),
+                    None,
+                );
             }
             wire::stream_close(&mut self.out);
             self.finish(CloseReason::LocalClose);
@@ -247,9 +252,10 @@ impl InboundStream {
         }
         match self.deadlines.due(now) {
             Due::Nothing => {}
-            Due::EstablishmentTimeout => {
-                self.fail(StreamCondition::ConnectionTimeout, Some("stream establishment timed out"))
-            }
+            Due::EstablishmentTimeout => self.fail(
+                StreamCondition::ConnectionTimeout,
+                Some("stream establishment timed out"),
+            ),
             Due::Inactive => self.fail(StreamCondition::ConnectionTimeout, Some("inactivity")),
             Due::Keepalive => {
                 self.out.push(b' ');
@@ -268,7 +274,12 @@ impl InboundStream {
         if !self.header_sent {
             // RFC 6120 §4.9.1.2: send our header first so the error is well-formed.
             let id = wire::new_stream_id();
-            wire::stream_header(&mut self.out, self.local.as_deref(), self.peer.as_deref(), Some(&id));
+            wire::stream_header(
+                &mut self.out,
+                self.local.as_deref(),
+                self.peer.as_deref(),
+                Some(&id),
+            );
             self.header_sent = true;
         }
         wire::stream_error(&mut self.out, cond, text);
@@ -277,7 +288,10 @@ impl InboundStream {
 
     fn on_header(&mut self, h: &StreamHeader, policy: &dyn StreamPolicy) {
         if self.state != State::AwaitHeader {
-            return self.fail(StreamCondition::InvalidXml, Some("unexpected stream header"));
+            return self.fail(
+                StreamCondition::InvalidXml,
+                Some("unexpected stream header"),
+            );
         }
         // Keep to/from for our own header even when refusing (only if they look like domains).
         let to = h.to.as_deref().map(str::to_ascii_lowercase);
@@ -291,11 +305,19 @@ impl InboundStream {
             return self.fail(StreamCondition::InvalidNamespace, None);
         }
         if h.default_ns.as_deref() != Some(wire::NS_SERVER) {
-            return self.fail(StreamCondition::InvalidNamespace, Some("expected jabber:server"));
+            return self.fail(
+                StreamCondition::InvalidNamespace,
+                Some("expected jabber:server"),
+            );
         }
         match h.version.as_deref() {
             Some(v) if v.split('.').next() == Some("1") => {}
-            _ => return self.fail(StreamCondition::UnsupportedVersion, Some("version 1.0 required")),
+            _ => {
+                return self.fail(
+                    StreamCondition::UnsupportedVersion,
+                    Some("version 1.0 required"),
+                )
+            }
         }
         let Some(to) = to else {
             return self.fail(StreamCondition::ImproperAddressing, Some("missing 'to'"));
@@ -310,7 +332,10 @@ impl InboundStream {
         match from {
             Some(f) => {
                 if jid::check_domain(&f).is_err() {
-                    return self.fail(StreamCondition::ImproperAddressing, Some("malformed 'from'"));
+                    return self.fail(
+                        StreamCondition::ImproperAddressing,
+                        Some("malformed 'from'"),
+                    );
                 }
                 let Some(p) = policy.policy_for(&f) else {
                     self.peer = Some(f);
@@ -334,7 +359,12 @@ impl InboundStream {
             }
         }
         self.stream_id = wire::new_stream_id();
-        wire::stream_header(&mut self.out, Some(&to), self.peer.as_deref(), Some(&self.stream_id));
+        wire::stream_header(
+            &mut self.out,
+            Some(&to),
+            self.peer.as_deref(),
+            Some(&self.stream_id),
+        );
         self.header_sent = true;
         let features = self.features(policy);
         if !self.sasl_done
@@ -378,7 +408,9 @@ impl InboundStream {
     }
 
     fn tls_required(&self) -> bool {
-        self.peer_policy.as_ref().is_some_and(|p| p.tls == Negotiation::Required)
+        self.peer_policy
+            .as_ref()
+            .is_some_and(|p| p.tls == Negotiation::Required)
     }
 
     fn on_element(&mut self, s: Stanza, policy: &dyn StreamPolicy) {
@@ -389,7 +421,10 @@ impl InboundStream {
             StanzaKind::DialbackVerify => self.on_db_verify(&s, policy),
             StanzaKind::Message | StanzaKind::Presence | StanzaKind::Iq => self.on_stanza(s),
             StanzaKind::StreamError => {
-                let text = s.first_child().map(|c| c.local_name.to_string()).unwrap_or_default();
+                let text = s
+                    .first_child()
+                    .map(|c| c.local_name.to_string())
+                    .unwrap_or_default();
                 wire::stream_close(&mut self.out);
                 self.finish(CloseReason::ReceivedError(text));
             }
@@ -398,7 +433,10 @@ impl InboundStream {
     }
 
     fn on_starttls(&mut self) {
-        let allowed = self.peer_policy.as_ref().map_or(true, |p| p.tls != Negotiation::NotSupported);
+        let allowed = self
+            .peer_policy
+            .as_ref()
+            .is_none_or(|p| p.tls != Negotiation::NotSupported);
         if self.tls_active || !allowed || self.state != State::Negotiating {
             wire::tls_element(&mut self.out, "failure");
             wire::stream_close(&mut self.out);
@@ -463,7 +501,10 @@ impl InboundStream {
             return self.fail(StreamCondition::PolicyViolation, Some("TLS required"));
         }
         let (Some(from), Some(to)) = (s.from(), s.to()) else {
-            return self.fail(StreamCondition::ImproperAddressing, Some("db:result needs from and to"));
+            return self.fail(
+                StreamCondition::ImproperAddressing,
+                Some("db:result needs from and to"),
+            );
         };
         let (from, to) = (from.to_ascii_lowercase(), to.to_ascii_lowercase());
         if s.stanza_type().is_some() {
@@ -474,23 +515,51 @@ impl InboundStream {
             return self.fail(StreamCondition::ImproperAddressing, None);
         }
         if !policy.serves(&to) {
-            wire::db_answer(&mut self.out, DbElement::Result, &to, &from, None, Err(StanzaCondition::ItemNotFound));
+            wire::db_answer(
+                &mut self.out,
+                DbElement::Result,
+                &to,
+                &from,
+                None,
+                Err(StanzaCondition::ItemNotFound),
+            );
             return;
         }
         let Some(p) = policy.policy_for(&from) else {
-            wire::db_answer(&mut self.out, DbElement::Result, &to, &from, None, Err(StanzaCondition::Forbidden));
+            wire::db_answer(
+                &mut self.out,
+                DbElement::Result,
+                &to,
+                &from,
+                None,
+                Err(StanzaCondition::Forbidden),
+            );
             return;
         };
         if !dialback_allowed(&p, self.tls_active) {
-            wire::db_answer(&mut self.out, DbElement::Result, &to, &from, None, Err(StanzaCondition::NotAllowed));
+            wire::db_answer(
+                &mut self.out,
+                DbElement::Result,
+                &to,
+                &from,
+                None,
+                Err(StanzaCondition::NotAllowed),
+            );
             return;
         }
-        if self.authenticated.iter().any(|d| jid::same_domain(d, &from)) {
+        if self
+            .authenticated
+            .iter()
+            .any(|d| jid::same_domain(d, &from))
+        {
             wire::db_answer(&mut self.out, DbElement::Result, &to, &from, None, Ok(true));
             return;
         }
         if self.pending_verify.len() >= 8 {
-            return self.fail(StreamCondition::PolicyViolation, Some("too many pending dialback requests"));
+            return self.fail(
+                StreamCondition::PolicyViolation,
+                Some("too many pending dialback requests"),
+            );
         }
         let key = match s.text() {
             Ok(k) if !k.trim().is_empty() => k.trim().to_string(),
@@ -508,23 +577,46 @@ impl InboundStream {
     fn on_db_verify(&mut self, s: &Stanza, policy: &dyn StreamPolicy) {
         // We are the authoritative server: a receiving server asks whether our key is genuine.
         let (Some(from), Some(to), Some(id)) = (s.from(), s.to(), s.id()) else {
-            return self.fail(StreamCondition::ImproperAddressing, Some("db:verify needs from, to and id"));
+            return self.fail(
+                StreamCondition::ImproperAddressing,
+                Some("db:verify needs from, to and id"),
+            );
         };
-        let (from, to, id) = (from.to_ascii_lowercase(), to.to_ascii_lowercase(), id.to_string());
+        let (from, to, id) = (
+            from.to_ascii_lowercase(),
+            to.to_ascii_lowercase(),
+            id.to_string(),
+        );
         if s.stanza_type().is_some() {
             return self.fail(StreamCondition::UnsupportedStanzaType, None);
         }
-        let tls_required = policy.policy_for(&from).is_some_and(|p| p.tls == Negotiation::Required);
+        let tls_required = policy
+            .policy_for(&from)
+            .is_some_and(|p| p.tls == Negotiation::Required);
         if tls_required && !self.tls_active {
             return self.fail(StreamCondition::PolicyViolation, Some("TLS required"));
         }
         if !policy.serves(&to) {
-            wire::db_answer(&mut self.out, DbElement::Verify, &to, &from, Some(&id), Err(StanzaCondition::ItemNotFound));
+            wire::db_answer(
+                &mut self.out,
+                DbElement::Verify,
+                &to,
+                &from,
+                Some(&id),
+                Err(StanzaCondition::ItemNotFound),
+            );
             return;
         }
         let key = s.text().map(|k| k.trim().to_string()).unwrap_or_default();
         let valid = policy.dialback().verify(&from, &to, &id, &key);
-        wire::db_answer(&mut self.out, DbElement::Verify, &to, &from, Some(&id), Ok(valid));
+        wire::db_answer(
+            &mut self.out,
+            DbElement::Verify,
+            &to,
+            &from,
+            Some(&id),
+            Ok(valid),
+        );
     }
 
     fn on_stanza(&mut self, s: Stanza) {
@@ -537,8 +629,16 @@ impl InboundStream {
         let ok_from = match s.from() {
             None => return self.fail(StreamCondition::ImproperAddressing, Some("missing 'from'")),
             Some(f) => match Jid::parse(&f) {
-                Err(_) => return self.fail(StreamCondition::ImproperAddressing, Some("malformed 'from'")),
-                Ok(j) => self.authenticated.iter().any(|d| jid::same_domain(d, j.domain)),
+                Err(_) => {
+                    return self.fail(
+                        StreamCondition::ImproperAddressing,
+                        Some("malformed 'from'"),
+                    )
+                }
+                Ok(j) => self
+                    .authenticated
+                    .iter()
+                    .any(|d| jid::same_domain(d, j.domain)),
             },
         };
         if !ok_from {
@@ -547,9 +647,15 @@ impl InboundStream {
         match s.to() {
             None => return self.fail(StreamCondition::ImproperAddressing, Some("missing 'to'")),
             Some(t) => match Jid::parse(&t) {
-                Err(_) => return self.fail(StreamCondition::ImproperAddressing, Some("malformed 'to'")),
+                Err(_) => {
+                    return self.fail(StreamCondition::ImproperAddressing, Some("malformed 'to'"))
+                }
                 Ok(j) => {
-                    if self.local.as_deref().is_none_or(|l| !jid::same_domain(l, j.domain)) {
+                    if self
+                        .local
+                        .as_deref()
+                        .is_none_or(|l| !jid::same_domain(l, j.domain))
+                    {
                         return self.fail(StreamCondition::HostUnknown, None);
                     }
                 }
@@ -559,7 +665,11 @@ impl InboundStream {
     }
 
     fn authenticate(&mut self, domain: String, method: AuthMethod, _policy: &dyn StreamPolicy) {
-        if self.authenticated.iter().any(|d| jid::same_domain(d, &domain)) {
+        if self
+            .authenticated
+            .iter()
+            .any(|d| jid::same_domain(d, &domain))
+        {
             return;
         }
         if self.authenticated.is_empty() {
@@ -567,7 +677,8 @@ impl InboundStream {
             self.framer.set_limits(self.limits.after_auth);
         }
         self.authenticated.push(domain.clone());
-        self.events.push_back(InboundEvent::Authenticated { domain, method });
+        self.events
+            .push_back(InboundEvent::Authenticated { domain, method });
     }
 }
 
@@ -655,7 +766,12 @@ mod tests {
         fn new(p: FakePolicy, tls: bool) -> Self {
             let now = t0();
             let chain = if tls { some_chain() } else { Vec::new() };
-            Dialogue { s: InboundStream::new(limits(), timeouts(), tls, chain, now), p, now, out: Vec::new() }
+            Dialogue {
+                s: InboundStream::new(limits(), timeouts(), tls, chain, now),
+                p,
+                now,
+                out: Vec::new(),
+            }
         }
         fn send(&mut self, bytes: &str) -> String {
             self.s.handle_bytes(bytes.as_bytes(), self.now, &self.p);
@@ -674,7 +790,12 @@ mod tests {
     }
 
     fn dialback_partner() -> FakePolicy {
-        FakePolicy::new(vec![partner("a.test", Negotiation::Optional, Negotiation::Optional, true)])
+        FakePolicy::new(vec![partner(
+            "a.test",
+            Negotiation::Optional,
+            Negotiation::Optional,
+            true,
+        )])
     }
 
     #[test]
@@ -690,7 +811,12 @@ mod tests {
 
     #[test]
     fn required_tls_is_the_only_feature_before_tls() {
-        let p = FakePolicy::new(vec![partner("a.test", Negotiation::Required, Negotiation::Optional, true)]);
+        let p = FakePolicy::new(vec![partner(
+            "a.test",
+            Negotiation::Required,
+            Negotiation::Optional,
+            true,
+        )]);
         let mut d = Dialogue::new(p, false);
         let out = d.send(&peer_header("a.test", "corp.test"));
         assert!(out.contains("<required/>"));
@@ -699,7 +825,12 @@ mod tests {
 
     #[test]
     fn stanza_before_tls_when_required_is_policy_violation() {
-        let p = FakePolicy::new(vec![partner("a.test", Negotiation::Required, Negotiation::Optional, true)]);
+        let p = FakePolicy::new(vec![partner(
+            "a.test",
+            Negotiation::Required,
+            Negotiation::Optional,
+            true,
+        )]);
         let mut d = Dialogue::new(p, false);
         d.send(&peer_header("a.test", "corp.test"));
         let out = d.send("<message from='x@a.test' to='bob@corp.test'><body>hi</body></message>");
@@ -730,8 +861,17 @@ mod tests {
         for (header, cond) in cases {
             let mut d = Dialogue::new(dialback_partner(), false);
             let out = d.send(header);
-            assert!(out.starts_with("<?xml version='1.0'?><stream:stream"), "{header}: {out}");
-            assert!(out.contains(&format!("<{} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>", cond.as_str())), "{header}: {out}");
+            assert!(
+                out.starts_with("<?xml version='1.0'?><stream:stream"),
+                "{header}: {out}"
+            );
+            assert!(
+                out.contains(&format!(
+                    "<{} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>",
+                    cond.as_str()
+                )),
+                "{header}: {out}"
+            );
             assert!(out.ends_with("</stream:stream>"));
             assert_eq!(d.closed_with(), Some(cond), "{header}");
         }
@@ -742,13 +882,24 @@ mod tests {
         let mut d = Dialogue::new(dialback_partner(), false);
         d.send(&peer_header("a.test", "corp.test"));
         let out = d.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><message from='x@a.test' to='bob@corp.test'/>");
-        assert!(out.ends_with("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"), "{out}");
+        assert!(
+            out.ends_with("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"),
+            "{out}"
+        );
         let evs = d.events();
-        assert!(matches!(evs.last(), Some(InboundEvent::StartTls)), "{evs:?}");
-        assert!(!evs.iter().any(|e| matches!(e, InboundEvent::Stanza(_) | InboundEvent::Closed(_))));
+        assert!(
+            matches!(evs.last(), Some(InboundEvent::StartTls)),
+            "{evs:?}"
+        );
+        assert!(!evs
+            .iter()
+            .any(|e| matches!(e, InboundEvent::Stanza(_) | InboundEvent::Closed(_))));
         d.s.tls_established(Vec::new(), d.now);
         let out = d.send(&peer_header("a.test", "corp.test"));
-        assert!(out.contains("<stream:features>") && !out.contains("starttls"), "{out}");
+        assert!(
+            out.contains("<stream:features>") && !out.contains("starttls"),
+            "{out}"
+        );
     }
 
     fn dialback_authenticate(d: &mut Dialogue) {
@@ -756,22 +907,40 @@ mod tests {
         d.events();
         d.send("<db:result from='a.test' to='corp.test'>abcdef</db:result>");
         let evs = d.events();
-        let Some(InboundEvent::VerifyKey { originating, receiving, key, stream_id }) = evs.into_iter().next() else {
+        let Some(InboundEvent::VerifyKey {
+            originating,
+            receiving,
+            key,
+            stream_id,
+        }) = evs.into_iter().next()
+        else {
             panic!("expected a verify request")
         };
-        assert_eq!((originating.as_str(), receiving.as_str(), key.as_str()), ("a.test", "corp.test", "abcdef"));
+        assert_eq!(
+            (originating.as_str(), receiving.as_str(), key.as_str()),
+            ("a.test", "corp.test", "abcdef")
+        );
         assert_eq!(stream_id, d.s.stream_id());
         d.s.dialback_verified("a.test", "corp.test", Ok(true), &d.p);
         d.s.take_output(&mut d.out, d.now);
         let out = String::from_utf8(d.out.clone()).unwrap();
-        assert!(out.contains("<db:result from='corp.test' to='a.test' type='valid'/>"), "{out}");
+        assert!(
+            out.contains("<db:result from='corp.test' to='a.test' type='valid'/>"),
+            "{out}"
+        );
     }
 
     #[test]
     fn receiving_server_dialback_authenticates_after_verification() {
         let mut d = Dialogue::new(dialback_partner(), false);
         dialback_authenticate(&mut d);
-        assert!(d.events().iter().any(|e| matches!(e, InboundEvent::Authenticated { method: AuthMethod::Dialback, .. })));
+        assert!(d.events().iter().any(|e| matches!(
+            e,
+            InboundEvent::Authenticated {
+                method: AuthMethod::Dialback,
+                ..
+            }
+        )));
         d.send("<iq from='alice@a.test/r' to='corp.test' id='p1' type='get'><ping xmlns='urn:xmpp:ping'/></iq>");
         assert!(matches!(d.events().as_slice(), [InboundEvent::Stanza(_)]));
     }
@@ -781,7 +950,10 @@ mod tests {
         let mut d = Dialogue::new(dialback_partner(), false);
         d.send(&peer_header("a.test", "corp.test"));
         d.s.dialback_verified("a.test", "corp.test", Ok(true), &d.p);
-        assert!(!d.events().iter().any(|e| matches!(e, InboundEvent::Authenticated { .. })));
+        assert!(!d
+            .events()
+            .iter()
+            .any(|e| matches!(e, InboundEvent::Authenticated { .. })));
         assert!(d.s.authenticated().is_empty());
     }
 
@@ -821,29 +993,57 @@ mod tests {
         let key = p.secret.key("a.test", "corp.test", "sid-1");
         let mut d = Dialogue::new(p, false);
         d.send(&peer_header("a.test", "corp.test"));
-        let out = d.send(&format!("<db:verify from='a.test' to='corp.test' id='sid-1'>{key}</db:verify>"));
-        assert!(out.contains("<db:verify from='corp.test' to='a.test' id='sid-1' type='valid'/>"), "{out}");
+        let out = d.send(&format!(
+            "<db:verify from='a.test' to='corp.test' id='sid-1'>{key}</db:verify>"
+        ));
+        assert!(
+            out.contains("<db:verify from='corp.test' to='a.test' id='sid-1' type='valid'/>"),
+            "{out}"
+        );
         let out = d.send("<db:verify from='a.test' to='corp.test' id='sid-2'>0000</db:verify>");
         assert!(out.contains("id='sid-2' type='invalid'"), "{out}");
     }
 
     #[test]
     fn sasl_external_requires_a_trusted_certificate() {
-        let mut p = FakePolicy::new(vec![partner("a.test", Negotiation::Required, Negotiation::Optional, true)]);
+        let mut p = FakePolicy::new(vec![partner(
+            "a.test",
+            Negotiation::Required,
+            Negotiation::Optional,
+            true,
+        )]);
         p.trusted = true;
         let mut d = Dialogue::new(p, true);
         let out = d.send(&peer_header("a.test", "corp.test"));
         assert!(out.contains("<mechanism>EXTERNAL</mechanism>"), "{out}");
-        let out = d.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>");
-        assert!(out.ends_with("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"), "{out}");
-        assert!(d.events().iter().any(|e| matches!(e, InboundEvent::Authenticated { method: AuthMethod::SaslExternal, .. })));
+        let out =
+            d.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>");
+        assert!(
+            out.ends_with("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"),
+            "{out}"
+        );
+        assert!(d.events().iter().any(|e| matches!(
+            e,
+            InboundEvent::Authenticated {
+                method: AuthMethod::SaslExternal,
+                ..
+            }
+        )));
         let out = d.send(&peer_header("a.test", "corp.test"));
-        assert!(out.ends_with("<stream:features></stream:features>"), "{out}");
+        assert!(
+            out.ends_with("<stream:features></stream:features>"),
+            "{out}"
+        );
     }
 
     #[test]
     fn sasl_external_refuses_an_authzid_the_certificate_does_not_cover() {
-        let mut p = FakePolicy::new(vec![partner("a.test", Negotiation::Required, Negotiation::Optional, true)]);
+        let mut p = FakePolicy::new(vec![partner(
+            "a.test",
+            Negotiation::Required,
+            Negotiation::Optional,
+            true,
+        )]);
         p.trusted = true;
         let mut d = Dialogue::new(p, true);
         d.send(&peer_header("a.test", "corp.test"));
@@ -855,7 +1055,12 @@ mod tests {
 
     #[test]
     fn untrusted_certificate_without_dialback_leaves_no_method() {
-        let p = FakePolicy::new(vec![partner("a.test", Negotiation::Required, Negotiation::Required, false)]);
+        let p = FakePolicy::new(vec![partner(
+            "a.test",
+            Negotiation::Required,
+            Negotiation::Required,
+            false,
+        )]);
         let mut d = Dialogue::new(p, true);
         let out = d.send(&peer_header("a.test", "corp.test"));
         assert!(out.contains("<unsupported-feature"), "{out}");
@@ -863,14 +1068,25 @@ mod tests {
 
     #[test]
     fn dialback_is_refused_when_sasl_is_required() {
-        let mut p = FakePolicy::new(vec![partner("a.test", Negotiation::Required, Negotiation::Required, true)]);
+        let mut p = FakePolicy::new(vec![partner(
+            "a.test",
+            Negotiation::Required,
+            Negotiation::Required,
+            true,
+        )]);
         p.trusted = true;
         let mut d = Dialogue::new(p, true);
         d.send(&peer_header("a.test", "corp.test"));
         d.events();
         let out = d.send("<db:result from='a.test' to='corp.test'>k</db:result>");
-        assert!(out.contains("type='error'") && out.contains("<not-allowed"), "{out}");
-        assert!(!d.events().iter().any(|e| matches!(e, InboundEvent::VerifyKey { .. })));
+        assert!(
+            out.contains("type='error'") && out.contains("<not-allowed"),
+            "{out}"
+        );
+        assert!(!d
+            .events()
+            .iter()
+            .any(|e| matches!(e, InboundEvent::VerifyKey { .. })));
     }
 
     #[test]

@@ -251,9 +251,10 @@ impl OutboundStream {
         }
         match self.deadlines.due(now) {
             Due::Nothing => {}
-            Due::EstablishmentTimeout => {
-                self.fail(StreamCondition::ConnectionTimeout, Some("stream establishment timed out"))
-            }
+            Due::EstablishmentTimeout => self.fail(
+                StreamCondition::ConnectionTimeout,
+                Some("stream establishment timed out"),
+            ),
             Due::Inactive => {
                 // An idle outbound stream is closed cleanly; it is reopened on demand.
                 wire::stream_close(&mut self.out);
@@ -268,7 +269,11 @@ impl OutboundStream {
 
     fn finish(&mut self, reason: CloseReason) {
         self.state = State::Closed;
-        for request in self.verify_sent.drain(..).chain(self.verify_queue.drain(..)) {
+        for request in self
+            .verify_sent
+            .drain(..)
+            .chain(self.verify_queue.drain(..))
+        {
             self.events.push_back(OutboundEvent::VerifyAnswer {
                 request,
                 answer: Err(StanzaCondition::RemoteServerTimeout),
@@ -289,7 +294,10 @@ impl OutboundStream {
 
     fn on_header(&mut self, h: &StreamHeader) {
         if self.state != State::AwaitHeader {
-            return self.fail(StreamCondition::InvalidXml, Some("unexpected stream header"));
+            return self.fail(
+                StreamCondition::InvalidXml,
+                Some("unexpected stream header"),
+            );
         }
         if h.namespace.as_deref() != Some(wire::NS_STREAMS) || h.local_name != "stream" {
             return self.fail(StreamCondition::InvalidNamespace, None);
@@ -338,7 +346,10 @@ impl OutboundStream {
             (_, StanzaKind::DialbackResult) => self.on_db_result(s),
             (_, StanzaKind::DialbackVerify) => self.on_db_verify(s),
             (_, StanzaKind::StreamError) => {
-                let cond = s.first_child().map(|c| c.local_name.to_string()).unwrap_or_default();
+                let cond = s
+                    .first_child()
+                    .map(|c| c.local_name.to_string())
+                    .unwrap_or_default();
                 wire::stream_close(&mut self.out);
                 self.finish(CloseReason::ReceivedError(cond));
             }
@@ -374,13 +385,19 @@ impl OutboundStream {
             self.flush_verifies();
             return;
         }
-        if f.sasl_external && self.tls_active && self.policy.sasl != Negotiation::NotSupported && !self.sasl_tried {
+        if f.sasl_external
+            && self.tls_active
+            && self.policy.sasl != Negotiation::NotSupported
+            && !self.sasl_tried
+        {
             self.sasl_tried = true;
             wire::sasl_auth_external(&mut self.out, &base64_encode(self.local.as_bytes()));
             self.state = State::AwaitSasl;
             return;
         }
-        if self.dialback_possible() || (f.dialback && dialback_allowed(&self.policy, self.tls_active)) {
+        if self.dialback_possible()
+            || (f.dialback && dialback_allowed(&self.policy, self.tls_active))
+        {
             self.send_db_result(policy);
             return;
         }
@@ -393,7 +410,14 @@ impl OutboundStream {
         };
         // XEP-0185: key over (receiving = remote, originating = us, the remote's stream id).
         let key = policy.dialback().key(&self.remote, &self.local, id);
-        wire::db_request(&mut self.out, DbElement::Result, &self.local, &self.remote, None, &key);
+        wire::db_request(
+            &mut self.out,
+            DbElement::Result,
+            &self.local,
+            &self.remote,
+            None,
+            &key,
+        );
         self.state = State::AwaitDialback;
         self.flush_verifies();
     }
@@ -407,13 +431,19 @@ impl OutboundStream {
 
     fn on_db_result(&mut self, s: &Stanza) {
         if self.state != State::AwaitDialback {
-            return self.fail(StreamCondition::UnsupportedStanzaType, Some("unsolicited db:result"));
+            return self.fail(
+                StreamCondition::UnsupportedStanzaType,
+                Some("unsolicited db:result"),
+            );
         }
         // Only an answer to the request we sent counts (from = remote, to = us).
         let matches = s.from().is_some_and(|f| jid::same_domain(&f, &self.remote))
             && s.to().is_some_and(|t| jid::same_domain(&t, &self.local));
         if !matches {
-            return self.fail(StreamCondition::InvalidFrom, Some("db:result does not answer our request"));
+            return self.fail(
+                StreamCondition::InvalidFrom,
+                Some("db:result does not answer our request"),
+            );
         }
         match s.stanza_type().as_deref() {
             Some("valid") => {
@@ -428,13 +458,17 @@ impl OutboundStream {
 
     fn on_db_verify(&mut self, s: &Stanza) {
         let found = self.verify_sent.iter().position(|r| {
-            s.from().is_some_and(|f| jid::same_domain(&f, &r.originating))
+            s.from()
+                .is_some_and(|f| jid::same_domain(&f, &r.originating))
                 && s.to().is_some_and(|t| jid::same_domain(&t, &r.receiving))
                 && s.id().as_deref() == Some(r.stream_id.as_str())
         });
         let Some(pos) = found else {
             // XEP-0220 bypass: an answer we did not ask for is a protocol violation.
-            return self.fail(StreamCondition::InvalidXml, Some("db:verify answers no request of ours"));
+            return self.fail(
+                StreamCondition::InvalidXml,
+                Some("db:verify answers no request of ours"),
+            );
         };
         let request = self.verify_sent.remove(pos);
         let answer = match s.stanza_type().as_deref() {
@@ -442,8 +476,12 @@ impl OutboundStream {
             Some("invalid") => Ok(false),
             _ => Err(StanzaCondition::RemoteServerNotFound),
         };
-        self.events.push_back(OutboundEvent::VerifyAnswer { request, answer });
-        if self.purpose == Purpose::VerifyOnly && self.verify_sent.is_empty() && self.verify_queue.is_empty() {
+        self.events
+            .push_back(OutboundEvent::VerifyAnswer { request, answer });
+        if self.purpose == Purpose::VerifyOnly
+            && self.verify_sent.is_empty()
+            && self.verify_queue.is_empty()
+        {
             self.close();
         }
     }
@@ -453,7 +491,14 @@ impl OutboundStream {
             return;
         }
         for r in self.verify_queue.drain(..) {
-            wire::db_request(&mut self.out, DbElement::Verify, &r.receiving, &r.originating, Some(&r.stream_id), &r.key);
+            wire::db_request(
+                &mut self.out,
+                DbElement::Verify,
+                &r.receiving,
+                &r.originating,
+                Some(&r.stream_id),
+                &r.key,
+            );
             self.verify_sent.push(r);
         }
     }
@@ -487,10 +532,10 @@ pub(crate) fn parse_features(xml: &[u8]) -> OfferedFeatures {
                 let name = e.local_name().as_ref().to_vec();
                 note(&mut f, &path, &name);
             }
-            Ok(QEvent::Text(t)) if in_mechanism => {
-                if t.unescape().is_ok_and(|m| m.trim() == "EXTERNAL") {
-                    f.sasl_external = true;
-                }
+            Ok(QEvent::Text(t))
+                if in_mechanism && t.unescape().is_ok_and(|m| m.trim() == "EXTERNAL") =>
+            {
+                f.sasl_external = true;
             }
             Ok(QEvent::End(_)) => {
                 in_mechanism = false;

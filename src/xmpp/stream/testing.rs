@@ -33,7 +33,12 @@ pub fn partner(domain: &str, tls: Negotiation, sasl: Negotiation, dialback: bool
 
 impl FakePolicy {
     pub fn new(partners: Vec<PartnerPolicy>) -> Self {
-        FakePolicy { ours: vec!["corp.test"], partners, trusted: false, secret: DialbackSecret::new(b"test secret") }
+        FakePolicy {
+            ours: vec!["corp.test"],
+            partners,
+            trusted: false,
+            secret: DialbackSecret::new(b"test secret"),
+        }
     }
 }
 
@@ -42,7 +47,10 @@ impl StreamPolicy for FakePolicy {
         self.ours.iter().any(|d| d.eq_ignore_ascii_case(domain))
     }
     fn policy_for(&self, domain: &str) -> Option<PartnerPolicy> {
-        self.partners.iter().find(|p| p.domain.eq_ignore_ascii_case(domain)).cloned()
+        self.partners
+            .iter()
+            .find(|p| p.domain.eq_ignore_ascii_case(domain))
+            .cloned()
     }
     fn certificate_trusted(&self, chain: &[CertificateDer<'static>], _domain: &str) -> bool {
         self.trusted && !chain.is_empty()
@@ -53,8 +61,17 @@ impl StreamPolicy for FakePolicy {
 }
 
 pub fn limits() -> PhaseLimits {
-    let before = FramerLimits { max_stanza_bytes: 10_000, ..FramerLimits::default() };
-    PhaseLimits { before_auth: before, after_auth: FramerLimits { max_stanza_bytes: 524_288, ..before } }
+    let before = FramerLimits {
+        max_stanza_bytes: 10_000,
+        ..FramerLimits::default()
+    };
+    PhaseLimits {
+        before_auth: before,
+        after_auth: FramerLimits {
+            max_stanza_bytes: 524_288,
+            ..before
+        },
+    }
 }
 
 pub fn timeouts() -> StreamTimeouts {

@@ -144,7 +144,14 @@ impl DbElement {
 }
 
 /// A dialback request carrying a key: `<db:result from to>KEY</db:result>` or `<db:verify … id>KEY`.
-pub fn db_request(out: &mut Vec<u8>, el: DbElement, from: &str, to: &str, id: Option<&str>, key: &str) {
+pub fn db_request(
+    out: &mut Vec<u8>,
+    el: DbElement,
+    from: &str,
+    to: &str,
+    id: Option<&str>,
+    key: &str,
+) {
     out.push(b'<');
     out.extend_from_slice(el.name());
     attr(out, "from", from);

@@ -16,8 +16,9 @@ const MIN_RESERVE: usize = 4096;
 /// What the framer found in the stream.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// The peer's stream header (after an optional XML declaration).
-    StreamOpen(StreamHeader),
+    /// The peer's stream header (after an optional XML declaration). Boxed: it is large and
+    /// rare, and events are moved on the per-stanza path.
+    StreamOpen(Box<StreamHeader>),
     /// A complete top-level element: a stanza or a nonza (features, dialback, SASL, TLS...).
     Stanza(Stanza),
     /// `</stream:stream>`.
@@ -174,12 +175,15 @@ impl Framer {
                 self.ctx = Arc::new(ctx);
                 self.consume(end);
                 self.scan.phase = Phase::Stream;
-                Ok(Some(Event::StreamOpen(header)))
+                Ok(Some(Event::StreamOpen(Box::new(header))))
             }
             Step::Stanza(end) => {
                 let bytes = self.buf.split_to(end).freeze();
+                let tag_end = self.scan.top_tag_end;
                 self.after_item(end);
-                Ok(Some(Event::Stanza(Stanza::parse(bytes, &self.ctx)?)))
+                Ok(Some(Event::Stanza(Stanza::parse(
+                    bytes, tag_end, &self.ctx,
+                )?)))
             }
             Step::Close(end) => {
                 self.consume(end);
@@ -207,36 +211,60 @@ fn header_name_len(h: &StreamHeader) -> usize {
 /// Checks `chunk` is UTF-8 made of XML characters; returns how many bytes are known good (an
 /// incomplete character at the end is left for later).
 fn validate_chars(chunk: &[u8]) -> Result<usize, FramerError> {
-    let (good, bad_utf8) = match std::str::from_utf8(chunk) {
-        Ok(_) => (chunk.len(), false),
+    // Fast path, one branch-free pass per 32 bytes: ASCII without C0 controls other than
+    // TAB/LF/CR is valid as it stands.
+    #[inline]
+    fn suspect(b: u8) -> bool {
+        ((b < 0x20) & (b != b'\t') & (b != b'\n') & (b != b'\r')) | (b >= 0x80)
+    }
+    let mut chunks = chunk.chunks_exact(32);
+    let mut clean = 0;
+    for c in &mut chunks {
+        if c.iter().fold(false, |acc, &b| acc | suspect(b)) {
+            break;
+        }
+        clean += 32;
+    }
+    if clean == chunk.len() - chunks.remainder().len()
+        && !chunks.remainder().iter().any(|&b| suspect(b))
+    {
+        return Ok(chunk.len());
+    }
+    let rest = &chunk[clean..];
+    let (good, bad_utf8) = match std::str::from_utf8(rest) {
+        Ok(_) => (rest.len(), false),
         Err(e) => (e.valid_up_to(), e.error_len().is_some()),
     };
-    if has_illegal_char(&chunk[..good]) {
+    if has_illegal_char(&rest[..good]) {
         return Err(FramerError::IllegalChar);
     }
     if bad_utf8 {
         return Err(FramerError::InvalidUtf8);
     }
-    Ok(good)
+    Ok(clean + good)
 }
 
 /// C0 controls other than TAB/LF/CR, U+FFFE and U+FFFF, in valid UTF-8.
 fn has_illegal_char(s: &[u8]) -> bool {
     #[inline]
     fn bad(b: u8) -> bool {
-        (b < 0x20) & (b != b'\t') & (b != b'\n') & (b != b'\r')
-    }
-    // Branch-free per chunk so the compiler vectorizes it.
-    let mut chunks = s.chunks_exact(32);
-    for c in &mut chunks {
-        if c.iter().fold(false, |acc, &b| acc | bad(b)) {
-            return true;
-        }
-    }
-    if chunks.remainder().iter().any(|&b| bad(b)) {
-        return true;
+        ((b < 0x20) & (b != b'\t') & (b != b'\n') & (b != b'\r')) | (b == 0xEF)
     }
     // U+FFFE / U+FFFF are EF BF BE / EF BF BF; a valid prefix never cuts a character.
-    memchr::memchr_iter(0xEF, s)
-        .any(|i| s.get(i + 1) == Some(&0xBF) && matches!(s.get(i + 2), Some(0xBE | 0xBF)))
+    let slow = |i: usize| {
+        let b = s[i];
+        if b == 0xEF {
+            s.get(i + 1) == Some(&0xBF) && matches!(s.get(i + 2), Some(0xBE | 0xBF))
+        } else {
+            b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')
+        }
+    };
+    let mut start = 0;
+    for c in s.chunks(32) {
+        if c.iter().fold(false, |acc, &b| acc | bad(b)) && (start..start + c.len()).any(slow) {
+            return true;
+        }
+        start += c.len();
+    }
+    false
 }

@@ -110,6 +110,8 @@ pub(crate) struct Scanner {
     ref_start: usize,
     lt: usize,
     tag_name: Span,
+    /// The stanza element's start tag: `<` at 0, `>` (or the `/` of `/>`) at `top_tag_end`.
+    pub(crate) top_tag_end: usize,
     decl_seen: bool,
     /// Qualified name of the stream element, to match `</stream:stream>`.
     pub(crate) stream_name: Vec<u8>,
@@ -118,19 +120,53 @@ pub(crate) struct Scanner {
     ns: Vec<NsDecl>,
 }
 
+const WS: u8 = 1;
+const NAME: u8 = 2;
+const START: u8 = 4;
+const SQ_STOP: u8 = 8;
+const DQ_STOP: u8 = 16;
+
+/// Byte classes, so the per-byte loops are one table lookup.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut c = 0;
+        if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            c |= WS;
+        }
+        if b.is_ascii_alphabetic() || b == b'_' || b >= 0x80 {
+            c |= START | NAME;
+        }
+        if b.is_ascii_digit() || matches!(b, b'-' | b'.' | b':') {
+            c |= NAME;
+        }
+        if matches!(b, b'\'' | b'<' | b'&') {
+            c |= SQ_STOP;
+        }
+        if matches!(b, b'"' | b'<' | b'&') {
+            c |= DQ_STOP;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
 #[inline]
 fn is_ws(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+    CLASS[b as usize] & WS != 0
 }
 
 #[inline]
 fn is_name_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
+    CLASS[b as usize] & START != 0
 }
 
 #[inline]
 fn is_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':') || b >= 0x80
+    CLASS[b as usize] & NAME != 0
 }
 
 #[inline]
@@ -138,17 +174,27 @@ fn is_ref_byte(b: u8) -> bool {
     is_name_byte(b) || b == b'#'
 }
 
+/// First byte of `hay` that ends an attribute value quoted by `quote` (the quote, `<`, `&`).
+/// Values are mostly short: a table loop first, memchr past that.
+#[inline]
+fn find_value_stop(hay: &[u8], quote: u8) -> Option<usize> {
+    const SHORT: usize = 48;
+    let mask = if quote == b'\'' { SQ_STOP } else { DQ_STOP };
+    let head = &hay[..hay.len().min(SHORT)];
+    match head.iter().position(|&b| CLASS[b as usize] & mask != 0) {
+        Some(i) => Some(i),
+        None if hay.len() > SHORT => memchr3(quote, b'<', b'&', &hay[SHORT..]).map(|i| i + SHORT),
+        None => None,
+    }
+}
+
 /// A qualified name: `local` or `prefix:local`, both parts non-empty NCNames.
 fn check_qname(name: &[u8]) -> Result<(), FramerError> {
-    match memchr(b':', name) {
+    match name.iter().position(|&b| b == b':') {
         None => Ok(()),
         Some(c) => {
             let local = &name[c + 1..];
-            if c == 0
-                || local.is_empty()
-                || !is_name_start(local[0])
-                || memchr(b':', local).is_some()
-            {
+            if c == 0 || local.is_empty() || !is_name_start(local[0]) || local.contains(&b':') {
                 Err(FramerError::BadName)
             } else {
                 Ok(())
@@ -158,7 +204,7 @@ fn check_qname(name: &[u8]) -> Result<(), FramerError> {
 }
 
 fn split_qname(name: &[u8]) -> (Option<&[u8]>, &[u8]) {
-    match memchr(b':', name) {
+    match name.iter().position(|&b| b == b':') {
         Some(c) => (Some(&name[..c]), &name[c + 1..]),
         None => (None, name),
     }
@@ -206,6 +252,7 @@ impl Scanner {
             ref_start: 0,
             lt: 0,
             tag_name: (0, 0),
+            top_tag_end: 0,
             decl_seen: false,
             stream_name: Vec::new(),
             names: Vec::new(),
@@ -487,7 +534,7 @@ impl Scanner {
                     }
                     self.pos += 1;
                 }
-                Lex::Value { quote } => match memchr3(quote, b'<', b'&', &buf[self.pos..]) {
+                Lex::Value { quote } => match find_value_stop(&buf[self.pos..], quote) {
                     None => {
                         self.pos = buf.len();
                         return Ok(Step::NeedMore);
@@ -637,6 +684,9 @@ impl Scanner {
         }
         if local == b"stream" && self.resolves_to(buf, prefix, ctx, NS_STREAMS) {
             return Err(FramerError::NestedStream);
+        }
+        if depth == 1 {
+            self.top_tag_end = if empty { self.pos - 1 } else { self.pos };
         }
         self.depth = depth;
         self.elements += 1;

@@ -137,14 +137,21 @@ fn offset_in(base: &[u8], part: &[u8]) -> Option<u32> {
 }
 
 impl Stanza {
-    /// Reads the start tag of `bytes` (a complete element checked by the scanner) with quick-xml.
-    pub(crate) fn parse(bytes: Bytes, ctx: &Arc<NsContext>) -> Result<Stanza, FramerError> {
+    /// Reads the start tag of `bytes` (a complete element checked by the scanner, its start tag
+    /// ending at `tag_end`) with quick-xml.
+    pub(crate) fn parse(
+        bytes: Bytes,
+        tag_end: usize,
+        ctx: &Arc<NsContext>,
+    ) -> Result<Stanza, FramerError> {
         let malformed = FramerError::Syntax("stanza start tag");
-        let mut reader = Reader::from_reader(&bytes[..]);
-        let start = match reader.read_event() {
-            Ok(XmlEvent::Start(s)) | Ok(XmlEvent::Empty(s)) => s,
-            _ => return Err(malformed),
-        };
+        let content = bytes.get(1..tag_end).ok_or_else(|| malformed.clone())?;
+        let content = std::str::from_utf8(content).map_err(|_| malformed.clone())?;
+        let name_len = content
+            .bytes()
+            .position(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'/'))
+            .unwrap_or(content.len());
+        let start = BytesStart::from_content(content, name_len);
         let qname = start.name();
         let name_end = 1 + qname.as_ref().len();
         let prefix = qname.prefix().map(|p| p.into_inner());
@@ -208,7 +215,6 @@ impl Stanza {
             (None, None) => NsSrc::None,
         };
         drop(start);
-        drop(reader);
         let mut s = Stanza {
             bytes,
             name_end: name_end as u32,

@@ -111,18 +111,18 @@ impl EdgeContext {
     /// Framer limits before and after authentication, from `[limits]`.
     pub fn phase_limits(&self) -> PhaseLimits {
         let l = &self.config.limits;
-        let base = FramerLimits {
-            max_stanza_bytes: l.stanza_bytes_before_auth,
-            max_depth: l.max_depth.try_into().unwrap_or(u32::MAX),
-            max_attributes: l.max_attributes.try_into().unwrap_or(u32::MAX),
-            max_elements: l.max_elements_per_stanza.try_into().unwrap_or(u32::MAX),
-            ..FramerLimits::default()
-        };
+        let cap = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        // Before authentication the structural caps stay at the framer's small defaults: memory
+        // spent on an unauthenticated peer is the attack surface (protocol-facts §5).
+        let pre = FramerLimits::pre_auth();
         PhaseLimits {
-            before_auth: base,
+            before_auth: FramerLimits { max_stanza_bytes: l.stanza_bytes_before_auth, ..pre },
             after_auth: FramerLimits {
                 max_stanza_bytes: l.stanza_bytes,
-                ..base
+                max_depth: cap(l.max_depth),
+                max_attributes: cap(l.max_attributes),
+                max_elements: cap(l.max_elements_per_stanza),
+                ..FramerLimits::post_auth()
             },
         }
     }

@@ -15,7 +15,9 @@ const CAPACITY: usize = 1024;
 const BATCH: usize = 64;
 
 fn executor(cpu: usize) -> LocalExecutorBuilder {
-    LocalExecutorBuilder::new(Placement::Fixed(cpu % num_cpus())).io_memory(512 * 1024).ring_depth(64)
+    LocalExecutorBuilder::new(Placement::Fixed(cpu % num_cpus()))
+        .io_memory(512 * 1024)
+        .ring_depth(64)
 }
 
 fn num_cpus() -> usize {
@@ -112,7 +114,9 @@ fn mesh(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(4));
     g.sample_size(10);
     g.bench_function("glommio_shared_channel", |b| b.iter_custom(glommio_channel));
-    g.bench_function("crossbeam_arrayqueue_doorbell", |b| b.iter_custom(crossbeam_doorbell));
+    g.bench_function("crossbeam_arrayqueue_doorbell", |b| {
+        b.iter_custom(crossbeam_doorbell)
+    });
     g.finish();
 }
 

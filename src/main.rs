@@ -25,6 +25,18 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Run the router with an embedded federated partner on loopback and print a report.
+    Demo {
+        /// Pings to send to corp.test.
+        #[arg(long, default_value_t = 5000)]
+        pings: usize,
+        /// Messages to send to bob@corp.test.
+        #[arg(long, default_value_t = 5000)]
+        messages: usize,
+        /// Router shards (0 = one per CPU).
+        #[arg(long, default_value_t = 0)]
+        shards: usize,
+    },
     /// Validate the configuration: exit 0 when sound, 2 with every problem listed.
     Check {
         /// Configuration file (TOML).
@@ -36,6 +48,15 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo {
+            pings,
+            messages,
+            shards,
+        } => stanza_router::ops::demo::run(stanza_router::ops::demo::DemoOptions {
+            pings,
+            messages,
+            shards,
+        }),
         Command::Check { config } => stanza_router::ops::check::run(&config),
         Command::Run { config } => {
             let cfg = match stanza_router::config::Config::load(&config) {

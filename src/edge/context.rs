@@ -3,6 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,7 +101,7 @@ pub struct EdgeContext {
     /// Shared counters.
     pub counters: Arc<SharedCounters>,
     /// Outbound streams owned by this shard, by (our domain, remote domain).
-    pub outbound: RefCell<HashMap<(String, String), LocalSender<OutboundCtl>>>,
+    pub outbound: RefCell<HashMap<(String, String), Rc<LocalSender<OutboundCtl>>>>,
     /// This shard's mesh senders (index = target shard; `None` for ourselves).
     pub mesh: Vec<Option<ConnectedSender<MeshMsg>>>,
     /// Live inbound streams on this shard (for shutdown).
@@ -116,7 +117,10 @@ impl EdgeContext {
         // spent on an unauthenticated peer is the attack surface (protocol-facts §5).
         let pre = FramerLimits::pre_auth();
         PhaseLimits {
-            before_auth: FramerLimits { max_stanza_bytes: l.stanza_bytes_before_auth, ..pre },
+            before_auth: FramerLimits {
+                max_stanza_bytes: l.stanza_bytes_before_auth,
+                ..pre
+            },
             after_auth: FramerLimits {
                 max_stanza_bytes: l.stanza_bytes,
                 max_depth: cap(l.max_depth),

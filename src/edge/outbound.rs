@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use glommio::channels::local_channel::{self, LocalReceiver};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
 use rustls_pki_types::ServerName;
 use tracing::{debug, info, warn};
@@ -29,21 +29,35 @@ pub struct Target {
     pub direct_tls: bool,
 }
 
-/// Queues a serialized stanza for `remote`, starting the stream when none is up.
-pub fn enqueue(ctx: &Rc<EdgeContext>, local: String, remote: String, bytes: Vec<u8>) {
+/// Queues a serialized stanza for `remote`, starting the stream when none is up. When the queue is
+/// full (the stream is still coming up, or slower than its input) this waits: the caller is an
+/// inbound stream or a mesh queue, which then stops reading — backpressure, never a drop.
+pub async fn enqueue(ctx: &Rc<EdgeContext>, local: String, remote: String, bytes: Vec<u8>) {
     let key = (local, remote);
-    let mut map = ctx.outbound.borrow_mut();
     let mut item = OutboundCtl::Stanza(bytes);
-    if let Some(tx) = map.get(&key) {
-        match tx.try_send(item) {
+    loop {
+        let existing = ctx.outbound.borrow().get(&key).cloned();
+        let tx = match existing {
+            Some(tx) => tx,
+            None => {
+                let (tx, rx) = local_channel::new_bounded(ctx.config.limits.outbound_queue.max(1));
+                let tx = Rc::new(tx);
+                ctx.outbound.borrow_mut().insert(key.clone(), tx.clone());
+                glommio::spawn_local(run(ctx.clone(), key.clone(), rx, tx.clone())).detach();
+                tx
+            }
+        };
+        match tx.send(item).await {
             Ok(()) => return,
             Err(glommio::GlommioError::Closed(glommio::ResourceType::Channel(i))) => {
-                map.remove(&key);
+                // That stream ended while we waited: forget it (unless already replaced) and retry.
+                let mut map = ctx.outbound.borrow_mut();
+                if map.get(&key).is_some_and(|cur| Rc::ptr_eq(cur, &tx)) {
+                    map.remove(&key);
+                }
                 item = i;
             }
             Err(_) => {
-                // Queue full while the stream comes up: these are our own replies, which are never
-                // bounced (no error for an error or a result); count them.
                 ctx.counters
                     .replies_undeliverable
                     .fetch_add(1, Ordering::Relaxed);
@@ -51,33 +65,46 @@ pub fn enqueue(ctx: &Rc<EdgeContext>, local: String, remote: String, bytes: Vec<
             }
         }
     }
-    let (tx, rx) = local_channel::new_bounded(ctx.config.limits.outbound_queue.max(1));
-    let _ = tx.try_send(item);
-    map.insert(key.clone(), tx);
-    drop(map);
-    glommio::spawn_local(run(ctx.clone(), key, rx)).detach();
 }
 
-async fn run(ctx: Rc<EdgeContext>, key: (String, String), rx: LocalReceiver<OutboundCtl>) {
+async fn run(
+    ctx: Rc<EdgeContext>,
+    key: (String, String),
+    rx: LocalReceiver<OutboundCtl>,
+    me: Rc<LocalSender<OutboundCtl>>,
+) {
     let (local, remote) = &key;
     let outcome = deliver(&ctx, local, remote, &rx).await;
-    ctx.outbound.borrow_mut().remove(&key);
-    if let Err(why) = outcome {
-        warn!(%remote, %why, "outbound stream failed");
-    }
-    // The sender is gone from the map: drain what is left, then the channel reports closed.
-    let mut lost = 0u64;
-    while futures_lite::future::poll_once(rx.recv())
-        .await
-        .flatten()
-        .is_some()
     {
-        lost += 1;
+        let mut map = ctx.outbound.borrow_mut();
+        if map.get(&key).is_some_and(|cur| Rc::ptr_eq(cur, &me)) {
+            map.remove(&key);
+        }
     }
-    if lost > 0 {
-        ctx.counters
-            .replies_undeliverable
-            .fetch_add(lost, Ordering::Relaxed);
+    drop(me);
+    let mut left = Vec::new();
+    while let Some(Some(OutboundCtl::Stanza(b))) = futures_lite::future::poll_once(rx.recv()).await
+    {
+        left.push(b);
+    }
+    // Dropping the receiver wakes senders still waiting for room: they start a new stream.
+    drop(rx);
+    match outcome {
+        Ok(()) => {
+            // The stream closed after working (idle close, peer close): what arrived meanwhile
+            // goes out on a new stream.
+            for b in left {
+                enqueue(&ctx, local.clone(), remote.clone(), b).await;
+            }
+        }
+        Err(why) => {
+            warn!(%remote, %why, undeliverable = left.len(), "outbound stream failed");
+            // Only our own replies travel here today; they are never bounced (no error for an
+            // error or a result), so they are counted.
+            ctx.counters
+                .replies_undeliverable
+                .fetch_add(left.len() as u64, Ordering::Relaxed);
+        }
     }
 }
 

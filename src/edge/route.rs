@@ -51,7 +51,7 @@ pub async fn handle_user(ctx: &Rc<EdgeContext>, s: Stanza) {
 pub async fn send_reply(ctx: &Rc<EdgeContext>, r: Reply) {
     let shard = domain_shard(&r.to_domain, ctx.shards);
     if shard == ctx.shard {
-        outbound::enqueue(ctx, r.from_domain, r.to_domain, r.bytes);
+        outbound::enqueue(ctx, r.from_domain, r.to_domain, r.bytes).await;
     } else {
         ctx.mesh_send(
             shard,
@@ -74,7 +74,7 @@ pub async fn serve_mesh(ctx: Rc<EdgeContext>, rx: ConnectedReceiver<MeshMsg>) {
                 local,
                 domain,
                 bytes,
-            } => outbound::enqueue(&ctx, local, domain, bytes),
+            } => outbound::enqueue(&ctx, local, domain, bytes).await,
         }
     }
 }

@@ -26,6 +26,8 @@ pub enum StartError {
     Tls(tls::TlsSetupError),
     /// An executor could not be created (io_uring, RLIMIT_MEMLOCK).
     Executor(String),
+    /// A listener could not be bound.
+    Bind(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -33,6 +35,7 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Tls(e) => write!(f, "TLS setup: {e}"),
             StartError::Executor(e) => write!(f, "cannot start shard executor: {e} (check RLIMIT_MEMLOCK and io_uring support; see tuning/README.md)"),
+            StartError::Bind(e) => write!(f, "cannot listen: {e}"),
         }
     }
 }
@@ -111,6 +114,7 @@ pub fn start(cfg: Arc<Config>) -> Result<RouterHandle, StartError> {
     let counters = Arc::new(SharedCounters::default());
     let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
     let mut joins = Vec::with_capacity(n);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     for (i, plan) in mesh::plan(n, cfg.runtime.queue_capacity)
         .into_iter()
         .enumerate()
@@ -120,18 +124,34 @@ pub fn start(cfg: Arc<Config>) -> Result<RouterHandle, StartError> {
         let dialback = dialback.clone();
         let dns_servers = dns_servers.clone();
         let counters = counters.clone();
+        let ready = ready_tx.clone();
         let builder = LocalExecutorBuilder::new(Placement::Fixed(i % cpus))
             .name(&format!("shard-{i}"))
             .io_memory(cfg.runtime.io_memory)
             .ring_depth(cfg.runtime.ring_depth as usize);
         let join = builder
             .spawn(move || async move {
-                shard_main(i, n, plan, cfg, tls, dialback, dns_servers, counters).await;
+                shard_main(i, n, plan, cfg, tls, dialback, dns_servers, counters, ready).await;
             })
             .map_err(|e| StartError::Executor(e.to_string()))?;
         joins.push(join);
     }
-    Ok(RouterHandle { joins, counters })
+    // Return only when every shard listens (or say why one cannot).
+    let handle = RouterHandle { joins, counters };
+    for _ in 0..n {
+        let failure = match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(StartError::Bind(e)),
+            Err(_) => Some(StartError::Executor(
+                "a shard did not start within 30 s".into(),
+            )),
+        };
+        if let Some(e) = failure {
+            handle.shutdown();
+            return Err(e);
+        }
+    }
+    Ok(handle)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -144,6 +164,7 @@ async fn shard_main(
     dialback: DialbackSecret,
     dns_servers: Vec<SocketAddr>,
     counters: Arc<SharedCounters>,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
     let mesh = plan.connect().await;
     let ctx = Rc::new(EdgeContext {
@@ -172,6 +193,7 @@ async fn shard_main(
         .iter()
         .map(|a| (*a, false))
         .chain(cfg.listen.s2s_tls.iter().map(|a| (*a, true)));
+    let mut bound = Ok(());
     for (addr, direct) in listeners {
         match TcpListener::bind(addr) {
             Ok(l) => {
@@ -180,9 +202,13 @@ async fn shard_main(
                 }
                 tasks.push(glommio::spawn_local(accept_loop(ctx.clone(), l, direct)));
             }
-            Err(e) => error!(%addr, error = %e, "cannot bind listener"),
+            Err(e) => {
+                error!(%addr, error = %e, "cannot bind listener");
+                bound = Err(format!("{addr}: {e}"));
+            }
         }
     }
+    let _ = ready.send(bound);
     while !counters.shutdown.load(Ordering::Relaxed) {
         glommio::timer::sleep(Duration::from_millis(100)).await;
     }

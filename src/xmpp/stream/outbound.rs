@@ -192,6 +192,14 @@ impl OutboundStream {
 
     /// Queues a dialback key verification (sent as soon as negotiation allows).
     pub fn verify(&mut self, req: VerifyRequest) {
+        if self.state == State::Closed {
+            // Nothing will ever send it: answer now rather than leave the caller waiting.
+            self.events.push_back(OutboundEvent::VerifyAnswer {
+                request: req,
+                answer: Err(StanzaCondition::RemoteServerTimeout),
+            });
+            return;
+        }
         if self.verify_sent.len() + self.verify_queue.len() >= 16 {
             // Bounded: too many outstanding checks towards one server is an answer in itself.
             self.events.push_back(OutboundEvent::VerifyAnswer {
@@ -1252,5 +1260,66 @@ mod tests {
                 StreamCondition::UnsupportedStanzaType
             ))
         );
+    }
+
+    #[test]
+    fn unsolicited_dialback_valid_is_not_authentication() {
+        let mut d = Dialogue::new(optional(), Purpose::Deliver);
+        d.start();
+        d.header("sid-1");
+        let out = d.send("<db:result from='a.test' to='corp.test' type='valid'/>");
+        assert!(out.contains("<unsupported-stanza-type "), "{out}");
+        assert!(!d
+            .events()
+            .iter()
+            .any(|e| matches!(e, OutboundEvent::Authenticated(_))));
+        assert!(!d.s.is_ready());
+    }
+
+    #[test]
+    fn starttls_failure_gives_up() {
+        let mut d = Dialogue::new(optional(), Purpose::Deliver);
+        d.start();
+        d.header("sid-1");
+        d.send(FEATURES_STARTTLS);
+        assert_eq!(d.send(&format!("<failure {TLS_NS}/>")), "</stream:stream>");
+        assert!(matches!(
+            closed_reason(&d.events()),
+            Some(CloseReason::NegotiationFailed(_))
+        ));
+    }
+
+    #[test]
+    fn verify_on_a_closed_stream_is_answered_at_once() {
+        let mut d = Dialogue::new(optional(), Purpose::VerifyOnly);
+        d.start();
+        d.s.close();
+        d.events();
+        d.s.verify(verify_request("late"));
+        assert_eq!(
+            verify_answers(&d.events()),
+            vec![(
+                "late".to_string(),
+                Err(StanzaCondition::RemoteServerTimeout)
+            )],
+            "a request on a closed stream must not wait forever"
+        );
+    }
+
+    #[test]
+    fn verify_on_a_ready_stream_is_sent_at_once() {
+        let mut d = Dialogue::new(optional(), Purpose::Deliver);
+        d.to_dialback();
+        d.send("<db:result from='a.test' to='corp.test' type='valid'/>");
+        d.events();
+        d.s.verify(verify_request("in-1"));
+        assert_eq!(
+            d.output(),
+            "<db:verify from='corp.test' to='a.test' id='in-1'>key-in-1</db:verify>"
+        );
+        d.send("<db:verify from='a.test' to='corp.test' id='in-1' type='valid'/>");
+        let evs = d.events();
+        assert_eq!(verify_answers(&evs), vec![("in-1".to_string(), Ok(true))]);
+        assert!(!d.s.is_closed(), "a delivering stream stays open");
     }
 }

@@ -647,7 +647,7 @@ mod tests {
             self.tls_up()
         }
         /// Cleartext dialback offered, our db:result sent; returns the key we sent.
-        fn to_dialback(&mut self) -> String {
+        fn offer_dialback(&mut self) -> String {
             self.start();
             self.header("sid-1");
             let out = self.send(FEATURES_DIALBACK);
@@ -859,7 +859,7 @@ mod tests {
     #[test]
     fn dialback_key_is_over_remote_local_and_remote_stream_id() {
         let mut d = Dialogue::new(optional(), Purpose::Deliver);
-        let key = d.to_dialback();
+        let key = d.offer_dialback();
         assert_eq!(key, d.p.secret.key("a.test", "corp.test", "sid-1"));
         assert!(d.p.secret.verify("a.test", "corp.test", "sid-1", &key));
         assert!(!d.p.secret.verify("corp.test", "a.test", "sid-1", &key));
@@ -868,7 +868,7 @@ mod tests {
     #[test]
     fn dialback_valid_authenticates() {
         let mut d = Dialogue::new(optional(), Purpose::Deliver);
-        d.to_dialback();
+        d.offer_dialback();
         assert!(!d.s.is_ready());
         assert_eq!(
             d.send("<db:result from='a.test' to='corp.test' type='valid'/>"),
@@ -884,7 +884,7 @@ mod tests {
     #[test]
     fn dialback_invalid_closes_unauthenticated() {
         let mut d = Dialogue::new(optional(), Purpose::Deliver);
-        d.to_dialback();
+        d.offer_dialback();
         let out = d.send("<db:result from='a.test' to='corp.test' type='invalid'/>");
         assert_eq!(out, "</stream:stream>");
         let evs = d.events();
@@ -906,7 +906,7 @@ mod tests {
             "<db:result type='valid'/>",
         ] {
             let mut d = Dialogue::new(optional(), Purpose::Deliver);
-            d.to_dialback();
+            d.offer_dialback();
             let out = d.send(answer);
             assert!(out.contains("<invalid-from "), "{answer}: {out}");
             assert!(out.ends_with("</stream:stream>"));
@@ -1190,7 +1190,7 @@ mod tests {
         let mut p = optional();
         p.partners[0].keepalive = false;
         let mut d = Dialogue::new(p, Purpose::Deliver);
-        d.to_dialback();
+        d.offer_dialback();
         d.now += Duration::from_secs(5);
         d.send("<db:result from='a.test' to='corp.test' type='valid'/>");
         d.events();
@@ -1207,7 +1207,7 @@ mod tests {
     #[test]
     fn keepalive_whitespace_when_the_policy_wants_keepalives() {
         let mut d = Dialogue::new(optional(), Purpose::Deliver);
-        d.to_dialback();
+        d.offer_dialback();
         d.send("<db:result from='a.test' to='corp.test' type='valid'/>");
         d.events();
         let first = d.s.poll_timeout().expect("a timer while open");
@@ -1240,7 +1240,7 @@ mod tests {
     #[test]
     fn peer_close_is_answered_with_our_close() {
         let mut d = Dialogue::new(optional(), Purpose::Deliver);
-        d.to_dialback();
+        d.offer_dialback();
         d.send("<db:result from='a.test' to='corp.test' type='valid'/>");
         d.events();
         assert_eq!(d.send("</stream:stream>"), "</stream:stream>");
@@ -1309,7 +1309,7 @@ mod tests {
     #[test]
     fn verify_on_a_ready_stream_is_sent_at_once() {
         let mut d = Dialogue::new(optional(), Purpose::Deliver);
-        d.to_dialback();
+        d.offer_dialback();
         d.send("<db:result from='a.test' to='corp.test' type='valid'/>");
         d.events();
         d.s.verify(verify_request("in-1"));

@@ -170,3 +170,261 @@ fn iq_result(s: &Stanza, payload: Option<&str>) -> Option<Reply> {
         bytes: out,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xml::{Event, Framer, FramerLimits};
+
+    const HEADER: &str = "<stream:stream xmlns='jabber:server' \
+        xmlns:stream='http://etherx.jabber.org/streams' from='a.test' to='corp.test' version='1.0'>";
+
+    /// The stanza as a peer's stream delivers it: header, then the element, through the framer.
+    fn stanza(xml: &str) -> Stanza {
+        let mut f = Framer::new(FramerLimits::default());
+        f.feed(HEADER.as_bytes());
+        f.feed(xml.as_bytes());
+        assert!(matches!(f.next_event(), Ok(Some(Event::StreamOpen(_)))));
+        match f.next_event() {
+            Ok(Some(Event::Stanza(s))) => s,
+            other => panic!("{xml}: expected a stanza, got {other:?}"),
+        }
+    }
+
+    #[derive(Clone, Copy)]
+    enum To {
+        Domain,
+        User,
+    }
+
+    fn answer(to: To, xml: &str) -> Option<String> {
+        let s = stanza(xml);
+        let reply = match to {
+            To::Domain => answer_domain(&s),
+            To::User => answer_user(&s),
+        }?;
+        Some(String::from_utf8(reply.bytes).expect("replies are UTF-8"))
+    }
+
+    fn error(name: &str, to: &str, id: &str, ty: &str, cond: &str) -> String {
+        format!(
+            "<{name} from='corp.test' to='{to}' id='{id}' type='error'><error type='{ty}'>\
+             <{cond} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></{name}>"
+        )
+    }
+
+    #[test]
+    fn answers_by_table() {
+        let disco = "<iq from='corp.test' to='alice@a.test/r' id='d1' type='result'>\
+            <query xmlns='http://jabber.org/protocol/disco#info'>\
+            <identity category='server' type='im' name='stanza-router'/>\
+            <feature var='http://jabber.org/protocol/disco#info'/>\
+            <feature var='urn:xmpp:ping'/>\
+            <feature var='jabber:iq:version'/></query></iq>"
+            .to_string();
+        let version = format!(
+            "<iq from='corp.test' to='alice@a.test/r' id='v1' type='result'>\
+             <query xmlns='jabber:iq:version'><name>stanza-router</name>\
+             <version>{}</version></query></iq>",
+            env!("CARGO_PKG_VERSION")
+        );
+        let unavailable = |name: &str, id: &str| {
+            error(name, "alice@a.test/r", id, "cancel", "service-unavailable")
+        };
+        let cases: Vec<(&str, To, &str, Option<String>)> = vec![
+            (
+                "ping: result with from/to swapped and id kept",
+                To::Domain,
+                "<iq from='alice@a.test/r' to='corp.test' id='p1' type='get'><ping xmlns='urn:xmpp:ping'/></iq>",
+                Some("<iq from='corp.test' to='alice@a.test/r' id='p1' type='result'/>".into()),
+            ),
+            (
+                "disco#info: server/im identity and three features",
+                To::Domain,
+                "<iq from='alice@a.test/r' to='corp.test' id='d1' type='get'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+                Some(disco),
+            ),
+            (
+                "version: our name",
+                To::Domain,
+                "<iq from='alice@a.test/r' to='corp.test' id='v1' type='get'><query xmlns='jabber:iq:version'/></iq>",
+                Some(version),
+            ),
+            (
+                "unknown iq get to the domain",
+                To::Domain,
+                "<iq from='alice@a.test/r' to='corp.test' id='u1' type='get'><query xmlns='jabber:iq:roster'/></iq>",
+                Some(unavailable("iq", "u1")),
+            ),
+            (
+                "ping element in the wrong namespace",
+                To::Domain,
+                "<iq from='alice@a.test/r' to='corp.test' id='u2' type='get'><ping xmlns='urn:example'/></iq>",
+                Some(unavailable("iq", "u2")),
+            ),
+            (
+                "iq set to the domain",
+                To::Domain,
+                "<iq from='alice@a.test/r' to='corp.test' id='s1' type='set'><ping xmlns='urn:xmpp:ping'/></iq>",
+                Some(unavailable("iq", "s1")),
+            ),
+            (
+                "iq without a type is a bad request",
+                To::Domain,
+                "<iq from='alice@a.test/r' to='corp.test' id='b1'><ping xmlns='urn:xmpp:ping'/></iq>",
+                Some(error("iq", "alice@a.test/r", "b1", "modify", "bad-request")),
+            ),
+            (
+                "iq result to the domain",
+                To::Domain,
+                "<iq from='alice@a.test/r' to='corp.test' id='r1' type='result'/>",
+                None,
+            ),
+            (
+                "iq error to the domain",
+                To::Domain,
+                "<iq from='alice@a.test/r' to='corp.test' id='e1' type='error'/>",
+                None,
+            ),
+            (
+                "message to the domain",
+                To::Domain,
+                "<message from='alice@a.test/r' to='corp.test' id='m1'><body>hi</body></message>",
+                Some(unavailable("message", "m1")),
+            ),
+            (
+                "iq get to a user",
+                To::User,
+                "<iq from='alice@a.test/r' to='bob@corp.test' id='u3' type='get'><ping xmlns='urn:xmpp:ping'/></iq>",
+                Some(error("iq", "alice@a.test/r", "u3", "cancel", "service-unavailable")
+                    .replace("from='corp.test'", "from='bob@corp.test'")),
+            ),
+            (
+                "iq result to a user",
+                To::User,
+                "<iq from='alice@a.test/r' to='bob@corp.test' id='r2' type='result'/>",
+                None,
+            ),
+            (
+                "iq error to a user",
+                To::User,
+                "<iq from='alice@a.test/r' to='bob@corp.test' id='e2' type='error'/>",
+                None,
+            ),
+            (
+                "chat message to a user",
+                To::User,
+                "<message from='alice@a.test/r' to='bob@corp.test' id='m2' type='chat'><body>hi</body></message>",
+                Some(unavailable("message", "m2").replace("from='corp.test'", "from='bob@corp.test'")),
+            ),
+            (
+                "error message to a user: never an error for an error",
+                To::User,
+                "<message from='alice@a.test/r' to='bob@corp.test' id='m3' type='error'/>",
+                None,
+            ),
+            (
+                "headline message to a user",
+                To::User,
+                "<message from='alice@a.test/r' to='bob@corp.test' id='m4' type='headline'><body>x</body></message>",
+                None,
+            ),
+            (
+                "error message to the domain",
+                To::Domain,
+                "<message from='alice@a.test/r' to='corp.test' type='error'/>",
+                None,
+            ),
+            (
+                "presence subscribe to a user: unsubscribed between bare JIDs",
+                To::User,
+                "<presence from='alice@a.test/r' to='bob@corp.test/desk' id='s1' type='subscribe'/>",
+                Some("<presence from='bob@corp.test' to='alice@a.test' type='unsubscribed'/>".into()),
+            ),
+            (
+                "presence probe to a user",
+                To::User,
+                "<presence from='alice@a.test' to='bob@corp.test' type='probe'/>",
+                Some("<presence from='bob@corp.test' to='alice@a.test' type='unsubscribed'/>".into()),
+            ),
+            (
+                "available presence to a user",
+                To::User,
+                "<presence from='alice@a.test/r' to='bob@corp.test'/>",
+                None,
+            ),
+            (
+                "unavailable presence to a user",
+                To::User,
+                "<presence from='alice@a.test/r' to='bob@corp.test' type='unavailable'/>",
+                None,
+            ),
+            (
+                "unsubscribed presence to a user",
+                To::User,
+                "<presence from='alice@a.test' to='bob@corp.test' type='unsubscribed'/>",
+                None,
+            ),
+            (
+                "presence to the domain",
+                To::Domain,
+                "<presence from='alice@a.test/r' to='corp.test' type='subscribe'/>",
+                None,
+            ),
+            (
+                "no from: nobody to answer",
+                To::Domain,
+                "<iq to='corp.test' id='n1' type='get'><ping xmlns='urn:xmpp:ping'/></iq>",
+                None,
+            ),
+        ];
+        for (why, to, input, expected) in cases {
+            assert_eq!(answer(to, input), expected, "{why}");
+        }
+    }
+
+    #[test]
+    fn reply_addresses_the_sender_domain_from_ours() {
+        let s = stanza(
+            "<iq from='alice@A.test/r' to='Corp.test' id='p1' type='get'><ping xmlns='urn:xmpp:ping'/></iq>",
+        );
+        let r = answer_domain(&s).expect("a ping is answered");
+        assert_eq!(
+            (r.from_domain.as_str(), r.to_domain.as_str()),
+            ("corp.test", "a.test")
+        );
+        let s = stanza("<presence from='alice@a.test/r' to='bob@corp.test' type='subscribe'/>");
+        let r = answer_user(&s).expect("a subscription is refused");
+        assert_eq!(
+            (r.from_domain.as_str(), r.to_domain.as_str()),
+            ("corp.test", "a.test")
+        );
+    }
+
+    #[test]
+    fn attribute_values_are_escaped_in_replies() {
+        let ping = answer(
+            To::Domain,
+            "<iq from=\"alice@a.test/o'neil&amp;co&lt;\" to='corp.test' id=\"a'b&amp;c&lt;d\" type='get'>\
+             <ping xmlns='urn:xmpp:ping'/></iq>",
+        );
+        assert_eq!(
+            ping.as_deref(),
+            Some(
+                "<iq from='corp.test' to='alice@a.test/o&apos;neil&amp;co&lt;' \
+                 id='a&apos;b&amp;c&lt;d' type='result'/>"
+            )
+        );
+        let err = answer(
+            To::User,
+            "<message from=\"alice@a.test/x'y\" to='bob@corp.test' id=\"&lt;m&amp;'\"/>",
+        )
+        .expect("a message to a user is refused");
+        assert!(
+            err.starts_with(
+                "<message from='bob@corp.test' to='alice@a.test/x&apos;y' id='&lt;m&amp;&apos;' type='error'>"
+            ),
+            "{err}"
+        );
+    }
+}

@@ -1112,4 +1112,219 @@ mod tests {
         assert_eq!(d.out, b" ");
         assert!(!d.s.is_closed());
     }
+
+    fn authenticated_dialogue() -> Dialogue {
+        let mut d = Dialogue::new(dialback_partner(), false);
+        dialback_authenticate(&mut d);
+        d.events();
+        d
+    }
+
+    /// Asserts the stream ended with exactly `cond` written as a stream error.
+    fn assert_stream_error(d: &mut Dialogue, out: &str, cond: StreamCondition) {
+        assert!(
+            out.contains(&format!(
+                "<stream:error><{} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>",
+                cond.as_str()
+            )),
+            "{out}"
+        );
+        assert!(out.ends_with("</stream:stream>"), "{out}");
+        let evs = d.events();
+        assert!(
+            !evs.iter().any(|e| matches!(e, InboundEvent::Stanza(_))),
+            "{evs:?}"
+        );
+        let closed = evs.iter().find_map(|e| match e {
+            InboundEvent::Closed(r) => Some(r.clone()),
+            _ => None,
+        });
+        assert_eq!(closed, Some(CloseReason::SentError(cond)));
+        assert!(d.s.is_closed());
+    }
+
+    #[test]
+    fn comment_or_processing_instruction_is_restricted_xml() {
+        for junk in [
+            "<!-- a comment -->",
+            "<message from='alice@a.test' to='bob@corp.test'><!--x--></message>",
+            "<?pi data?>",
+            "<message from='alice@a.test' to='bob@corp.test'><?pi data?></message>",
+        ] {
+            let mut d = authenticated_dialogue();
+            let out = d.send(junk);
+            assert_stream_error(&mut d, &out, StreamCondition::RestrictedXml);
+        }
+    }
+
+    #[test]
+    fn nested_stream_header_is_invalid_xml() {
+        let mut d = authenticated_dialogue();
+        let out = d.send("<message from='alice@a.test' to='bob@corp.test'><stream:stream>");
+        assert_stream_error(&mut d, &out, StreamCondition::InvalidXml);
+    }
+
+    #[test]
+    fn second_header_mid_stream_is_invalid_xml() {
+        let mut d = authenticated_dialogue();
+        let header = peer_header("a.test", "corp.test");
+        let bare = header
+            .strip_prefix("<?xml version='1.0'?>")
+            .expect("the header starts with a declaration");
+        let out = d.send(bare);
+        assert_stream_error(&mut d, &out, StreamCondition::InvalidXml);
+        // With its XML declaration, the declaration itself is a misplaced processing instruction.
+        let mut d = authenticated_dialogue();
+        let out = d.send(&header);
+        assert_stream_error(&mut d, &out, StreamCondition::RestrictedXml);
+    }
+
+    #[test]
+    fn oversized_stanza_before_authentication_is_policy_violation() {
+        let mut d = Dialogue::new(dialback_partner(), false);
+        d.send(&peer_header("a.test", "corp.test"));
+        d.events();
+        let key = "k".repeat(limits().before_auth.max_stanza_bytes);
+        let out = d.send(&format!(
+            "<db:result from='a.test' to='corp.test'>{key}</db:result>"
+        ));
+        assert_stream_error(&mut d, &out, StreamCondition::PolicyViolation);
+    }
+
+    #[test]
+    fn authentication_raises_the_stanza_cap_to_the_post_auth_one() {
+        let mut d = authenticated_dialogue();
+        let body = "b".repeat(limits().before_auth.max_stanza_bytes);
+        d.send(&format!(
+            "<message from='alice@a.test' to='bob@corp.test'><body>{body}</body></message>"
+        ));
+        assert!(matches!(d.events().as_slice(), [InboundEvent::Stanza(_)]));
+        let body = "b".repeat(limits().after_auth.max_stanza_bytes);
+        let out = d.send(&format!(
+            "<message from='alice@a.test' to='bob@corp.test'><body>{body}</body></message>"
+        ));
+        assert_stream_error(&mut d, &out, StreamCondition::PolicyViolation);
+    }
+
+    #[test]
+    fn unknown_top_level_element_after_auth_is_unsupported_stanza_type() {
+        let mut d = authenticated_dialogue();
+        let out = d.send("<foo xmlns='urn:example:foo' from='alice@a.test' to='corp.test'/>");
+        assert_stream_error(&mut d, &out, StreamCondition::UnsupportedStanzaType);
+    }
+
+    #[test]
+    fn unbound_prefix_is_bad_namespace_prefix() {
+        let mut d = authenticated_dialogue();
+        let out = d.send("<x:message from='alice@a.test' to='bob@corp.test'/>");
+        assert_stream_error(&mut d, &out, StreamCondition::BadNamespacePrefix);
+    }
+
+    #[test]
+    fn peer_close_is_answered_with_our_close() {
+        let mut d = authenticated_dialogue();
+        assert_eq!(d.send("</stream:stream>"), "</stream:stream>");
+        let evs = d.events();
+        assert!(
+            matches!(
+                evs.as_slice(),
+                [InboundEvent::Closed(CloseReason::PeerClosed)]
+            ),
+            "{evs:?}"
+        );
+        assert!(d.s.is_closed());
+        assert_eq!(d.s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn starttls_is_refused_when_policy_does_not_support_tls() {
+        let p = FakePolicy::new(vec![partner(
+            "a.test",
+            Negotiation::NotSupported,
+            Negotiation::NotSupported,
+            true,
+        )]);
+        let mut d = Dialogue::new(p, false);
+        let out = d.send(&peer_header("a.test", "corp.test"));
+        assert!(!out.contains("starttls"), "not offered: {out}");
+        d.events();
+        let out = d.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+        assert_eq!(
+            out,
+            "<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>"
+        );
+        let evs = d.events();
+        assert!(
+            !evs.iter().any(|e| matches!(e, InboundEvent::StartTls)),
+            "{evs:?}"
+        );
+        assert!(matches!(evs.as_slice(), [InboundEvent::Closed(_)]));
+        assert!(d.s.is_closed());
+    }
+
+    #[test]
+    fn sasl_mechanism_other_than_external_is_invalid_mechanism() {
+        let mut p = FakePolicy::new(vec![partner(
+            "a.test",
+            Negotiation::Required,
+            Negotiation::Optional,
+            true,
+        )]);
+        p.trusted = true;
+        let mut d = Dialogue::new(p, true);
+        d.send(&peer_header("a.test", "corp.test"));
+        d.events();
+        let out = d.send(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGEAYg==</auth>",
+        );
+        assert_eq!(
+            out,
+            "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><invalid-mechanism/></failure>"
+        );
+        assert!(d.events().is_empty());
+        assert!(d.s.authenticated().is_empty() && !d.s.is_closed());
+    }
+
+    #[test]
+    fn dialback_for_a_domain_we_do_not_serve_is_item_not_found() {
+        let mut d = Dialogue::new(dialback_partner(), false);
+        d.send(&peer_header("a.test", "corp.test"));
+        d.events();
+        let out = d.send("<db:result from='a.test' to='other.test'>k</db:result>");
+        assert_eq!(
+            out,
+            "<db:result from='other.test' to='a.test' type='error'><error type='cancel'>\
+             <item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>"
+        );
+        assert!(d.events().is_empty(), "nothing to verify");
+        assert!(!d.s.is_closed());
+    }
+
+    #[test]
+    fn more_than_eight_pending_dialback_requests_is_policy_violation() {
+        let domains: Vec<String> = (0..9).map(|i| format!("d{i}.test")).collect();
+        let partners = std::iter::once("a.test".to_string())
+            .chain(domains.iter().cloned())
+            .map(|dom| partner(&dom, Negotiation::Optional, Negotiation::Optional, true))
+            .collect();
+        let mut d = Dialogue::new(FakePolicy::new(partners), false);
+        d.send(&peer_header("a.test", "corp.test"));
+        d.events();
+        for dom in &domains[..8] {
+            assert_eq!(
+                d.send(&format!(
+                    "<db:result from='{dom}' to='corp.test'>k</db:result>"
+                )),
+                ""
+            );
+        }
+        let asked = d
+            .events()
+            .iter()
+            .filter(|e| matches!(e, InboundEvent::VerifyKey { .. }))
+            .count();
+        assert_eq!(asked, 8);
+        let out = d.send("<db:result from='d8.test' to='corp.test'>k</db:result>");
+        assert_stream_error(&mut d, &out, StreamCondition::PolicyViolation);
+    }
 }

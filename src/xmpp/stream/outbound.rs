@@ -192,6 +192,14 @@ impl OutboundStream {
 
     /// Queues a dialback key verification (sent as soon as negotiation allows).
     pub fn verify(&mut self, req: VerifyRequest) {
+        if self.state == State::Closed {
+            // Nothing will ever send it: answer now rather than leave the caller waiting.
+            self.events.push_back(OutboundEvent::VerifyAnswer {
+                request: req,
+                answer: Err(StanzaCondition::RemoteServerTimeout),
+            });
+            return;
+        }
         if self.verify_sent.len() + self.verify_queue.len() >= 16 {
             // Bounded: too many outstanding checks towards one server is an answer in itself.
             self.events.push_back(OutboundEvent::VerifyAnswer {
@@ -554,5 +562,764 @@ fn note(f: &mut OfferedFeatures, path: &[Vec<u8>], name: &[u8]) {
         (Some(b"starttls"), b"required") => f.starttls_required = true,
         (Some(b"features"), b"dialback") => f.dialback = true,
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xmpp::stream::testing::*;
+    use std::time::Duration;
+
+    const TLS_NS: &str = "xmlns='urn:ietf:params:xml:ns:xmpp-tls'";
+    const SASL_NS: &str = "xmlns='urn:ietf:params:xml:ns:xmpp-sasl'";
+
+    /// We are corp.test opening a stream to a.test; `send` is what a.test says, its result what we
+    /// wrote back.
+    struct Dialogue {
+        s: OutboundStream,
+        p: FakePolicy,
+        now: Instant,
+        out: Vec<u8>,
+    }
+
+    impl Dialogue {
+        fn new(p: FakePolicy, purpose: Purpose) -> Self {
+            let now = t0();
+            let policy = p.policy_for("a.test").expect("a.test is a partner");
+            Dialogue {
+                s: OutboundStream::new(
+                    "corp.test".into(),
+                    "a.test".into(),
+                    policy,
+                    purpose,
+                    false,
+                    limits(),
+                    timeouts(),
+                    now,
+                ),
+                p,
+                now,
+                out: Vec::new(),
+            }
+        }
+        fn output(&mut self) -> String {
+            self.s.take_output(&mut self.out, self.now);
+            String::from_utf8(self.out.clone()).unwrap()
+        }
+        fn start(&mut self) -> String {
+            self.s.start(self.now);
+            self.output()
+        }
+        fn send(&mut self, bytes: &str) -> String {
+            self.s.handle_bytes(bytes.as_bytes(), self.now, &self.p);
+            self.output()
+        }
+        fn tls_up(&mut self) -> String {
+            self.s.tls_established(some_chain(), self.now);
+            self.output()
+        }
+        /// Simulated time: moves the clock to `t` and fires the timers.
+        fn at(&mut self, t: Instant) -> String {
+            self.now = t;
+            self.s.handle_timeout(t);
+            self.output()
+        }
+        fn events(&mut self) -> Vec<OutboundEvent> {
+            std::iter::from_fn(|| self.s.poll_event()).collect()
+        }
+        fn header(&mut self, id: &str) -> String {
+            self.send(&peer_response_header("a.test", "corp.test", id))
+        }
+        /// start → header + STARTTLS → `<proceed/>` → TLS up; returns our post-TLS output.
+        fn through_tls(&mut self) -> String {
+            self.start();
+            self.header("sid-clear");
+            assert_eq!(
+                self.send(FEATURES_STARTTLS),
+                format!("<starttls {TLS_NS}/>")
+            );
+            self.send(&format!("<proceed {TLS_NS}/>"));
+            assert!(matches!(
+                self.events().as_slice(),
+                [OutboundEvent::StartTls]
+            ));
+            self.tls_up()
+        }
+        /// Cleartext dialback offered, our db:result sent; returns the key we sent.
+        fn offer_dialback(&mut self) -> String {
+            self.start();
+            self.header("sid-1");
+            let out = self.send(FEATURES_DIALBACK);
+            let key = self.p.secret.key("a.test", "corp.test", "sid-1");
+            assert_eq!(
+                out,
+                format!("<db:result from='corp.test' to='a.test'>{key}</db:result>")
+            );
+            key
+        }
+    }
+
+    fn partner_with(tls: Negotiation, sasl: Negotiation, dialback: bool) -> FakePolicy {
+        FakePolicy::new(vec![partner("a.test", tls, sasl, dialback)])
+    }
+
+    fn optional() -> FakePolicy {
+        partner_with(Negotiation::Optional, Negotiation::Optional, true)
+    }
+
+    fn closed_reason(evs: &[OutboundEvent]) -> Option<CloseReason> {
+        evs.iter().find_map(|e| match e {
+            OutboundEvent::Closed(r) => Some(r.clone()),
+            _ => None,
+        })
+    }
+
+    fn verify_request(id: &str) -> VerifyRequest {
+        VerifyRequest {
+            originating: "a.test".into(),
+            receiving: "corp.test".into(),
+            stream_id: id.into(),
+            key: format!("key-{id}"),
+        }
+    }
+
+    fn verify_answers(evs: &[OutboundEvent]) -> Vec<(String, Result<bool, StanzaCondition>)> {
+        evs.iter()
+            .filter_map(|e| match e {
+                OutboundEvent::VerifyAnswer { request, answer } => {
+                    Some((request.stream_id.clone(), *answer))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sends_our_header_on_start() {
+        let mut d = Dialogue::new(optional(), Purpose::Deliver);
+        assert!(!d.s.has_output());
+        let out = d.start();
+        assert!(
+            out.starts_with("<?xml version='1.0'?><stream:stream"),
+            "{out}"
+        );
+        assert!(out.contains("xmlns='jabber:server'"));
+        assert!(out.contains("xmlns:db='jabber:server:dialback'"));
+        assert!(out.contains("from='corp.test' to='a.test'"), "{out}");
+        assert!(
+            !out.contains(" id="),
+            "the initiating header carries no id: {out}"
+        );
+        assert!(out.ends_with("version='1.0'>"));
+        assert!(d.events().is_empty());
+    }
+
+    #[test]
+    fn offered_starttls_is_taken_and_proceed_hands_over_to_tls() {
+        let mut d = Dialogue::new(optional(), Purpose::Deliver);
+        d.start();
+        assert_eq!(d.header("sid-1"), "", "nothing before the features");
+        assert_eq!(d.send(FEATURES_STARTTLS), format!("<starttls {TLS_NS}/>"));
+        assert!(d.events().is_empty());
+        assert_eq!(d.send(&format!("<proceed {TLS_NS}/>")), "");
+        assert!(matches!(d.events().as_slice(), [OutboundEvent::StartTls]));
+        assert!(!d.s.is_ready() && !d.s.is_closed());
+    }
+
+    #[test]
+    fn cleartext_pipelined_after_proceed_is_discarded() {
+        let mut d = Dialogue::new(optional(), Purpose::Deliver);
+        d.start();
+        d.header("sid-1");
+        d.send(FEATURES_STARTTLS);
+        // An injected "authentication" riding along with <proceed/> must never be acted on.
+        d.send(&format!(
+            "<proceed {TLS_NS}/><db:result from='a.test' to='corp.test' type='valid'/>{FEATURES_NONE}"
+        ));
+        let evs = d.events();
+        assert!(
+            matches!(evs.as_slice(), [OutboundEvent::StartTls]),
+            "{evs:?}"
+        );
+        // Bytes read during the handshake are not stream data either.
+        assert_eq!(
+            d.send("<db:result from='a.test' to='corp.test' type='valid'/>"),
+            ""
+        );
+        assert!(d.events().is_empty());
+        let out = d.tls_up();
+        assert!(
+            out.starts_with("<?xml version='1.0'?><stream:stream"),
+            "{out}"
+        );
+        // The encrypted stream starts from a clean parser: a fresh header is accepted.
+        d.header("sid-tls");
+        assert!(d.send(FEATURES_EXTERNAL).contains("<auth "));
+        assert!(!d
+            .events()
+            .iter()
+            .any(|e| matches!(e, OutboundEvent::Authenticated(_))));
+    }
+
+    #[test]
+    fn sends_a_new_header_after_tls() {
+        let mut d = Dialogue::new(optional(), Purpose::Deliver);
+        let out = d.through_tls();
+        assert!(
+            out.starts_with("<?xml version='1.0'?><stream:stream"),
+            "{out}"
+        );
+        assert!(out.contains("from='corp.test' to='a.test'"), "{out}");
+        assert!(out.ends_with("version='1.0'>"));
+    }
+
+    #[test]
+    fn sasl_external_authenticates_after_tls_and_restart() {
+        let mut d = Dialogue::new(optional(), Purpose::Deliver);
+        d.through_tls();
+        d.header("sid-tls");
+        // base64("corp.test")
+        assert_eq!(
+            d.send(FEATURES_EXTERNAL),
+            format!("<auth {SASL_NS} mechanism='EXTERNAL'>Y29ycC50ZXN0</auth>")
+        );
+        let out = d.send(&format!("<success {SASL_NS}/>"));
+        assert!(
+            out.starts_with("<?xml version='1.0'?><stream:stream"),
+            "restart: {out}"
+        );
+        assert!(out.contains("from='corp.test' to='a.test'"));
+        let evs = d.events();
+        assert!(
+            matches!(
+                evs.as_slice(),
+                [OutboundEvent::Authenticated(AuthMethod::SaslExternal)]
+            ),
+            "{evs:?}"
+        );
+        assert!(
+            !d.s.is_ready(),
+            "not before the restarted stream's features"
+        );
+        d.header("sid-sasl");
+        assert_eq!(d.send(FEATURES_NONE), "");
+        assert!(d.s.is_ready());
+        d.s.send_stanza(b"<message from='a@corp.test' to='b@a.test'/>");
+        assert_eq!(d.output(), "<message from='a@corp.test' to='b@a.test'/>");
+    }
+
+    #[test]
+    fn sasl_failure_falls_back_to_dialback_when_allowed() {
+        let mut d = Dialogue::new(optional(), Purpose::Deliver);
+        d.through_tls();
+        d.header("sid-tls");
+        assert!(d.send(FEATURES_EXTERNAL).starts_with("<auth "));
+        let out = d.send(&format!("<failure {SASL_NS}><not-authorized/></failure>"));
+        let key = d.p.secret.key("a.test", "corp.test", "sid-tls");
+        assert_eq!(
+            out,
+            format!("<db:result from='corp.test' to='a.test'>{key}</db:result>")
+        );
+        assert!(d.events().is_empty());
+        d.send("<db:result from='a.test' to='corp.test' type='valid'/>");
+        assert!(matches!(
+            d.events().as_slice(),
+            [OutboundEvent::Authenticated(AuthMethod::Dialback)]
+        ));
+        assert!(d.s.is_ready());
+    }
+
+    #[test]
+    fn sasl_failure_gives_up_when_dialback_is_not_allowed() {
+        for (why, p) in [
+            (
+                "dialback disabled",
+                partner_with(Negotiation::Optional, Negotiation::Optional, false),
+            ),
+            (
+                "SASL required",
+                partner_with(Negotiation::Optional, Negotiation::Required, true),
+            ),
+        ] {
+            let mut d = Dialogue::new(p, Purpose::Deliver);
+            d.through_tls();
+            d.header("sid-tls");
+            assert!(d.send(FEATURES_EXTERNAL).starts_with("<auth "), "{why}");
+            let out = d.send(&format!("<failure {SASL_NS}><not-authorized/></failure>"));
+            assert_eq!(out, "</stream:stream>", "{why}");
+            assert!(matches!(
+                closed_reason(&d.events()),
+                Some(CloseReason::NegotiationFailed(_))
+            ));
+            assert!(d.s.is_closed() && !d.s.is_ready(), "{why}");
+        }
+    }
+
+    #[test]
+    fn dialback_key_is_over_remote_local_and_remote_stream_id() {
+        let mut d = Dialogue::new(optional(), Purpose::Deliver);
+        let key = d.offer_dialback();
+        assert_eq!(key, d.p.secret.key("a.test", "corp.test", "sid-1"));
+        assert!(d.p.secret.verify("a.test", "corp.test", "sid-1", &key));
+        assert!(!d.p.secret.verify("corp.test", "a.test", "sid-1", &key));
+    }
+
+    #[test]
+    fn dialback_valid_authenticates() {
+        let mut d = Dialogue::new(optional(), Purpose::Deliver);
+        d.offer_dialback();
+        assert!(!d.s.is_ready());
+        assert_eq!(
+            d.send("<db:result from='a.test' to='corp.test' type='valid'/>"),
+            ""
+        );
+        assert!(matches!(
+            d.events().as_slice(),
+            [OutboundEvent::Authenticated(AuthMethod::Dialback)]
+        ));
+        assert!(d.s.is_ready());
+    }
+
+    #[test]
+    fn dialback_invalid_closes_unauthenticated() {
+        let mut d = Dialogue::new(optional(), Purpose::Deliver);
+        d.offer_dialback();
+        let out = d.send("<db:result from='a.test' to='corp.test' type='invalid'/>");
+        assert_eq!(out, "</stream:stream>");
+        let evs = d.events();
+        assert!(!evs
+            .iter()
+            .any(|e| matches!(e, OutboundEvent::Authenticated(_))));
+        assert!(matches!(
+            closed_reason(&evs),
+            Some(CloseReason::NegotiationFailed(_))
+        ));
+        assert!(d.s.is_closed() && !d.s.is_ready());
+    }
+
+    #[test]
+    fn dialback_answer_for_another_pair_is_a_stream_error() {
+        for answer in [
+            "<db:result from='evil.test' to='corp.test' type='valid'/>",
+            "<db:result from='a.test' to='other.test' type='valid'/>",
+            "<db:result type='valid'/>",
+        ] {
+            let mut d = Dialogue::new(optional(), Purpose::Deliver);
+            d.offer_dialback();
+            let out = d.send(answer);
+            assert!(out.contains("<invalid-from "), "{answer}: {out}");
+            assert!(out.ends_with("</stream:stream>"));
+            let evs = d.events();
+            assert!(!evs
+                .iter()
+                .any(|e| matches!(e, OutboundEvent::Authenticated(_))));
+            assert_eq!(
+                closed_reason(&evs),
+                Some(CloseReason::SentError(StreamCondition::InvalidFrom))
+            );
+            assert!(!d.s.is_ready());
+        }
+    }
+
+    #[test]
+    fn required_tls_not_offered_gives_up_without_sending_stanzas() {
+        let mut d = Dialogue::new(
+            partner_with(Negotiation::Required, Negotiation::Optional, true),
+            Purpose::Deliver,
+        );
+        d.start();
+        d.header("sid-1");
+        assert_eq!(d.send(FEATURES_DIALBACK), "</stream:stream>");
+        assert!(matches!(
+            closed_reason(&d.events()),
+            Some(CloseReason::NegotiationFailed(_))
+        ));
+        assert!(!d.s.is_ready() && d.s.is_closed());
+    }
+
+    #[test]
+    fn tls_not_supported_never_sends_starttls() {
+        let mut d = Dialogue::new(
+            partner_with(Negotiation::NotSupported, Negotiation::NotSupported, true),
+            Purpose::Deliver,
+        );
+        d.start();
+        d.header("sid-1");
+        let out = d.send(FEATURES_STARTTLS);
+        assert!(!out.contains("starttls"), "{out}");
+        assert!(
+            out.starts_with("<db:result "),
+            "dialback in the clear: {out}"
+        );
+
+        // A peer that insists on TLS gets nothing but a clean close.
+        let mut d = Dialogue::new(
+            partner_with(Negotiation::NotSupported, Negotiation::NotSupported, true),
+            Purpose::Deliver,
+        );
+        d.start();
+        d.header("sid-1");
+        let out = d.send(&format!(
+            "<stream:features><starttls {TLS_NS}><required/></starttls></stream:features>"
+        ));
+        assert_eq!(out, "</stream:stream>");
+        assert!(matches!(
+            closed_reason(&d.events()),
+            Some(CloseReason::NegotiationFailed(_))
+        ));
+    }
+
+    #[test]
+    fn peer_header_errors() {
+        let ns = "xmlns:stream='http://etherx.jabber.org/streams'";
+        let cases = [
+            (
+                "wrong from",
+                format!("<stream:stream xmlns='jabber:server' {ns} from='evil.test' to='corp.test' id='i' version='1.0'>"),
+                StreamCondition::InvalidFrom,
+            ),
+            (
+                "missing id",
+                format!("<stream:stream xmlns='jabber:server' {ns} from='a.test' to='corp.test' version='1.0'>"),
+                StreamCondition::InvalidXml,
+            ),
+            (
+                "empty id",
+                format!("<stream:stream xmlns='jabber:server' {ns} from='a.test' to='corp.test' id='' version='1.0'>"),
+                StreamCondition::InvalidXml,
+            ),
+            (
+                "client namespace",
+                format!("<stream:stream xmlns='jabber:client' {ns} from='a.test' to='corp.test' id='i' version='1.0'>"),
+                StreamCondition::InvalidNamespace,
+            ),
+            (
+                "wrong streams namespace",
+                "<stream:stream xmlns='jabber:server' xmlns:stream='urn:wrong' from='a.test' to='corp.test' id='i' version='1.0'>".to_string(),
+                StreamCondition::InvalidNamespace,
+            ),
+            (
+                "old version",
+                format!("<stream:stream xmlns='jabber:server' {ns} from='a.test' to='corp.test' id='i'>"),
+                StreamCondition::UnsupportedVersion,
+            ),
+        ];
+        for (why, header, cond) in cases {
+            let mut d = Dialogue::new(optional(), Purpose::Deliver);
+            d.start();
+            let out = d.send(&header);
+            assert!(
+                out.starts_with(&format!(
+                    "<stream:error><{} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>",
+                    cond.as_str()
+                )),
+                "{why}: {out}"
+            );
+            assert!(out.ends_with("</stream:stream>"), "{why}");
+            assert_eq!(
+                closed_reason(&d.events()),
+                Some(CloseReason::SentError(cond)),
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn verify_only_sends_queued_requests_after_tls() {
+        let mut d = Dialogue::new(optional(), Purpose::VerifyOnly);
+        d.s.verify(verify_request("in-1"));
+        assert!(!d.start().contains("db:verify"));
+        d.header("sid-clear");
+        // TLS is offered: it comes first, the key goes over it.
+        assert_eq!(d.send(FEATURES_STARTTLS), format!("<starttls {TLS_NS}/>"));
+        d.send(&format!("<proceed {TLS_NS}/>"));
+        assert!(!d.tls_up().contains("db:verify"));
+        d.header("sid-tls");
+        let out = d.send(FEATURES_EXTERNAL);
+        assert_eq!(
+            out, "<db:verify from='corp.test' to='a.test' id='in-1'>key-in-1</db:verify>",
+            "no authentication of our own on a verify-only stream"
+        );
+        assert!(!d.s.is_ready());
+    }
+
+    #[test]
+    fn verify_only_answers_and_closes_when_none_is_outstanding() {
+        let mut d = Dialogue::new(optional(), Purpose::VerifyOnly);
+        d.start();
+        d.header("sid-1");
+        d.s.verify(verify_request("in-1"));
+        d.s.verify(verify_request("in-2"));
+        assert_eq!(d.output(), "");
+        let out = d.send(FEATURES_DIALBACK);
+        assert_eq!(
+            out,
+            "<db:verify from='corp.test' to='a.test' id='in-1'>key-in-1</db:verify>\
+             <db:verify from='corp.test' to='a.test' id='in-2'>key-in-2</db:verify>"
+        );
+        let out = d.send("<db:verify from='a.test' to='corp.test' id='in-2' type='invalid'/>");
+        assert_eq!(out, "", "one request still outstanding");
+        assert_eq!(
+            verify_answers(&d.events()),
+            vec![("in-2".to_string(), Ok(false))]
+        );
+        let out = d.send("<db:verify from='a.test' to='corp.test' id='in-1' type='valid'/>");
+        assert_eq!(out, "</stream:stream>");
+        let evs = d.events();
+        assert_eq!(verify_answers(&evs), vec![("in-1".to_string(), Ok(true))]);
+        assert_eq!(closed_reason(&evs), Some(CloseReason::LocalClose));
+        assert!(d.s.is_closed());
+    }
+
+    #[test]
+    fn verify_answer_matching_no_request_is_a_stream_error() {
+        for answer in [
+            "<db:verify from='a.test' to='corp.test' id='forged' type='valid'/>",
+            "<db:verify from='evil.test' to='corp.test' id='in-1' type='valid'/>",
+            "<db:verify from='a.test' to='other.test' id='in-1' type='valid'/>",
+        ] {
+            let mut d = Dialogue::new(optional(), Purpose::VerifyOnly);
+            d.s.verify(verify_request("in-1"));
+            d.start();
+            d.header("sid-1");
+            d.send(FEATURES_DIALBACK);
+            let out = d.send(answer);
+            assert!(out.contains("<invalid-xml "), "{answer}: {out}");
+            let evs = d.events();
+            // The bypass attempt does not answer our real request with its verdict.
+            assert_eq!(
+                verify_answers(&evs),
+                vec![(
+                    "in-1".to_string(),
+                    Err(StanzaCondition::RemoteServerTimeout)
+                )],
+                "{answer}"
+            );
+            assert_eq!(
+                closed_reason(&evs),
+                Some(CloseReason::SentError(StreamCondition::InvalidXml))
+            );
+        }
+    }
+
+    #[test]
+    fn closing_with_outstanding_requests_answers_them_with_timeout() {
+        let mut d = Dialogue::new(optional(), Purpose::VerifyOnly);
+        d.s.verify(verify_request("sent"));
+        d.start();
+        d.header("sid-1");
+        d.send(FEATURES_DIALBACK);
+        assert!(d.events().is_empty());
+        d.s.close();
+        assert_eq!(d.output(), "</stream:stream>");
+        let evs = d.events();
+        assert_eq!(
+            verify_answers(&evs),
+            vec![(
+                "sent".to_string(),
+                Err(StanzaCondition::RemoteServerTimeout)
+            )]
+        );
+        assert_eq!(closed_reason(&evs), Some(CloseReason::LocalClose));
+    }
+
+    #[test]
+    fn closing_before_negotiation_answers_queued_requests_with_timeout() {
+        let mut d = Dialogue::new(optional(), Purpose::VerifyOnly);
+        d.s.verify(verify_request("queued"));
+        d.start();
+        d.header("sid-1");
+        assert_eq!(d.send("</stream:stream>"), "</stream:stream>");
+        let evs = d.events();
+        assert_eq!(
+            verify_answers(&evs),
+            vec![(
+                "queued".to_string(),
+                Err(StanzaCondition::RemoteServerTimeout)
+            )]
+        );
+        assert_eq!(closed_reason(&evs), Some(CloseReason::PeerClosed));
+    }
+
+    #[test]
+    fn more_than_sixteen_outstanding_requests_are_refused_at_once() {
+        let mut d = Dialogue::new(optional(), Purpose::VerifyOnly);
+        for i in 0..16 {
+            d.s.verify(verify_request(&format!("in-{i}")));
+        }
+        assert!(d.events().is_empty());
+        d.s.verify(verify_request("one-too-many"));
+        assert_eq!(
+            verify_answers(&d.events()),
+            vec![(
+                "one-too-many".to_string(),
+                Err(StanzaCondition::ResourceConstraint)
+            )]
+        );
+        d.start();
+        d.header("sid-1");
+        let out = d.send(FEATURES_DIALBACK);
+        assert_eq!(out.matches("<db:verify ").count(), 16);
+        assert!(!out.contains("one-too-many"));
+    }
+
+    #[test]
+    fn establishment_timeout_is_connection_timeout() {
+        let mut d = Dialogue::new(optional(), Purpose::Deliver);
+        d.start();
+        d.header("sid-1");
+        let deadline = d.s.poll_timeout().expect("a timer while open");
+        assert_eq!(deadline, d.now + timeouts().establishment);
+        assert_eq!(d.at(deadline - Duration::from_secs(1)), "", "not yet due");
+        assert!(d.events().is_empty());
+        let out = d.at(deadline);
+        assert!(
+            out.starts_with("<stream:error><connection-timeout "),
+            "{out}"
+        );
+        assert_eq!(
+            closed_reason(&d.events()),
+            Some(CloseReason::SentError(StreamCondition::ConnectionTimeout))
+        );
+        assert_eq!(d.s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn authenticated_idle_stream_closes_cleanly_at_inactivity_deadline() {
+        let mut p = optional();
+        p.partners[0].keepalive = false;
+        let mut d = Dialogue::new(p, Purpose::Deliver);
+        d.offer_dialback();
+        d.now += Duration::from_secs(5);
+        d.send("<db:result from='a.test' to='corp.test' type='valid'/>");
+        d.events();
+        // Authenticated: no establishment deadline any more, only inactivity since the last byte.
+        let deadline = d.s.poll_timeout().expect("a timer while open");
+        assert_eq!(deadline, d.now + timeouts().inactivity);
+        assert_eq!(d.at(deadline - Duration::from_secs(1)), "");
+        assert!(!d.s.is_closed());
+        assert_eq!(d.at(deadline), "</stream:stream>");
+        assert_eq!(closed_reason(&d.events()), Some(CloseReason::LocalClose));
+        assert!(d.s.is_closed());
+    }
+
+    #[test]
+    fn keepalive_whitespace_when_the_policy_wants_keepalives() {
+        let mut d = Dialogue::new(optional(), Purpose::Deliver);
+        d.offer_dialback();
+        d.send("<db:result from='a.test' to='corp.test' type='valid'/>");
+        d.events();
+        let first = d.s.poll_timeout().expect("a timer while open");
+        assert_eq!(first, d.now + timeouts().keepalive);
+        assert_eq!(d.at(first), " ");
+        assert!(!d.s.is_closed() && d.s.is_ready());
+        assert!(d.events().is_empty());
+        // Bytes from the peer keep the stream alive; the next keepalive is due from our last write.
+        d.send(" ");
+        assert_eq!(d.s.poll_timeout(), Some(first + timeouts().keepalive));
+    }
+
+    #[test]
+    fn peer_stream_error_closes_with_received_error() {
+        let mut d = Dialogue::new(optional(), Purpose::Deliver);
+        d.start();
+        d.header("sid-1");
+        let out = d.send(
+            "<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
+             <text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>who?</text></stream:error>",
+        );
+        assert_eq!(out, "</stream:stream>");
+        assert_eq!(
+            closed_reason(&d.events()),
+            Some(CloseReason::ReceivedError("host-unknown".into()))
+        );
+        assert!(d.s.is_closed());
+    }
+
+    #[test]
+    fn peer_close_is_answered_with_our_close() {
+        let mut d = Dialogue::new(optional(), Purpose::Deliver);
+        d.offer_dialback();
+        d.send("<db:result from='a.test' to='corp.test' type='valid'/>");
+        d.events();
+        assert_eq!(d.send("</stream:stream>"), "</stream:stream>");
+        assert_eq!(closed_reason(&d.events()), Some(CloseReason::PeerClosed));
+    }
+
+    #[test]
+    fn stanza_before_authentication_is_unsupported_stanza_type() {
+        let mut d = Dialogue::new(optional(), Purpose::Deliver);
+        d.start();
+        d.header("sid-1");
+        let out = d.send("<message from='x@a.test' to='y@corp.test'/>");
+        assert!(out.contains("<unsupported-stanza-type "), "{out}");
+        assert_eq!(
+            closed_reason(&d.events()),
+            Some(CloseReason::SentError(
+                StreamCondition::UnsupportedStanzaType
+            ))
+        );
+    }
+
+    #[test]
+    fn unsolicited_dialback_valid_is_not_authentication() {
+        let mut d = Dialogue::new(optional(), Purpose::Deliver);
+        d.start();
+        d.header("sid-1");
+        let out = d.send("<db:result from='a.test' to='corp.test' type='valid'/>");
+        assert!(out.contains("<unsupported-stanza-type "), "{out}");
+        assert!(!d
+            .events()
+            .iter()
+            .any(|e| matches!(e, OutboundEvent::Authenticated(_))));
+        assert!(!d.s.is_ready());
+    }
+
+    #[test]
+    fn starttls_failure_gives_up() {
+        let mut d = Dialogue::new(optional(), Purpose::Deliver);
+        d.start();
+        d.header("sid-1");
+        d.send(FEATURES_STARTTLS);
+        assert_eq!(d.send(&format!("<failure {TLS_NS}/>")), "</stream:stream>");
+        assert!(matches!(
+            closed_reason(&d.events()),
+            Some(CloseReason::NegotiationFailed(_))
+        ));
+    }
+
+    #[test]
+    fn verify_on_a_closed_stream_is_answered_at_once() {
+        let mut d = Dialogue::new(optional(), Purpose::VerifyOnly);
+        d.start();
+        d.s.close();
+        d.events();
+        d.s.verify(verify_request("late"));
+        assert_eq!(
+            verify_answers(&d.events()),
+            vec![(
+                "late".to_string(),
+                Err(StanzaCondition::RemoteServerTimeout)
+            )],
+            "a request on a closed stream must not wait forever"
+        );
+    }
+
+    #[test]
+    fn verify_on_a_ready_stream_is_sent_at_once() {
+        let mut d = Dialogue::new(optional(), Purpose::Deliver);
+        d.offer_dialback();
+        d.send("<db:result from='a.test' to='corp.test' type='valid'/>");
+        d.events();
+        d.s.verify(verify_request("in-1"));
+        assert_eq!(
+            d.output(),
+            "<db:verify from='corp.test' to='a.test' id='in-1'>key-in-1</db:verify>"
+        );
+        d.send("<db:verify from='a.test' to='corp.test' id='in-1' type='valid'/>");
+        let evs = d.events();
+        assert_eq!(verify_answers(&evs), vec![("in-1".to_string(), Ok(true))]);
+        assert!(!d.s.is_closed(), "a delivering stream stays open");
     }
 }

@@ -98,3 +98,28 @@ pub fn peer_header(from: &str, to: &str) -> String {
 pub fn some_chain() -> Vec<CertificateDer<'static>> {
     vec![CertificateDer::from(vec![0x30, 0x00])]
 }
+
+/// The responding header a peer `from` sends back to `to`, naming its stream `id`.
+pub fn peer_response_header(from: &str, to: &str, id: &str) -> String {
+    format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' \
+         xmlns:db='jabber:server:dialback' from='{from}' to='{to}' id='{id}' version='1.0'>"
+    )
+}
+
+/// `<stream:features>` offering STARTTLS (not required) and dialback.
+pub const FEATURES_STARTTLS: &str = "<stream:features>\
+    <starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\
+    <dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback></stream:features>";
+
+/// `<stream:features>` offering SASL EXTERNAL and dialback (what a peer offers after TLS).
+pub const FEATURES_EXTERNAL: &str = "<stream:features>\
+    <mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL</mechanism></mechanisms>\
+    <dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback></stream:features>";
+
+/// `<stream:features>` offering dialback only.
+pub const FEATURES_DIALBACK: &str = "<stream:features>\
+    <dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback></stream:features>";
+
+/// Empty `<stream:features/>`: negotiation is complete.
+pub const FEATURES_NONE: &str = "<stream:features/>";

@@ -70,6 +70,9 @@ pub fn take_slot(counter: &Arc<AtomicU32>, limit: u32) -> Option<Slot> {
     }
 }
 
+/// (our domain, remote domain): the key of an outbound stream.
+pub type DomainPair = (String, String);
+
 /// Control messages to a live outbound stream.
 pub enum OutboundCtl {
     /// A serialized stanza to send.
@@ -101,7 +104,7 @@ pub struct EdgeContext {
     /// Shared counters.
     pub counters: Arc<SharedCounters>,
     /// Outbound streams owned by this shard, by (our domain, remote domain).
-    pub outbound: RefCell<HashMap<(String, String), Rc<LocalSender<OutboundCtl>>>>,
+    pub outbound: RefCell<HashMap<DomainPair, Rc<LocalSender<OutboundCtl>>>>,
     /// This shard's mesh senders (index = target shard; `None` for ourselves).
     pub mesh: Vec<Option<ConnectedSender<MeshMsg>>>,
     /// Live inbound streams on this shard (for shutdown).

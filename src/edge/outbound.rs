@@ -359,13 +359,13 @@ where
             Wake::Read(Ok(n)) => session.handle_bytes(&buf[..n], Instant::now(), &**ctx),
             Wake::Timer => session.handle_timeout(Instant::now()),
             Wake::Control(Some(OutboundCtl::Stanza(bytes))) => {
-                session.send_stanza(&bytes);
+                session.send_stanza(&bytes, Instant::now());
                 ctx.counters.stanzas_out.fetch_add(1, Ordering::Relaxed);
                 // Batch: take whatever else is already queued before writing.
                 while let Some(Some(OutboundCtl::Stanza(more))) =
                     futures_lite::future::poll_once(rx.expect("ready").recv()).await
                 {
-                    session.send_stanza(&more);
+                    session.send_stanza(&more, Instant::now());
                     ctx.counters.stanzas_out.fetch_add(1, Ordering::Relaxed);
                 }
             }

@@ -437,7 +437,13 @@ impl InboundStream {
             .peer_policy
             .as_ref()
             .is_none_or(|p| p.tls != Negotiation::NotSupported);
-        if self.tls_active || !allowed || self.state != State::Negotiating {
+        // TLS comes first: after a domain authenticated (dialback in the clear) the stream cannot be
+        // upgraded and renamed underneath that authentication.
+        if self.tls_active
+            || !allowed
+            || self.state != State::Negotiating
+            || !self.authenticated.is_empty()
+        {
             wire::tls_element(&mut self.out, "failure");
             wire::stream_close(&mut self.out);
             return self.finish(CloseReason::SentError(StreamCondition::PolicyViolation));
@@ -967,6 +973,23 @@ mod tests {
         d.s.take_output(&mut d.out, d.now);
         assert!(String::from_utf8_lossy(&d.out).contains("type='invalid'"));
         assert!(d.s.authenticated().is_empty());
+    }
+
+    #[test]
+    fn starttls_after_cleartext_dialback_is_refused() {
+        let mut d = Dialogue::new(dialback_partner(), false);
+        dialback_authenticate(&mut d);
+        d.events();
+        let out = d.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+        assert!(
+            out.contains("<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"),
+            "{out}"
+        );
+        assert!(!d
+            .events()
+            .iter()
+            .any(|e| matches!(e, InboundEvent::StartTls)));
+        assert!(d.s.is_closed());
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub enum CloseReason {
 pub(crate) struct Deadlines {
     pub timeouts: StreamTimeouts,
     pub established_by: Option<Instant>,
+    /// Last traffic that counts as use: bytes received, or (outbound) a stanza sent. Keepalive
+    /// whitespace does not count, so an unused stream still closes.
     pub last_rx: Instant,
     pub last_tx: Instant,
     pub keepalive: bool,

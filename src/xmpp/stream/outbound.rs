@@ -185,9 +185,11 @@ impl OutboundStream {
     }
 
     /// Appends a serialized stanza; only valid once [`is_ready`](Self::is_ready).
-    pub fn send_stanza(&mut self, bytes: &[u8]) {
+    pub fn send_stanza(&mut self, bytes: &[u8], now: Instant) {
         debug_assert!(self.is_ready());
         self.out.extend_from_slice(bytes);
+        // Peers rarely send anything back on our outbound stream: sending is what keeps it in use.
+        self.deadlines.last_rx = now;
     }
 
     /// Queues a dialback key verification (sent as soon as negotiation allows).
@@ -805,7 +807,7 @@ mod tests {
         d.header("sid-sasl");
         assert_eq!(d.send(FEATURES_NONE), "");
         assert!(d.s.is_ready());
-        d.s.send_stanza(b"<message from='a@corp.test' to='b@a.test'/>");
+        d.s.send_stanza(b"<message from='a@corp.test' to='b@a.test'/>", d.now);
         assert_eq!(d.output(), "<message from='a@corp.test' to='b@a.test'/>");
     }
 
@@ -1202,6 +1204,23 @@ mod tests {
         assert_eq!(d.at(deadline), "</stream:stream>");
         assert_eq!(closed_reason(&d.events()), Some(CloseReason::LocalClose));
         assert!(d.s.is_closed());
+    }
+
+    #[test]
+    fn sending_stanzas_keeps_an_outbound_stream_in_use() {
+        let mut p = optional();
+        p.partners[0].keepalive = false;
+        let mut d = Dialogue::new(p, Purpose::Deliver);
+        d.offer_dialback();
+        d.send("<db:result from='a.test' to='corp.test' type='valid'/>");
+        d.events();
+        let first = d.s.poll_timeout().expect("a timer while open");
+        // Half-way to the deadline a stanza goes out: the stream is in use, the deadline moves.
+        let sent_at = d.now + timeouts().inactivity / 2;
+        d.s.send_stanza(b"<message from='a@corp.test' to='b@a.test'/>", sent_at);
+        assert_eq!(d.at(first), "<message from='a@corp.test' to='b@a.test'/>");
+        assert!(!d.s.is_closed());
+        assert_eq!(d.s.poll_timeout(), Some(sent_at + timeouts().inactivity));
     }
 
     #[test]

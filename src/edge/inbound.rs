@@ -2,7 +2,6 @@
 //! on STARTTLS, and hand checked stanzas to the router.
 
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
@@ -177,10 +176,9 @@ where
             Wake::Read(Ok(n)) => session.handle_bytes(&buf[..n], Instant::now(), &**ctx),
             Wake::Timer => session.handle_timeout(Instant::now()),
             Wake::Control(Some(v)) => {
-                session.dialback_verified(&v.originating, &v.receiving, v.answer, &**ctx)
+                session.dialback_verified(&v.originating, &v.receiving, v.answer)
             }
             Wake::Control(None) => {}
         }
-        let _ = Ordering::Relaxed;
     }
 }

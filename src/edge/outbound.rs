@@ -18,7 +18,7 @@ use crate::config::{PartnerPolicy, ProxyRoute};
 use crate::edge::dns;
 use crate::xmpp::error::StanzaCondition;
 use crate::xmpp::stream::outbound::{OutboundEvent, OutboundStream, Purpose, VerifyRequest};
-use crate::xmpp::stream::{AuthMethod, CloseReason};
+use crate::xmpp::stream::CloseReason;
 
 /// Where to connect.
 #[derive(Debug, Clone)]
@@ -322,7 +322,6 @@ where
                         method = m.as_str(),
                         "outbound stream authenticated"
                     );
-                    let _: AuthMethod = m;
                 }
                 OutboundEvent::VerifyAnswer { answer, .. } => st.answer = Some(answer),
                 OutboundEvent::Closed(reason) => {

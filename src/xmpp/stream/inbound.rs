@@ -203,7 +203,6 @@ impl InboundStream {
         originating: &str,
         receiving: &str,
         answer: Result<bool, StanzaCondition>,
-        policy: &dyn StreamPolicy,
     ) {
         let Some(pos) = self
             .pending_verify
@@ -218,7 +217,7 @@ impl InboundStream {
         }
         wire::db_answer(&mut self.out, DbElement::Result, &r, &o, None, answer);
         if answer == Ok(true) {
-            self.authenticate(o, AuthMethod::Dialback, policy);
+            self.authenticate(o, AuthMethod::Dialback);
         }
     }
 
@@ -499,7 +498,7 @@ impl InboundStream {
         self.framer.reset();
         self.state = State::AwaitHeader;
         self.header_sent = false;
-        self.authenticate(peer, AuthMethod::SaslExternal, policy);
+        self.authenticate(peer, AuthMethod::SaslExternal);
     }
 
     fn on_db_result(&mut self, s: &Stanza, policy: &dyn StreamPolicy) {
@@ -670,7 +669,7 @@ impl InboundStream {
         self.events.push_back(InboundEvent::Stanza(s));
     }
 
-    fn authenticate(&mut self, domain: String, method: AuthMethod, _policy: &dyn StreamPolicy) {
+    fn authenticate(&mut self, domain: String, method: AuthMethod) {
         if self
             .authenticated
             .iter()
@@ -927,7 +926,7 @@ mod tests {
             ("a.test", "corp.test", "abcdef")
         );
         assert_eq!(stream_id, d.s.stream_id());
-        d.s.dialback_verified("a.test", "corp.test", Ok(true), &d.p);
+        d.s.dialback_verified("a.test", "corp.test", Ok(true));
         d.s.take_output(&mut d.out, d.now);
         let out = String::from_utf8(d.out.clone()).unwrap();
         assert!(
@@ -955,7 +954,7 @@ mod tests {
     fn verification_answers_we_did_not_ask_for_are_ignored() {
         let mut d = Dialogue::new(dialback_partner(), false);
         d.send(&peer_header("a.test", "corp.test"));
-        d.s.dialback_verified("a.test", "corp.test", Ok(true), &d.p);
+        d.s.dialback_verified("a.test", "corp.test", Ok(true));
         assert!(!d
             .events()
             .iter()
@@ -969,7 +968,7 @@ mod tests {
         d.send(&peer_header("a.test", "corp.test"));
         d.send("<db:result from='a.test' to='corp.test'>k</db:result>");
         d.events();
-        d.s.dialback_verified("a.test", "corp.test", Ok(false), &d.p);
+        d.s.dialback_verified("a.test", "corp.test", Ok(false));
         d.s.take_output(&mut d.out, d.now);
         assert!(String::from_utf8_lossy(&d.out).contains("type='invalid'"));
         assert!(d.s.authenticated().is_empty());

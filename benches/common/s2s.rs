@@ -96,7 +96,7 @@ pub fn authenticated_stream(policy: &BenchPolicy, now: Instant) -> InboundStream
         verify |= matches!(ev, InboundEvent::VerifyKey { .. });
     }
     assert!(verify, "db:result did not ask for verification");
-    s.dialback_verified(REMOTE, LOCAL, Ok(true), policy);
+    s.dialback_verified(REMOTE, LOCAL, Ok(true));
     let mut authenticated = false;
     while let Some(ev) = s.poll_event() {
         authenticated |= matches!(ev, InboundEvent::Authenticated { .. });

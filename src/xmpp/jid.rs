@@ -31,11 +31,12 @@ const MAX_PART: usize = 1023;
 impl<'a> Jid<'a> {
     /// Splits and checks `s`.
     pub fn parse(s: &'a str) -> Result<Jid<'a>, JidError> {
-        let (head, resource) = match s.find('/') {
+        // memchr instead of str::find: this runs twice per stanza (from and to).
+        let (head, resource) = match memchr::memchr(b'/', s.as_bytes()) {
             Some(i) => (&s[..i], Some(&s[i + 1..])),
             None => (s, None),
         };
-        let (local, domain) = match head.find('@') {
+        let (local, domain) = match memchr::memchr(b'@', head.as_bytes()) {
             Some(i) => (Some(&head[..i]), &head[i + 1..]),
             None => (None, head),
         };
@@ -48,11 +49,12 @@ impl<'a> Jid<'a> {
                 return Err(JidError::TooLong);
             }
             // RFC 7622 §3.3.1: these are disallowed in localparts.
-            if l.chars().any(|c| {
+            let bad = |c: char| {
                 matches!(c, '"' | '&' | '\'' | '/' | ':' | '<' | '>' | '@')
                     || c.is_whitespace()
                     || c.is_control()
-            }) {
+            };
+            if any_char(l, &LOCAL_BAD, bad) {
                 return Err(JidError::BadCharacter);
             }
         }
@@ -63,7 +65,7 @@ impl<'a> Jid<'a> {
             if r.len() > MAX_PART {
                 return Err(JidError::TooLong);
             }
-            if r.chars().any(|c| c.is_control()) {
+            if any_char(r, &RESOURCE_BAD, char::is_control) {
                 return Err(JidError::BadCharacter);
             }
         }
@@ -88,21 +90,62 @@ pub fn check_domain(d: &str) -> Result<(), JidError> {
     if d.len() > MAX_PART {
         return Err(JidError::TooLong);
     }
-    let ok = d.split('.').all(|label| {
-        !label.is_empty()
-            && label.chars().all(|c| {
-                !(c.is_whitespace()
-                    || c.is_control()
-                    || matches!(c, '@' | '/' | '"' | '&' | '\'' | '<' | '>' | ':' | '\\'))
-            })
-    });
     // An IPv6 literal domain is allowed in brackets.
-    if ok || (d.starts_with('[') && d.ends_with(']')) {
-        Ok(())
+    if d.starts_with('[') && d.ends_with(']') {
+        return Ok(());
+    }
+    let bad = |c: char| {
+        c.is_whitespace()
+            || c.is_control()
+            || matches!(c, '@' | '/' | '"' | '&' | '\'' | '<' | '>' | ':' | '\\')
+    };
+    let b = d.as_bytes();
+    // Labels are non-empty: no leading/trailing dot, no "..".
+    if b[0] == b'.' || b[b.len() - 1] == b'.' || memchr::memmem::find(b, b"..").is_some() {
+        return Err(JidError::BadCharacter);
+    }
+    if any_char(d, &DOMAIN_BAD, bad) {
+        return Err(JidError::BadCharacter);
+    }
+    Ok(())
+}
+
+/// Whether any character of `s` is refused. ASCII text (the common case: this runs on every
+/// stanza's addresses) is checked byte by byte against `ascii_bad`; other text char by char.
+fn any_char(s: &str, ascii_bad: &[bool; 128], bad: impl Fn(char) -> bool) -> bool {
+    if s.is_ascii() {
+        s.bytes().any(|b| ascii_bad[b as usize])
     } else {
-        Err(JidError::BadCharacter)
+        s.chars().any(bad)
     }
 }
+
+/// ASCII bytes refused in a part: controls, space, DEL and `extra`.
+const fn ascii_table(extra: &[u8]) -> [bool; 128] {
+    let mut t = [false; 128];
+    let mut i = 0;
+    while i < 128 {
+        t[i] = i <= 0x20 || i == 0x7f;
+        i += 1;
+    }
+    let mut j = 0;
+    while j < extra.len() {
+        t[extra[j] as usize] = true;
+        j += 1;
+    }
+    t
+}
+
+/// RFC 7622 §3.3.1 localpart exclusions (plus whitespace and controls).
+static LOCAL_BAD: [bool; 128] = ascii_table(b"\"&'/:<>@");
+/// Domain labels: no address or markup punctuation.
+static DOMAIN_BAD: [bool; 128] = ascii_table(b"@/\"&'<>:\\");
+/// Resources may contain spaces and punctuation, not controls.
+static RESOURCE_BAD: [bool; 128] = {
+    let mut t = ascii_table(b"");
+    t[0x20] = false;
+    t
+};
 
 /// The domainpart of a JID string, without full validation (for routing decisions on checked input).
 pub fn domain_of(jid: &str) -> &str {
@@ -156,6 +199,40 @@ mod tests {
             assert!(Jid::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Jid::parse(&"a".repeat(1024)), Err(JidError::TooLong));
+    }
+
+    #[test]
+    fn ascii_fast_path_agrees_with_the_char_rules() {
+        for b in 0u8..128 {
+            let c = b as char;
+            let local = format!("a{c}b@x.test");
+            let domain = format!("x{c}y.test");
+            let resource = format!("x.test/a{c}b");
+            let local_bad = matches!(c, '"' | '&' | '\'' | '/' | ':' | '<' | '>' | '@')
+                || c.is_whitespace()
+                || c.is_control();
+            // '/' and '@' split the JID differently, so only the verdict of the whole parse is compared.
+            if c != '/' && c != '@' {
+                assert_eq!(
+                    Jid::parse(&local).is_err(),
+                    local_bad,
+                    "localpart byte {b:#x}"
+                );
+                let domain_bad = c.is_whitespace()
+                    || c.is_control()
+                    || matches!(c, '"' | '&' | '\'' | '<' | '>' | ':' | '\\');
+                assert_eq!(
+                    check_domain(&domain).is_err(),
+                    domain_bad,
+                    "domain byte {b:#x}"
+                );
+            }
+            assert_eq!(
+                Jid::parse(&resource).is_err(),
+                c.is_control(),
+                "resource byte {b:#x}"
+            );
+        }
     }
 
     #[test]

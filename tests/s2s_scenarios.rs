@@ -336,3 +336,74 @@ fn outbound_stream_is_found_through_dns_srv_on_a_loopback_resolver() {
     );
     assert!(dns.queries_for("_xmpp-server._tcp.a.test") >= 1);
 }
+
+#[test]
+fn partner_connection_limit_refuses_the_extra_stream() {
+    let ca = ThrowawayCa::new("scenario CA").unwrap();
+    let l = listener(45);
+    let mut setup = RouterSetup::new(ip(44), &ca);
+    setup.partners.push(partner(
+        &l,
+        "tls = \"optional\"\nsasl = \"optional\"\ndialback = true\nconnection_limit = 1",
+    ));
+    let router = TestRouter::start(setup);
+    let mut first = PeerConn::connect(router.s2s);
+    first.send(&header("a.test", "corp.test"));
+    first.expect_header();
+    first.expect("stream:features");
+    let mut second = PeerConn::connect(router.s2s);
+    second.send(&header("a.test", "corp.test"));
+    // The limit is checked once the header names the partner, right after our features.
+    second.expect_header();
+    second.expect("stream:features");
+    second.expect_stream_error("policy-violation");
+    second.expect_closed();
+    // The first stream is unaffected.
+    first.send(&format!("<starttls xmlns='{TLS_NS}'/>"));
+    first.expect("<proceed");
+}
+
+#[test]
+fn replies_to_an_unreachable_partner_are_counted_not_bounced_and_nothing_hangs() {
+    let ca = ThrowawayCa::new("scenario CA").unwrap();
+    let peer = peer_tls(&ca.issue_with(&["a.test"], false).unwrap());
+    // A port nobody listens on: the router's outbound connection is refused.
+    let closed = listener(47).addr();
+    let mut setup = RouterSetup::new(ip(46), &ca);
+    setup.partners.push(PartnerEntry {
+        domain: "a.test".into(),
+        toml: format!(
+            "tls = \"required\"\nsasl = \"optional\"\ndialback = true\nproxy_fqdn = \"{closed}\""
+        ),
+    });
+    let router = TestRouter::start(setup);
+    let (mut c, _) = inbound_tls(&router, &peer);
+    c.expect("<mechanism>EXTERNAL</mechanism>");
+    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>");
+    c.expect("<success");
+    c.restart();
+    c.send(&header("a.test", "corp.test"));
+    c.expect_header();
+    c.expect("stream:features");
+    c.send("<iq type='get' from='alice@a.test/r' to='corp.test' id='lost-1'><ping xmlns='urn:xmpp:ping'/></iq>");
+    // The result cannot be delivered; it is a result, so it is never bounced: it is counted.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while router
+        .counters()
+        .replies_undeliverable
+        .load(std::sync::atomic::Ordering::Relaxed)
+        < 1
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the undeliverable reply was not accounted for"
+        );
+        std::thread::yield_now();
+    }
+    // The inbound stream still works and gets no error for its ping.
+    c.send("</stream:stream>");
+    assert!(matches!(
+        c.next(),
+        support::s2s_peer::Got::Close | support::s2s_peer::Got::Eof
+    ));
+}

@@ -12,6 +12,7 @@ use super::context::{take_slot, EdgeContext, Slot};
 use super::outbound::verify_key;
 use super::pump::{self, Wake};
 use super::route::route_inbound;
+use super::upgrade;
 use crate::xmpp::error::{StanzaCondition, StreamCondition};
 use crate::xmpp::stream::inbound::{InboundEvent, InboundStream};
 use crate::xmpp::stream::outbound::VerifyRequest;
@@ -41,32 +42,18 @@ pub async fn serve(ctx: Rc<EdgeContext>, tcp: TcpStream, direct_tls: bool) {
     let now = Instant::now();
     let mut partner_slot = None;
     if direct_tls {
-        let acceptor = futures_rustls::TlsAcceptor::from(ctx.tls_direct.clone());
-        let Ok(tls) = acceptor.accept(tcp).await else {
+        let Ok((tls, chain)) = upgrade::accept(ctx.tls_direct.clone(), tcp).await else {
             return;
         };
-        let chain = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .map(|c| c.to_vec())
-            .unwrap_or_default();
         let mut session = InboundStream::new(ctx.phase_limits(), ctx.timeouts(), true, chain, now);
         let _ = drive(&ctx, tls, &mut session, &tx, &rx, &mut partner_slot).await;
     } else {
         let mut session =
             InboundStream::new(ctx.phase_limits(), ctx.timeouts(), false, Vec::new(), now);
         if let Some(tcp) = drive(&ctx, tcp, &mut session, &tx, &rx, &mut partner_slot).await {
-            let acceptor = futures_rustls::TlsAcceptor::from(ctx.tls_starttls.clone());
-            let Ok(tls) = acceptor.accept(tcp).await else {
+            let Ok((tls, chain)) = upgrade::accept(ctx.tls_starttls.clone(), tcp).await else {
                 return;
             };
-            let chain = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .map(|c| c.to_vec())
-                .unwrap_or_default();
             session.tls_established(chain, Instant::now());
             let _ = drive(&ctx, tls, &mut session, &tx, &rx, &mut partner_slot).await;
         }

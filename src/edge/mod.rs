@@ -8,3 +8,4 @@ pub mod outbound;
 pub mod pump;
 pub mod route;
 pub mod tls;
+pub mod upgrade;

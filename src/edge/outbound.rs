@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 
 use super::context::{EdgeContext, OutboundCtl};
 use super::pump::{self, Wake};
+use super::upgrade;
 use crate::config::{PartnerPolicy, ProxyRoute};
 use crate::edge::dns;
 use crate::xmpp::error::StanzaCondition;
@@ -255,32 +256,17 @@ async fn connect_and_run(
     };
     let server_name = ServerName::try_from(remote.to_string()).map_err(|e| e.to_string())?;
     if target.direct_tls {
-        let tls = futures_rustls::TlsConnector::from(ctx.tls_client_direct.clone())
-            .connect(server_name, tcp)
+        let (tls, _chain) = upgrade::connect(ctx.tls_client_direct.clone(), server_name, tcp)
             .await
             .map_err(|e| format!("TLS: {e}"))?;
-        let chain = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .map(|c| c.to_vec())
-            .unwrap_or_default();
-        let _ = chain;
         session.start(Instant::now());
         drive(ctx, tls, &mut session, rx, &mut st).await?;
     } else {
         session.start(now);
         if let Some(tcp) = drive(ctx, tcp, &mut session, rx, &mut st).await? {
-            let tls = futures_rustls::TlsConnector::from(ctx.tls_client.clone())
-                .connect(server_name, tcp)
+            let (tls, chain) = upgrade::connect(ctx.tls_client.clone(), server_name, tcp)
                 .await
                 .map_err(|e| format!("TLS: {e}"))?;
-            let chain = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .map(|c| c.to_vec())
-                .unwrap_or_default();
             session.tls_established(chain, Instant::now());
             drive(ctx, tls, &mut session, rx, &mut st).await?;
         }

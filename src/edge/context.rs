@@ -107,7 +107,7 @@ pub struct EdgeContext {
     pub outbound: RefCell<HashMap<DomainPair, Rc<LocalSender<OutboundCtl>>>>,
     /// This shard's mesh senders (index = target shard; `None` for ourselves).
     pub mesh: Vec<Option<ConnectedSender<MeshMsg>>>,
-    /// Live inbound streams on this shard (for shutdown).
+    /// Live streams on this shard, inbound and outbound (shutdown waits for them).
     pub live_streams: Cell<u32>,
 }
 

@@ -75,7 +75,10 @@ async fn run(
     me: Rc<LocalSender<OutboundCtl>>,
 ) {
     let (local, remote) = &key;
+    // Counted like inbound streams, so shutdown waits for our `</stream:stream>` too.
+    ctx.live_streams.set(ctx.live_streams.get() + 1);
     let outcome = deliver(&ctx, local, remote, &rx).await;
+    ctx.live_streams.set(ctx.live_streams.get() - 1);
     {
         let mut map = ctx.outbound.borrow_mut();
         if map.get(&key).is_some_and(|cur| Rc::ptr_eq(cur, &me)) {
@@ -91,12 +94,17 @@ async fn run(
     // Dropping the receiver wakes senders still waiting for room: they start a new stream.
     drop(rx);
     match outcome {
-        Ok(()) => {
+        Ok(()) if !ctx.shutting_down() => {
             // The stream closed after working (idle close, peer close): what arrived meanwhile
             // goes out on a new stream.
             for b in left {
                 enqueue(&ctx, local.clone(), remote.clone(), b).await;
             }
+        }
+        Ok(()) => {
+            ctx.counters
+                .replies_undeliverable
+                .fetch_add(left.len() as u64, Ordering::Relaxed);
         }
         Err(why) => {
             warn!(%remote, %why, undeliverable = left.len(), "outbound stream failed");

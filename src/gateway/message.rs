@@ -1,0 +1,1 @@
+//! Message mapping (RFC 7572).

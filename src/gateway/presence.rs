@@ -1,0 +1,1 @@
+//! Presence mapping (RFC 8048).

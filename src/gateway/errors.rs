@@ -57,7 +57,6 @@ pub fn sip_status_for(c: StanzaCondition) -> u16 {
 pub fn condition_for_sip_status(status: u16) -> StanzaCondition {
     use StanzaCondition::*;
     match status {
-        300..=399 => Redirect,
         400 => BadRequest,
         401 | 407 => NotAuthorized,
         402 => BadRequest,
@@ -85,10 +84,14 @@ pub fn condition_for_sip_status(status: u16) -> StanzaCondition {
         600 | 603 => ServiceUnavailable,
         604 => ItemNotFound,
         606 => NotAcceptable,
-        // RFC 3261 §8.1.3.2: an unknown final response is treated as x00 of its class.
-        401..=499 => BadRequest,
-        501..=599 => InternalServerError,
-        601..=699 => ServiceUnavailable,
+        // 3xx: all redirections are `redirect`. Otherwise RFC 3261 §8.1.3.2: an unknown final
+        // response is treated as the x00 response of its class.
+        300..=699 => match status / 100 {
+            3 => Redirect,
+            4 => BadRequest,
+            5 => InternalServerError,
+            _ => ServiceUnavailable,
+        },
         _ => UndefinedCondition,
     }
 }

@@ -293,7 +293,7 @@ pub fn presence_from_pidf(xml: &[u8]) -> Result<XmppPresence, MapError> {
                     // `<note/>` and `<basic/>` end immediately.
                     finish(
                         ctx,
-                        &mut text,
+                        &text,
                         &mut note_lang,
                         &mut tuples,
                         &mut presence_notes,
@@ -313,7 +313,7 @@ pub fn presence_from_pidf(xml: &[u8]) -> Result<XmppPresence, MapError> {
                 let ctx = stack.pop().ok_or(MapError::BadXml("unbalanced end tag"))?;
                 finish(
                     ctx,
-                    &mut text,
+                    &text,
                     &mut note_lang,
                     &mut tuples,
                     &mut presence_notes,
@@ -363,7 +363,7 @@ pub fn presence_from_pidf(xml: &[u8]) -> Result<XmppPresence, MapError> {
 /// Completes an element whose text was being collected.
 fn finish(
     ctx: Ctx,
-    text: &mut String,
+    text: &str,
     note_lang: &mut Option<String>,
     tuples: &mut [Tuple],
     presence_notes: &mut Vec<(Option<String>, String)>,

@@ -62,12 +62,8 @@ fn message_type_table() {
 
 #[test]
 fn several_bodies_pick_stanza_language_then_unlabelled_then_first() {
-    let rows: &[(
-        Option<&str>,
-        Vec<(Option<String>, String)>,
-        &str,
-        Option<&str>,
-    )] = &[
+    type Bodies = Vec<(Option<String>, String)>;
+    let rows: &[(Option<&str>, Bodies, &str, Option<&str>)] = &[
         (
             Some("fr"),
             vec![body(Some("en"), "hi"), body(Some("fr"), "salut")],

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod edge;
+pub mod gateway;
 pub mod ops;
 pub mod pki;
 pub mod runtime;

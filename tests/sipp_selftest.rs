@@ -8,7 +8,9 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use support::peers::HarnessError;
-use support::sipp::{sipp_supports_tls, Scenario, Sipp, SippOptions, SippTransport};
+use support::sipp::{
+    sipp_supports_tls, Direction, Scenario, Sipp, SippOptions, SippOutcome, SippTransport,
+};
 use support::workdir::WorkDir;
 
 const UAS_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 41);
@@ -24,6 +26,15 @@ fn deadline() -> Instant {
 /// A UAS bounded only by its timeout, stopped with [`Sipp::finish`] once the UAC is done.
 fn uas() -> SippOptions {
     SippOptions::new(UAS_IP).calls(0)
+}
+
+/// Start lines of the messages SIPp sent.
+fn sent_start_lines(o: &SippOutcome) -> Vec<String> {
+    o.sip_messages()
+        .into_iter()
+        .filter(|m| m.direction == Direction::Sent)
+        .map(|m| m.start_line)
+        .collect()
 }
 
 #[test]
@@ -98,6 +109,11 @@ fn unexpected_final_code_fails_the_uac_call() {
         1,
         "{:?}",
         c.failure_reasons
+    );
+    assert_eq!(
+        sent_start_lines(&c),
+        vec!["MESSAGE sip:alice@a.test SIP/2.0"],
+        "no BYE after the aborted call"
     );
     drop(server);
 }
@@ -196,6 +212,11 @@ fn unanswered_message_ends_as_bounded_uac_failure() {
         c.failure_reasons
     );
     assert!(c.received_final_codes().is_empty());
+    assert_eq!(
+        sent_start_lines(&c),
+        vec!["MESSAGE sip:alice@a.test SIP/2.0"],
+        "nothing sent after the receive timeout"
+    );
     // The UAS still holds the call: dropping it kills SIPp (no wait for its -timeout).
     drop(server);
 }

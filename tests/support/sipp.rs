@@ -310,6 +310,15 @@ impl Sipp {
             "-screen_file".into(),
             dir.join(SCREEN).to_string_lossy().into_owned(),
         ]);
+        // An aborted call (receive timeout, unexpected message) makes SIPp send a BYE by
+        // default, even for a MESSAGE that opened no dialog: never wanted here.
+        if !opts
+            .extra_args
+            .iter()
+            .any(|a| a == "-default_behaviors" || a == "-nd")
+        {
+            args.extend(["-default_behaviors".into(), "all,-bye".into()]);
+        }
         if opts.calls > 0 {
             args.extend(["-m".into(), opts.calls.to_string()]);
         }
@@ -707,7 +716,7 @@ fn parse_stats(csv: &str) -> Vec<(String, u64)> {
     let Some(header) = lines.next() else {
         return Vec::new();
     };
-    let Some(last) = lines.last() else {
+    let Some(last) = lines.next_back() else {
         return Vec::new();
     };
     header

@@ -9,4 +9,5 @@ pub mod peers;
 pub mod prosody;
 pub mod router;
 pub mod s2s_peer;
+pub mod sipp;
 pub mod workdir;

@@ -11,5 +11,6 @@ pub mod edge;
 pub mod ops;
 pub mod pki;
 pub mod runtime;
+pub mod sip;
 pub mod xml;
 pub mod xmpp;

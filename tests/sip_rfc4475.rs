@@ -263,3 +263,68 @@ fn every_truncation_of_every_fixture_fails_cleanly_or_parses() {
         }
     }
 }
+
+fn exercise(m: &SipMessage) {
+    let _ = m.validate();
+    let _ = (
+        m.vias().count(),
+        m.contacts().count(),
+        m.routes().count(),
+        m.record_routes().count(),
+    );
+    let _ = (
+        m.from(),
+        m.to(),
+        m.cseq(),
+        m.call_id(),
+        m.max_forwards(),
+        m.expires(),
+    );
+    let _ = (
+        m.content_type(),
+        m.event(),
+        m.subscription_state(),
+        m.retry_after(),
+        m.subject(),
+    );
+    let _ = m.content_languages().count();
+    for c in m.contacts().flatten() {
+        if let Ok(u) = c.sip_uri() {
+            let _ = (u.user_decoded(), u.to_string());
+        }
+    }
+    if let Some(u) = m.request_uri() {
+        let _ = SipUri::parse(u).map(|u| u.user_decoded());
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn mutated_torture_messages_never_panic(
+        which in 0usize..4,
+        edits in proptest::collection::vec((0usize..2000, proptest::num::u8::ANY), 1..20),
+    ) {
+        let name = ["wsinv", "intmeth", "esc01", "badinv01"][which];
+        let mut data = load(name).to_vec();
+        for (pos, byte) in edits {
+            let len = data.len();
+            data[pos % len] = byte;
+        }
+        if let Ok(m) = SipMessage::parse(Bytes::from(data.clone())) {
+            exercise(&m);
+        }
+        let mut f = stanza_router::sip::SipFramer::default();
+        if f.feed(&data).is_ok() {
+            while let Some(Ok(stanza_router::sip::Framed::Message(m))) = f.poll() {
+                exercise(&m);
+            }
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+        if let Ok(m) = SipMessage::parse(Bytes::from(data.clone())) {
+            exercise(&m);
+        }
+    }
+}

@@ -9,6 +9,8 @@ use bytes::{Buf, BytesMut};
 use std::fmt;
 
 /// What the framer produced.
+// The message variant is large (inline header index); boxing would allocate per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Framed {
     /// A complete message (structurally parsed; call [`SipMessage::validate`] before acting).
@@ -186,6 +188,7 @@ impl SipFramer {
         }
         if b.len() >= 4 && &b[..4] == b"\r\n\r\n" {
             self.buf.advance(4);
+            self.scanned = 0;
             self.pong_reported = false;
             return Ok(Some(Some(Framed::Ping)));
         }
@@ -193,6 +196,7 @@ impl SipFramer {
             Some(b'\r') => Ok(None),
             Some(_) => {
                 self.buf.advance(2);
+                self.scanned = 0;
                 let already = std::mem::replace(&mut self.pong_reported, false);
                 Ok(Some(if already { None } else { Some(Framed::Pong) }))
             }

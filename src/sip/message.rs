@@ -281,8 +281,8 @@ impl SipMessage {
         SubscriptionState::parse(self.single(HeaderName::SubscriptionState)?)
     }
 
-    /// Contact values (`*` is returned as an error-free `NameAddr` only if written `<*>`; a bare
-    /// `*` is [`ValueError::Syntax`] here — a gateway never sends REGISTER).
+    /// Contact values. The REGISTER-only wildcard `*` comes back as [`ValueError::Syntax`]
+    /// (a gateway never registers; [`SipMessage::validate`] lets it through).
     pub fn contacts(&self) -> impl Iterator<Item = Result<NameAddr<'_>, ValueError>> {
         self.header_values(HeaderName::Contact).map(NameAddr::parse)
     }

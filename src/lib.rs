@@ -12,5 +12,6 @@ pub mod gateway;
 pub mod ops;
 pub mod pki;
 pub mod runtime;
+pub mod sip;
 pub mod xml;
 pub mod xmpp;

@@ -1,0 +1,270 @@
+//! Header names: the ones a gateway reads by type, their RFC 3261 §7.3.3 (and extension)
+//! compact forms, and whether a header is a comma-separated list.
+
+/// A SIP header name. Known names are matched case-insensitively, compact forms included;
+/// anything else is [`HeaderName::Other`] and compared by its bytes, case-insensitively.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HeaderName {
+    /// `Accept`
+    Accept,
+    /// `Accept-Contact` (compact `a`)
+    AcceptContact,
+    /// `Allow`
+    Allow,
+    /// `Allow-Events` (compact `u`)
+    AllowEvents,
+    /// `Authorization`
+    Authorization,
+    /// `Call-ID` (compact `i`)
+    CallId,
+    /// `Contact` (compact `m`)
+    Contact,
+    /// `Content-Encoding` (compact `e`)
+    ContentEncoding,
+    /// `Content-Language`
+    ContentLanguage,
+    /// `Content-Length` (compact `l`)
+    ContentLength,
+    /// `Content-Type` (compact `c`)
+    ContentType,
+    /// `CSeq`
+    CSeq,
+    /// `Date`
+    Date,
+    /// `Event` (compact `o`)
+    Event,
+    /// `Expires`
+    Expires,
+    /// `From` (compact `f`)
+    From,
+    /// `Identity` (compact `y`)
+    Identity,
+    /// `Max-Forwards`
+    MaxForwards,
+    /// `Min-Expires`
+    MinExpires,
+    /// `Proxy-Authenticate`
+    ProxyAuthenticate,
+    /// `Proxy-Authorization`
+    ProxyAuthorization,
+    /// `Proxy-Require`
+    ProxyRequire,
+    /// `Record-Route`
+    RecordRoute,
+    /// `Refer-To` (compact `r`)
+    ReferTo,
+    /// `Referred-By` (compact `b`)
+    ReferredBy,
+    /// `Reject-Contact` (compact `j`)
+    RejectContact,
+    /// `Request-Disposition` (compact `d`)
+    RequestDisposition,
+    /// `Require`
+    Require,
+    /// `Retry-After`
+    RetryAfter,
+    /// `Route`
+    Route,
+    /// `Session-Expires` (compact `x`)
+    SessionExpires,
+    /// `Subject` (compact `s`)
+    Subject,
+    /// `Subscription-State`
+    SubscriptionState,
+    /// `Supported` (compact `k`)
+    Supported,
+    /// `To` (compact `t`)
+    To,
+    /// `Unsupported`
+    Unsupported,
+    /// `User-Agent`
+    UserAgent,
+    /// `Via` (compact `v`)
+    Via,
+    /// `WWW-Authenticate`
+    WwwAuthenticate,
+    /// Any other header; the name bytes are in the message.
+    Other,
+}
+
+/// (canonical name, compact form, comma-separated list?) per known header.
+const TABLE: &[(HeaderName, &str, Option<u8>, bool)] = &[
+    (HeaderName::Accept, "Accept", None, true),
+    (
+        HeaderName::AcceptContact,
+        "Accept-Contact",
+        Some(b'a'),
+        true,
+    ),
+    (HeaderName::Allow, "Allow", None, true),
+    (HeaderName::AllowEvents, "Allow-Events", Some(b'u'), true),
+    (HeaderName::Authorization, "Authorization", None, false),
+    (HeaderName::CallId, "Call-ID", Some(b'i'), false),
+    (HeaderName::Contact, "Contact", Some(b'm'), true),
+    (
+        HeaderName::ContentEncoding,
+        "Content-Encoding",
+        Some(b'e'),
+        true,
+    ),
+    (HeaderName::ContentLanguage, "Content-Language", None, true),
+    (
+        HeaderName::ContentLength,
+        "Content-Length",
+        Some(b'l'),
+        false,
+    ),
+    (HeaderName::ContentType, "Content-Type", Some(b'c'), false),
+    (HeaderName::CSeq, "CSeq", None, false),
+    (HeaderName::Date, "Date", None, false),
+    (HeaderName::Event, "Event", Some(b'o'), false),
+    (HeaderName::Expires, "Expires", None, false),
+    (HeaderName::From, "From", Some(b'f'), false),
+    (HeaderName::Identity, "Identity", Some(b'y'), false),
+    (HeaderName::MaxForwards, "Max-Forwards", None, false),
+    (HeaderName::MinExpires, "Min-Expires", None, false),
+    (
+        HeaderName::ProxyAuthenticate,
+        "Proxy-Authenticate",
+        None,
+        false,
+    ),
+    (
+        HeaderName::ProxyAuthorization,
+        "Proxy-Authorization",
+        None,
+        false,
+    ),
+    (HeaderName::ProxyRequire, "Proxy-Require", None, true),
+    (HeaderName::RecordRoute, "Record-Route", None, true),
+    (HeaderName::ReferTo, "Refer-To", Some(b'r'), false),
+    (HeaderName::ReferredBy, "Referred-By", Some(b'b'), false),
+    (
+        HeaderName::RejectContact,
+        "Reject-Contact",
+        Some(b'j'),
+        true,
+    ),
+    (
+        HeaderName::RequestDisposition,
+        "Request-Disposition",
+        Some(b'd'),
+        true,
+    ),
+    (HeaderName::Require, "Require", None, true),
+    (HeaderName::RetryAfter, "Retry-After", None, false),
+    (HeaderName::Route, "Route", None, true),
+    (
+        HeaderName::SessionExpires,
+        "Session-Expires",
+        Some(b'x'),
+        false,
+    ),
+    (HeaderName::Subject, "Subject", Some(b's'), false),
+    (
+        HeaderName::SubscriptionState,
+        "Subscription-State",
+        None,
+        false,
+    ),
+    (HeaderName::Supported, "Supported", Some(b'k'), true),
+    (HeaderName::To, "To", Some(b't'), false),
+    (HeaderName::Unsupported, "Unsupported", None, true),
+    (HeaderName::UserAgent, "User-Agent", None, false),
+    (HeaderName::Via, "Via", Some(b'v'), true),
+    (HeaderName::WwwAuthenticate, "WWW-Authenticate", None, false),
+];
+
+impl HeaderName {
+    /// Classifies a header name as it appears on the wire (any case, compact forms too).
+    pub fn from_bytes(name: &[u8]) -> HeaderName {
+        if let [c] = name {
+            let c = c.to_ascii_lowercase();
+            return TABLE
+                .iter()
+                .find(|e| e.2 == Some(c))
+                .map_or(HeaderName::Other, |e| e.0);
+        }
+        // Most names differ in length or first byte, so this linear scan is short in practice.
+        TABLE
+            .iter()
+            .find(|e| e.1.len() == name.len() && e.1.as_bytes().eq_ignore_ascii_case(name))
+            .map_or(HeaderName::Other, |e| e.0)
+    }
+
+    fn entry(self) -> Option<&'static (HeaderName, &'static str, Option<u8>, bool)> {
+        TABLE.iter().find(|e| e.0 == self)
+    }
+
+    /// The canonical long name (`"Call-ID"`), or `None` for [`HeaderName::Other`].
+    pub fn as_str(self) -> Option<&'static str> {
+        self.entry().map(|e| e.1)
+    }
+
+    /// The compact form (`'i'` for Call-ID), if the header has one.
+    pub fn compact(self) -> Option<char> {
+        self.entry().and_then(|e| e.2).map(char::from)
+    }
+
+    /// Whether the header's grammar is a comma-separated list (`Via`, `Contact`, `Route`…), so
+    /// that one header line may carry several values. Unknown headers are never split: we do
+    /// not know their grammar (RFC 4475 §3.1.1.1 `UnknownHeaderWithUnusualValue`).
+    pub fn is_list(self) -> bool {
+        self.entry().is_some_and(|e| e.3)
+    }
+}
+
+/// True for RFC 3261 `token` characters (header names, methods, parameter names).
+pub(crate) fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_forms_map_to_long_names() {
+        let pairs = [
+            ("i", HeaderName::CallId),
+            ("m", HeaderName::Contact),
+            ("e", HeaderName::ContentEncoding),
+            ("l", HeaderName::ContentLength),
+            ("c", HeaderName::ContentType),
+            ("f", HeaderName::From),
+            ("s", HeaderName::Subject),
+            ("k", HeaderName::Supported),
+            ("t", HeaderName::To),
+            ("v", HeaderName::Via),
+            ("o", HeaderName::Event),
+            ("u", HeaderName::AllowEvents),
+            ("r", HeaderName::ReferTo),
+            ("b", HeaderName::ReferredBy),
+            ("x", HeaderName::SessionExpires),
+            ("y", HeaderName::Identity),
+            ("a", HeaderName::AcceptContact),
+            ("j", HeaderName::RejectContact),
+            ("d", HeaderName::RequestDisposition),
+        ];
+        for (short, long) in pairs {
+            assert_eq!(HeaderName::from_bytes(short.as_bytes()), long, "{short}");
+            assert_eq!(
+                HeaderName::from_bytes(short.to_uppercase().as_bytes()),
+                long
+            );
+            assert_eq!(long.compact(), short.chars().next());
+        }
+    }
+
+    #[test]
+    fn long_names_match_case_insensitively() {
+        assert_eq!(
+            HeaderName::from_bytes(b"MaX-fOrWaRdS"),
+            HeaderName::MaxForwards
+        );
+        assert_eq!(HeaderName::from_bytes(b"call-id"), HeaderName::CallId);
+        assert_eq!(HeaderName::from_bytes(b"X-Custom"), HeaderName::Other);
+        assert_eq!(HeaderName::from_bytes(b"q"), HeaderName::Other);
+    }
+}

@@ -8,6 +8,7 @@ pub mod headers;
 pub mod message;
 pub mod parse;
 pub mod serialize;
+pub mod transaction;
 pub mod typed;
 pub mod uri;
 

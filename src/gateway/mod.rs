@@ -13,6 +13,7 @@ pub mod address;
 pub mod errors;
 pub mod message;
 pub mod presence;
+pub mod subscription;
 
 use std::fmt;
 

@@ -1089,3 +1089,479 @@ impl Notifiers {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::presence::{pidf_from_presence, XmppPresence};
+
+    fn ep() -> LocalEndpoint {
+        LocalEndpoint {
+            transport: "TLS".into(),
+            host: "gw.x.example".into(),
+            port: Some(5061),
+            contact: "sip:gw.x.example;transport=tls".into(),
+        }
+    }
+
+    fn parse(b: &[u8]) -> SipMessage {
+        SipMessage::parse(Bytes::copy_from_slice(b)).unwrap()
+    }
+
+    fn sent(ev: &[SubscriberEvent]) -> SipMessage {
+        ev.iter()
+            .find_map(|e| match e {
+                SubscriberEvent::Send(r) => Some(parse(&r.bytes)),
+                _ => None,
+            })
+            .expect("a request was sent")
+    }
+
+    fn responded(ev: &[SubscriberEvent]) -> u16 {
+        ev.iter()
+            .find_map(|e| match e {
+                SubscriberEvent::Respond(r) => parse(r).status(),
+                _ => None,
+            })
+            .expect("a response")
+    }
+
+    /// The presentity's answer to `req`, with its To tag, Expires and a Record-Route pair.
+    fn answer(req: &SipMessage, code: u16, expires: u32) -> SipMessage {
+        let b = response_to(req, code, "X", Some("srv"))
+            .unwrap()
+            .header(HeaderName::RecordRoute, "<sip:p1.example;lr>")
+            .header(HeaderName::RecordRoute, "<sip:p2.example;lr>")
+            .contact("sip:juliet@ua.example")
+            .expires(expires);
+        parse(&b.finish().unwrap())
+    }
+
+    /// A NOTIFY from the presentity in our dialog.
+    fn notify(seq: u32, state: &str, body: Option<&str>) -> SipMessage {
+        let b = Request::builder("NOTIFY", "sip:gw.x.example;transport=tls")
+            .via("TLS", "ua.example", None, &format!("z9hG4bKn{seq}"), false)
+            .max_forwards(70)
+            .from(None, "sip:juliet@s.example", Some("srv"))
+            .to(None, "sip:romeo@x.example", Some("ltag"))
+            .call_id("cid1")
+            .cseq(seq, "NOTIFY")
+            .contact("sip:juliet@ua.example")
+            .header(HeaderName::Event, "presence")
+            .header(HeaderName::SubscriptionState, state);
+        parse(&match body {
+            Some(x) => b.body(PIDF, x.as_bytes()).unwrap(),
+            None => b.finish().unwrap(),
+        })
+    }
+
+    fn subscriber() -> Subscriber {
+        Subscriber::new(
+            "sip:romeo@x.example",
+            "sip:juliet@s.example",
+            "cid1",
+            "ltag",
+            "bp",
+            ep(),
+            SubscriberConfig::default(),
+        )
+    }
+
+    /// Subscribe, get 200 (Expires 3600) and NOTIFY active: returns the subscriber and t0.
+    fn active() -> (Subscriber, Instant, SipMessage) {
+        let t0 = Instant::now();
+        let mut s = subscriber();
+        let sub = sent(&s.subscribe(t0));
+        assert!(s.on_response(&answer(&sub, 200, 3600), t0).is_empty());
+        let ev = s.on_notify(&notify(1, "active;expires=3600", None), t0);
+        assert_eq!(ev[1], SubscriberEvent::Subscribed);
+        (s, t0, sub)
+    }
+
+    #[test]
+    fn subscribe_2xx_then_notify_active_announces_subscribed_and_presence() {
+        let t0 = Instant::now();
+        let mut s = subscriber();
+        // Gateway → SUBSCRIBE.
+        let sub = sent(&s.subscribe(t0));
+        assert_eq!(s.state(), &SubscriberState::Subscribing);
+        assert_eq!(sub.method(), Some("SUBSCRIBE"));
+        assert_eq!(sub.expires(), Ok(3600));
+        assert_eq!(sub.event().unwrap().token, "presence");
+        assert_eq!(sub.to().unwrap().tag(), None);
+        // Presentity → 200: dialog set, pending until a NOTIFY.
+        assert!(s.on_response(&answer(&sub, 200, 600), t0).is_empty());
+        assert_eq!(s.state(), &SubscriberState::Pending);
+        assert_eq!(s.remote_tag(), Some("srv"));
+        // Presentity → NOTIFY active with a PIDF body.
+        let pidf = pidf_from_presence("sip:juliet@s.example", &XmppPresence::default(), "t");
+        let ev = s.on_notify(&notify(1, "active;expires=600", Some(&pidf)), t0);
+        assert_eq!(responded(&ev), 200);
+        assert_eq!(ev[1], SubscriberEvent::Subscribed);
+        assert_eq!(ev[2], SubscriberEvent::Presence(Bytes::from(pidf)));
+        assert_eq!(s.state(), &SubscriberState::Active);
+        // A second active NOTIFY is not re-announced.
+        let ev = s.on_notify(&notify(2, "active;expires=600", None), t0);
+        assert_eq!(ev.len(), 1);
+    }
+
+    #[test]
+    fn notify_before_the_2xx_creates_the_dialog() {
+        let t0 = Instant::now();
+        let mut s = subscriber();
+        let sub = sent(&s.subscribe(t0));
+        let ev = s.on_notify(&notify(1, "pending;expires=3600", None), t0);
+        assert_eq!(responded(&ev), 200);
+        assert_eq!(s.state(), &SubscriberState::Pending);
+        assert_eq!(s.remote_tag(), Some("srv"));
+        s.on_response(&answer(&sub, 200, 3600), t0);
+        let ev = s.on_notify(&notify(2, "active", None), t0);
+        assert_eq!(ev[1], SubscriberEvent::Subscribed);
+    }
+
+    #[test]
+    fn refresh_is_sent_60_s_before_expiry_in_dialog_with_reversed_route() {
+        let (mut s, t0, sub) = active();
+        let at = t0 + Duration::from_secs(3540);
+        assert_eq!(s.poll_timeout(), Some(at));
+        assert!(s.handle_timeout(at - Duration::from_millis(1)).is_empty());
+        let ev = s.handle_timeout(at);
+        assert_eq!(ev.len(), 1, "refresh is not visible to XMPP");
+        let r = sent(&ev);
+        assert_eq!(r.request_uri(), Some("sip:juliet@ua.example"));
+        assert_eq!(r.call_id(), Ok("cid1"));
+        assert_eq!(r.from().unwrap().tag(), Some("ltag"));
+        assert_eq!(r.to().unwrap().tag(), Some("srv"));
+        assert_eq!(r.cseq().unwrap().seq, sub.cseq().unwrap().seq + 1);
+        let routes: Vec<_> = r.routes().map(|x| x.unwrap().uri.to_owned()).collect();
+        assert_eq!(routes, ["sip:p2.example;lr", "sip:p1.example;lr"]);
+        assert!(s.on_response(&answer(&r, 200, 3600), at).is_empty());
+        assert_eq!(s.poll_timeout(), Some(at + Duration::from_secs(3540)));
+        // Short periods refresh at 80 %.
+        assert_eq!(refresh_delay(100), Duration::from_secs(80));
+    }
+
+    #[test]
+    fn failing_refresh_retries_with_backoff_then_terminates() {
+        let (mut s, t0, _) = active();
+        let mut now = t0 + Duration::from_secs(3540);
+        let mut r = sent(&s.handle_timeout(now));
+        // 503, Timer F, 408: retried after 2, 4, 8 s.
+        let fails = [Some(503), None, Some(408)];
+        for (i, f) in fails.into_iter().enumerate() {
+            let ev = match f {
+                Some(code) => s.on_response(&answer(&r, code, 0), now),
+                None => s.on_failure(SipFailure::Timeout, now),
+            };
+            assert!(ev.is_empty());
+            let wait = Duration::from_secs(2 << i);
+            assert_eq!(s.poll_timeout(), Some(now + wait));
+            now += wait;
+            r = sent(&s.handle_timeout(now));
+        }
+        let ev = s.on_response(&answer(&r, 503, 0), now);
+        let reason = EndReason::Failed(SipFailure::Status(503));
+        assert_eq!(
+            ev,
+            vec![SubscriberEvent::Unsubscribed {
+                reason: reason.clone()
+            }]
+        );
+        assert_eq!(s.state(), &SubscriberState::Terminated(reason));
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn refresh_481_terminates_as_dialog_gone() {
+        let (mut s, t0, _) = active();
+        let now = t0 + Duration::from_secs(3540);
+        let r = sent(&s.handle_timeout(now));
+        let ev = s.on_response(&answer(&r, 481, 0), now);
+        assert_eq!(
+            ev,
+            vec![SubscriberEvent::Unsubscribed {
+                reason: EndReason::DialogGone
+            }]
+        );
+    }
+
+    #[test]
+    fn notify_terminated_rejected_ends_with_the_reason() {
+        let (mut s, t0, _) = active();
+        let ev = s.on_notify(&notify(2, "terminated;reason=rejected", None), t0);
+        assert_eq!(responded(&ev), 200);
+        assert_eq!(
+            ev[1],
+            SubscriberEvent::Unsubscribed {
+                reason: EndReason::Rejected
+            }
+        );
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn notify_terminated_timeout_resubscribes_once() {
+        let (mut s, t0, _) = active();
+        let ev = s.on_notify(&notify(2, "terminated;reason=timeout", None), t0);
+        let r = sent(&ev);
+        assert_eq!(ev.len(), 2, "200 + new SUBSCRIBE, nothing to XMPP");
+        assert_eq!(r.to().unwrap().tag(), None, "a new dialog");
+        assert_eq!(r.request_uri(), Some("sip:juliet@s.example"));
+        assert_eq!(s.state(), &SubscriberState::Subscribing);
+        s.on_response(&answer(&r, 200, 3600), t0);
+        s.on_notify(&notify(1, "active", None), t0);
+        // The second timeout in a row ends it.
+        let ev = s.on_notify(&notify(2, "terminated;reason=timeout", None), t0);
+        assert_eq!(
+            ev[1],
+            SubscriberEvent::Unsubscribed {
+                reason: EndReason::Timeout
+            }
+        );
+    }
+
+    #[test]
+    fn unsubscribe_sends_expires_zero_silently() {
+        let (mut s, t0, _) = active();
+        let ev = s.unsubscribe(t0);
+        assert_eq!(ev.len(), 1);
+        let r = sent(&ev);
+        assert_eq!(r.expires(), Ok(0));
+        assert_eq!(r.to().unwrap().tag(), Some("srv"));
+        assert_eq!(
+            s.state(),
+            &SubscriberState::Terminated(EndReason::Unsubscribed)
+        );
+        // The final NOTIFY is still answered 200, nothing else.
+        let ev = s.on_notify(&notify(2, "terminated", None), t0);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(responded(&ev), 200);
+    }
+
+    #[test]
+    fn initial_failure_and_missing_notify_terminate() {
+        let t0 = Instant::now();
+        let mut s = subscriber();
+        let sub = sent(&s.subscribe(t0));
+        let ev = s.on_response(&answer(&sub, 404, 0), t0);
+        let reason = EndReason::Failed(SipFailure::Status(404));
+        assert_eq!(ev, vec![SubscriberEvent::Unsubscribed { reason }]);
+
+        let mut s = subscriber();
+        let sub = sent(&s.subscribe(t0));
+        s.on_response(&answer(&sub, 202, 3600), t0);
+        let f = t0 + Duration::from_secs(32);
+        assert_eq!(s.poll_timeout(), Some(f));
+        let ev = s.handle_timeout(f);
+        assert_eq!(
+            ev,
+            vec![SubscriberEvent::Unsubscribed {
+                reason: EndReason::NoNotify
+            }]
+        );
+    }
+
+    #[test]
+    fn foreign_or_out_of_order_notify_is_refused() {
+        let (mut s, t0, _) = active();
+        let mut n = notify(5, "active", None).bytes().to_vec();
+        let txt = String::from_utf8(n.clone())
+            .unwrap()
+            .replace("tag=srv", "tag=other");
+        assert_eq!(responded(&s.on_notify(&parse(txt.as_bytes()), t0)), 481);
+        n = notify(1, "active", None).bytes().to_vec();
+        assert_eq!(responded(&s.on_notify(&parse(&n), t0)), 500);
+    }
+
+    // ---- notifier side ----
+
+    fn sip_subscribe(seq: u32, to_tag: Option<&str>, expires: u32) -> SipMessage {
+        parse(
+            &Request::builder("SUBSCRIBE", "sip:romeo@x.example")
+                .via("TLS", "ua.example", None, &format!("z9hG4bKs{seq}"), false)
+                .max_forwards(70)
+                .header(HeaderName::RecordRoute, "<sip:p1.example;lr>")
+                .from(None, "sip:juliet@s.example", Some("jt"))
+                .to(None, "sip:romeo@x.example", to_tag)
+                .call_id("scid")
+                .cseq(seq, "SUBSCRIBE")
+                .contact("sip:juliet@ua.example")
+                .header(HeaderName::Event, "presence")
+                .expires(expires)
+                .finish()
+                .unwrap(),
+        )
+    }
+
+    fn notifiers() -> Notifiers {
+        Notifiers::new(NotifierConfig::default(), ep(), "nt")
+    }
+
+    fn nsent(ev: &[NotifierEvent]) -> Vec<SipMessage> {
+        ev.iter()
+            .filter_map(|e| match e {
+                NotifierEvent::Send(_, r) => Some(parse(&r.bytes)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn nresp(ev: &[NotifierEvent]) -> SipMessage {
+        ev.iter()
+            .find_map(|e| match e {
+                NotifierEvent::Respond(r) => Some(parse(r)),
+                _ => None,
+            })
+            .expect("a response")
+    }
+
+    fn state_of(m: &SipMessage) -> String {
+        String::from_utf8(m.header(HeaderName::SubscriptionState).unwrap().to_vec()).unwrap()
+    }
+
+    /// SIP user subscribes to romeo: 200, NOTIFY pending, AskXmpp.
+    fn pending(n: &mut Notifiers, t0: Instant) -> (DialogKey, String) {
+        let ev = n
+            .on_subscribe(&sip_subscribe(1, None, 600), "romeo@x.example", t0)
+            .unwrap();
+        let ok = nresp(&ev);
+        assert_eq!(ok.status(), Some(200), "200, not the deprecated 202");
+        assert_eq!(ok.expires(), Ok(600));
+        let tag = ok.to().unwrap().tag().unwrap().to_owned();
+        let notes = nsent(&ev);
+        assert_eq!(state_of(&notes[0]), "pending;expires=600");
+        assert_eq!(notes[0].request_uri(), Some("sip:juliet@ua.example"));
+        assert_eq!(notes[0].from().unwrap().tag(), Some(tag.as_str()));
+        assert_eq!(notes[0].to().unwrap().tag(), Some("jt"));
+        let NotifierEvent::AskXmpp(key) = ev.last().unwrap().clone() else {
+            panic!("XMPP is asked")
+        };
+        (key, tag)
+    }
+
+    #[test]
+    fn sip_subscribe_then_xmpp_subscribed_sends_notify_active_with_last_presence() {
+        let mut n = notifiers();
+        let t0 = Instant::now();
+        let (key, _) = pending(&mut n, t0);
+        let pidf = pidf_from_presence("sip:romeo@x.example", &XmppPresence::default(), "r");
+        // Presence while pending: remembered, not sent.
+        assert!(n
+            .on_presence("romeo@x.example", Bytes::from(pidf.clone()), t0)
+            .is_empty());
+        let t1 = t0 + Duration::from_secs(10);
+        let ev = n.xmpp_answer(&key, true, t1).unwrap();
+        let notes = nsent(&ev);
+        assert_eq!(state_of(&notes[0]), "active;expires=590");
+        assert_eq!(&notes[0].body()[..], pidf.as_bytes());
+        assert_eq!(notes[0].cseq().unwrap().seq, 2);
+        // Later presence goes out at once.
+        let ev = n.on_presence("romeo@x.example", Bytes::from_static(b"<p/>"), t1);
+        assert_eq!(&nsent(&ev)[0].body()[..], b"<p/>");
+    }
+
+    #[test]
+    fn xmpp_unsubscribed_sends_notify_terminated_rejected() {
+        let mut n = notifiers();
+        let t0 = Instant::now();
+        let (key, _) = pending(&mut n, t0);
+        let ev = n.xmpp_answer(&key, false, t0).unwrap();
+        assert_eq!(state_of(&nsent(&ev)[0]), "terminated;reason=rejected");
+        assert_eq!(
+            ev.last(),
+            Some(&NotifierEvent::Ended(key.clone(), EndReason::Rejected))
+        );
+        assert!(n.is_empty());
+        assert_eq!(
+            n.xmpp_answer(&key, true, t0),
+            Err(NotifierError::UnknownDialog)
+        );
+    }
+
+    #[test]
+    fn refresh_extends_and_expiry_without_refresh_times_out() {
+        let mut n = notifiers();
+        let t0 = Instant::now();
+        let (key, tag) = pending(&mut n, t0);
+        let t1 = t0 + Duration::from_secs(500);
+        let ev = n
+            .on_subscribe(&sip_subscribe(2, Some(&tag), 600), "romeo@x.example", t1)
+            .unwrap();
+        assert_eq!(nresp(&ev).status(), Some(200));
+        assert_eq!(state_of(&nsent(&ev)[0]), "pending;expires=600");
+        let end = t1 + Duration::from_secs(600);
+        assert_eq!(n.poll_timeout(), Some(end));
+        assert!(n.handle_timeout(end - Duration::from_millis(1)).is_empty());
+        let ev = n.handle_timeout(end);
+        assert_eq!(state_of(&nsent(&ev)[0]), "terminated;reason=timeout");
+        assert_eq!(
+            ev.last(),
+            Some(&NotifierEvent::Ended(key, EndReason::Timeout))
+        );
+        assert!(n.is_empty());
+    }
+
+    #[test]
+    fn subscribe_expires_zero_ends_the_dialog() {
+        let mut n = notifiers();
+        let t0 = Instant::now();
+        let (key, tag) = pending(&mut n, t0);
+        let ev = n
+            .on_subscribe(&sip_subscribe(2, Some(&tag), 0), "romeo@x.example", t0)
+            .unwrap();
+        assert_eq!(nresp(&ev).expires(), Ok(0));
+        assert_eq!(state_of(&nsent(&ev)[0]), "terminated");
+        assert_eq!(
+            ev.last(),
+            Some(&NotifierEvent::Ended(key, EndReason::Unsubscribed))
+        );
+        // The dialog is gone: another refresh gets 481.
+        let ev = n
+            .on_subscribe(&sip_subscribe(3, Some(&tag), 600), "romeo@x.example", t0)
+            .unwrap();
+        assert_eq!(nresp(&ev).status(), Some(481));
+    }
+
+    #[test]
+    fn per_owner_bound_and_too_brief_interval_are_refused() {
+        let cfg = NotifierConfig {
+            max_per_owner: 1,
+            ..NotifierConfig::default()
+        };
+        let mut n = Notifiers::new(cfg, ep(), "nt");
+        let t0 = Instant::now();
+        pending(&mut n, t0);
+        let Err((e, ev)) = n.on_subscribe(&sip_subscribe(1, None, 600), "romeo@x.example", t0)
+        else {
+            panic!("bounded")
+        };
+        assert_eq!(e, NotifierError::TooManyForOwner { max: 1 });
+        assert_eq!(nresp(&ev).status(), Some(403));
+        // Another owner is fine; a 10 s interval is too brief.
+        let ev = n
+            .on_subscribe(&sip_subscribe(1, None, 10), "benvolio@x.example", t0)
+            .unwrap();
+        let r = nresp(&ev);
+        assert_eq!(r.status(), Some(423));
+        assert_eq!(r.header(HeaderName::MinExpires), Some(&b"60"[..]));
+    }
+
+    #[test]
+    fn notify_481_or_timeout_removes_the_subscription() {
+        let mut n = notifiers();
+        let t0 = Instant::now();
+        let (key, _) = pending(&mut n, t0);
+        assert!(n
+            .on_notify_failure(&key, SipFailure::Status(500))
+            .is_empty());
+        let ev = n.on_notify_failure(&key, SipFailure::Timeout);
+        assert_eq!(
+            ev,
+            vec![NotifierEvent::Ended(
+                key,
+                EndReason::Failed(SipFailure::Timeout)
+            )]
+        );
+        assert!(n.is_empty());
+    }
+}

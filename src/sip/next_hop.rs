@@ -69,7 +69,10 @@ impl fmt::Display for NextHopError {
         match self {
             NextHopError::Uri(e) => write!(f, "configured SIP next hop: {e}"),
             NextHopError::UnsupportedTransport(t) => {
-                write!(f, "configured SIP next hop: transport {t:?} not supported (tcp or tls)")
+                write!(
+                    f,
+                    "configured SIP next hop: transport {t:?} not supported (tcp or tls)"
+                )
             }
             NextHopError::NotAHostUri => f.write_str(
                 "configured SIP next hop: only scheme, host, port and transport are allowed",
@@ -167,7 +170,9 @@ fn parse_host(h: &str) -> Result<HopHost, NextHopError> {
         && h.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
     // A dotted all-numeric string that is not an IPv4 literal is a typo, not a name.
     if !plausible || h.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
@@ -200,7 +205,10 @@ mod tests {
 
     #[test]
     fn sip_without_transport_is_tcp_on_5060_and_tls_param_switches() {
-        assert_eq!(NextHop::parse("sip:10.0.0.1").unwrap().port, DEFAULT_TCP_PORT);
+        assert_eq!(
+            NextHop::parse("sip:10.0.0.1").unwrap().port,
+            DEFAULT_TCP_PORT
+        );
         let h = NextHop::parse("sip:[::1]:5071;transport=TLS").unwrap();
         assert_eq!(h.transport, HopTransport::Tls);
         assert_eq!(h.host, HopHost::Ip("::1".parse().unwrap()));

@@ -520,7 +520,12 @@ where
                     match framer.poll() {
                         None => break,
                         Some(Err(e)) => end = Some(FlowEnd::Framing(e)),
-                        Some(Ok(Framed::Ping)) => out.extend_from_slice(PONG),
+                        Some(Ok(Framed::Ping)) => {
+                            out.extend_from_slice(PONG);
+                            // Two pongs in separate reads (the first still buffered by the
+                            // framer) come out as Pong then Ping: a ping counts as a pong too.
+                            pong_due = None;
+                        }
                         Some(Ok(Framed::Pong)) => pong_due = None,
                         Some(Ok(Framed::Message(m))) => sink.deliver(m).await?,
                     }

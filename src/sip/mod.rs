@@ -6,9 +6,11 @@
 pub mod framer;
 pub mod headers;
 pub mod message;
+pub mod next_hop;
 pub mod parse;
 pub mod serialize;
 pub mod transaction;
+pub mod transport;
 pub mod typed;
 pub mod uri;
 

@@ -1,0 +1,779 @@
+//! Thin glommio transport for SIP over TCP/TLS (RFC 3261 §18): moves framed messages, nothing
+//! about transactions.
+//!
+//! * [`SipConnection`]: the one outbound flow per shard to the internal next hop. Connects to
+//!   the first reachable target (failing over in order), reconnects with jittered exponential
+//!   backoff, keeps the flow alive with RFC 5626 §4.4.1 CRLF pings (a missing pong declares the
+//!   flow dead), and reports [`Incoming::Up`] / [`Incoming::Message`] / [`Incoming::Down`].
+//! * [`SipListener`]: accepts flows from the internal side, answers their CRLF pings, delivers
+//!   messages with a [`ConnId`] and writes answers back on the same connection.
+//!
+//! Messages are delivered as framed (structurally parsed); the caller runs
+//! [`SipMessage::validate`] before acting on them. No OPTIONS health probe is sent: the CRLF
+//! keepalive is the liveness check.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::net::{TcpListener, TcpStream};
+use tracing::{debug, info, warn};
+
+use super::framer::{Framed, FramerError, SipFramer};
+use super::message::SipMessage;
+use super::next_hop::{HopTransport, NextHop};
+use super::parse::Limits;
+use crate::edge::dns::SplitMix64;
+use crate::edge::pump::{self, Wake};
+use crate::edge::upgrade;
+
+/// RFC 5626 §4.4.1 ping and pong.
+const PING: &[u8] = b"\r\n\r\n";
+const PONG: &[u8] = b"\r\n";
+
+/// Read buffer per flow.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Why a flow ended. Each variant names who ended it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FlowEnd {
+    /// The SIP peer closed the connection.
+    PeerClosed,
+    /// The socket failed (reset, broken pipe, ...): the peer or the network.
+    Io(io::ErrorKind),
+    /// The SIP peer broke stream framing or a cap; the connection was closed.
+    Framing(FramerError),
+    /// The SIP peer did not answer our CRLF ping within the pong timeout (RFC 5626 §4.4.1).
+    KeepaliveTimeout,
+    /// We closed it (handle dropped, connection closed by the caller).
+    LocalClose,
+}
+
+impl fmt::Display for FlowEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FlowEnd::PeerClosed => f.write_str("SIP peer closed the connection"),
+            FlowEnd::Io(k) => write!(f, "SIP connection failed: {k}"),
+            FlowEnd::Framing(e) => write!(f, "{e}"),
+            FlowEnd::KeepaliveTimeout => f.write_str("SIP peer did not answer the CRLF keepalive"),
+            FlowEnd::LocalClose => f.write_str("closed locally"),
+        }
+    }
+}
+
+/// Why a send failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The next hop: no flow came up within the configured wait, or the flow carrying the
+    /// message went down before it could be queued. Answer the request with 503.
+    Down,
+    /// Us: the transport was shut down (its receiver or task is gone).
+    Closed,
+    /// The caller: no such listener connection (it closed, or never existed).
+    UnknownConnection,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SendError::Down => "SIP next hop unreachable",
+            SendError::Closed => "SIP transport shut down",
+            SendError::UnknownConnection => "SIP connection gone",
+        })
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// An event of the outbound flow.
+// The message variant is large (inline header index); boxing would allocate per message.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Incoming {
+    /// A message from the next hop (call [`SipMessage::validate`] before acting).
+    Message(SipMessage),
+    /// A flow is up to this address; sends are accepted.
+    Up(SocketAddr),
+    /// The flow that was up is gone. Messages accepted by [`SipHandle::send`] before this
+    /// event may not have been written: fail what is pending (503). Only sent after an `Up`.
+    Down(FlowEnd),
+}
+
+/// Settings of a [`SipConnection`].
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    /// Where to connect.
+    pub next_hop: NextHop,
+    /// TLS client settings; required when the next hop is TLS.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// DNS servers for a next hop given by name.
+    pub dns_servers: Vec<SocketAddr>,
+    /// Per DNS query.
+    pub dns_timeout: Duration,
+    /// TCP connect plus TLS handshake, per target.
+    pub connect_timeout: Duration,
+    /// First reconnection delay (jittered down to half of it).
+    pub backoff_initial: Duration,
+    /// Largest reconnection delay; a flow that lived this long resets the backoff.
+    pub backoff_max: Duration,
+    /// Interval between CRLF pings.
+    pub keepalive_interval: Duration,
+    /// How long to wait for the pong before declaring the flow dead.
+    pub pong_timeout: Duration,
+    /// How long [`SipHandle::send`] waits for a flow to come up.
+    pub send_wait: Duration,
+    /// Messages queued for writing before senders wait.
+    pub send_queue: usize,
+    /// Events queued for the caller before reading stops.
+    pub incoming_queue: usize,
+    /// Framer caps for what the next hop sends.
+    pub limits: Limits,
+}
+
+impl ConnectionConfig {
+    /// Defaults: 100 ms doubling to 5 s backoff, 30 s pings, 10 s pong timeout, 5 s connect
+    /// timeout, 2 s send wait, queues of 256.
+    pub fn new(next_hop: NextHop) -> Self {
+        ConnectionConfig {
+            next_hop,
+            tls: None,
+            dns_servers: Vec::new(),
+            dns_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(5),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(10),
+            send_wait: Duration::from_secs(2),
+            send_queue: 256,
+            incoming_queue: 256,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// One queued write, tagged with the flow it was accepted for.
+struct Outgoing {
+    epoch: u64,
+    bytes: Vec<u8>,
+}
+
+/// State shared between handles and the driver (one shard, no locks).
+#[derive(Default)]
+struct Shared {
+    up: Cell<bool>,
+    /// Incremented when a flow comes up; queued writes of an older flow are dropped.
+    epoch: Cell<u64>,
+    /// Handles gone or driver ended.
+    closed: Cell<bool>,
+    generation: Cell<u64>,
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl Shared {
+    fn notify(&self) {
+        self.generation.set(self.generation.get().wrapping_add(1));
+        for w in self.waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Completes at the next [`notify`](Self::notify).
+    fn changed(&self) -> Changed<'_> {
+        Changed {
+            shared: self,
+            seen: self.generation.get(),
+        }
+    }
+}
+
+struct Changed<'a> {
+    shared: &'a Shared,
+    seen: u64,
+}
+
+impl Future for Changed<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.shared.generation.get() != self.seen {
+            return Poll::Ready(());
+        }
+        let mut w = self.shared.waiters.borrow_mut();
+        if !w.iter().any(|x| x.will_wake(cx.waker())) {
+            w.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+struct HandleInner {
+    tx: LocalSender<Outgoing>,
+    shared: Rc<Shared>,
+    send_wait: Duration,
+}
+
+impl Drop for HandleInner {
+    fn drop(&mut self) {
+        self.shared.closed.set(true);
+        self.shared.notify();
+    }
+}
+
+/// Sends to the next hop. Cheap to clone; the connection stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct SipHandle {
+    inner: Rc<HandleInner>,
+}
+
+impl SipHandle {
+    /// Queues a serialized message for the current flow. Waits up to the configured
+    /// `send_wait` for a flow to come up ([`SendError::Down`] after that), then waits for room
+    /// in the write queue as long as that flow lives (backpressure). `Ok` means accepted for
+    /// the current flow; an [`Incoming::Down`] after it means it may not have been written.
+    pub async fn send(&self, bytes: Vec<u8>) -> Result<(), SendError> {
+        let shared = &self.inner.shared;
+        let deadline = Instant::now() + self.inner.send_wait;
+        loop {
+            if shared.closed.get() {
+                return Err(SendError::Closed);
+            }
+            if shared.up.get() {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(SendError::Down);
+            }
+            future::or(shared.changed(), glommio::timer::sleep(deadline - now)).await;
+        }
+        let epoch = shared.epoch.get();
+        let item = Outgoing { epoch, bytes };
+        let queued = async { Some(self.inner.tx.send(item).await.is_ok()) };
+        let flow_lost = async {
+            loop {
+                shared.changed().await;
+                if !shared.up.get() || shared.epoch.get() != epoch || shared.closed.get() {
+                    return None;
+                }
+            }
+        };
+        match future::or(queued, flow_lost).await {
+            Some(true) => Ok(()),
+            Some(false) => Err(SendError::Closed),
+            None if shared.closed.get() => Err(SendError::Closed),
+            None => Err(SendError::Down),
+        }
+    }
+
+    /// Whether a flow is up now.
+    pub fn is_up(&self) -> bool {
+        self.inner.shared.up.get()
+    }
+}
+
+/// The outbound flow to the internal next hop (one per shard).
+pub struct SipConnection;
+
+impl SipConnection {
+    /// Starts the connection task on the current glommio executor. Returns the sending handle
+    /// and the receiver of [`Incoming`] events. The task ends when every handle or the
+    /// receiver is dropped.
+    pub fn spawn(config: ConnectionConfig) -> (SipHandle, LocalReceiver<Incoming>) {
+        let (tx, rx) = local_channel::new_bounded(config.send_queue.max(1));
+        let (in_tx, in_rx) = local_channel::new_bounded(config.incoming_queue.max(1));
+        let shared = Rc::new(Shared::default());
+        let handle = SipHandle {
+            inner: Rc::new(HandleInner {
+                tx,
+                shared: Rc::clone(&shared),
+                send_wait: config.send_wait,
+            }),
+        };
+        glommio::spawn_local(run_connection(config, rx, in_tx, shared)).detach();
+        (handle, in_rx)
+    }
+}
+
+/// A connected stream.
+enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
+}
+
+async fn run_connection(
+    cfg: ConnectionConfig,
+    rx: LocalReceiver<Outgoing>,
+    events: LocalSender<Incoming>,
+    shared: Rc<Shared>,
+) {
+    let mut rng = SplitMix64::new(seed());
+    let mut backoff = cfg.backoff_initial;
+    while !shared.closed.get() {
+        match connect(&cfg).await {
+            Ok((stream, peer)) => {
+                let started = Instant::now();
+                shared.epoch.set(shared.epoch.get().wrapping_add(1));
+                shared.up.set(true);
+                shared.notify();
+                info!(%peer, "SIP next hop flow up");
+                if events.send(Incoming::Up(peer)).await.is_err() {
+                    break;
+                }
+                let sink = Sink::Connection(&events);
+                let keepalive = Some((cfg.keepalive_interval, cfg.pong_timeout));
+                let epoch = shared.epoch.get();
+                let end = match stream {
+                    Stream::Tcp(s) => flow(s, cfg.limits, keepalive, &rx, epoch, sink).await,
+                    Stream::Tls(s) => flow(*s, cfg.limits, keepalive, &rx, epoch, sink).await,
+                };
+                shared.up.set(false);
+                shared.notify();
+                let end = match end {
+                    Ok(e) => e,
+                    // The caller dropped the event receiver: nobody listens any more.
+                    Err(ReceiverGone) => break,
+                };
+                warn!(%peer, reason = %end, "SIP next hop flow down");
+                if events.send(Incoming::Down(end)).await.is_err() {
+                    break;
+                }
+                if started.elapsed() >= cfg.backoff_max {
+                    backoff = cfg.backoff_initial;
+                }
+            }
+            Err(e) => debug!(error = %e, "SIP next hop unreachable"),
+        }
+        if shared.closed.get() {
+            break;
+        }
+        let wait = jitter(backoff, &mut rng);
+        backoff = (backoff * 2).min(cfg.backoff_max);
+        future::or(glommio::timer::sleep(wait), async {
+            while !shared.closed.get() {
+                shared.changed().await;
+            }
+        })
+        .await;
+    }
+    shared.up.set(false);
+    shared.closed.set(true);
+    shared.notify();
+}
+
+/// Uniform in `[d/2, d]`, so that shards and gateways do not reconnect in lockstep.
+fn jitter(d: Duration, rng: &mut SplitMix64) -> Duration {
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(ms / 2 + rng.up_to(ms - ms / 2))
+}
+
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    // Jitter only: a failure leaves a fixed (time-derived) seed, which is harmless.
+    if getrandom::getrandom(&mut b).is_err() {
+        return Instant::now().elapsed().as_nanos() as u64 ^ 0x5eed;
+    }
+    u64::from_le_bytes(b)
+}
+
+/// Why no flow could be opened this round.
+#[derive(Debug)]
+enum ConnectError {
+    /// DNS for the next hop's name failed.
+    Resolve(crate::edge::dns::ResolveError),
+    /// Every target refused, timed out or failed TLS; the last failure.
+    Targets(String),
+    /// Our configuration: TLS next hop without client settings, or no usable TLS name.
+    Config(&'static str),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Resolve(e) => write!(f, "resolving next hop: {e}"),
+            ConnectError::Targets(e) => write!(f, "{e}"),
+            ConnectError::Config(e) => f.write_str(e),
+        }
+    }
+}
+
+async fn connect(cfg: &ConnectionConfig) -> Result<(Stream, SocketAddr), ConnectError> {
+    let targets = cfg
+        .next_hop
+        .resolve(&cfg.dns_servers, cfg.dns_timeout)
+        .await
+        .map_err(ConnectError::Resolve)?;
+    // Checked before any socket: these are our configuration's faults, not the targets'.
+    let tls = match cfg.next_hop.transport {
+        HopTransport::Tcp => None,
+        HopTransport::Tls => {
+            let c = cfg
+                .tls
+                .clone()
+                .ok_or(ConnectError::Config("TLS next hop without TLS settings"))?;
+            let name = cfg
+                .next_hop
+                .server_name()
+                .map_err(|_| ConnectError::Config("next hop has no usable TLS name"))?;
+            Some((c, name))
+        }
+    };
+    let mut last = String::from("no address for the next hop");
+    for addr in targets {
+        let attempt = async {
+            let tcp = TcpStream::connect_timeout(addr, cfg.connect_timeout)
+                .await
+                .map_err(|e| format!("connect {addr}: {e}"))?;
+            let _ = tcp.set_nodelay(true);
+            match &tls {
+                None => Ok(Stream::Tcp(tcp)),
+                Some((c, name)) => {
+                    let (s, _chain) = upgrade::connect(Arc::clone(c), name.clone(), tcp)
+                        .await
+                        .map_err(|e| format!("TLS with {addr}: {e}"))?;
+                    Ok(Stream::Tls(Box::new(s)))
+                }
+            }
+        };
+        let timed = future::or(attempt, async {
+            glommio::timer::sleep(cfg.connect_timeout).await;
+            Err(format!("connect {addr}: timed out"))
+        });
+        match timed.await {
+            Ok(s) => return Ok((s, addr)),
+            Err(e) => {
+                debug!(%addr, error = %e, "SIP target failed");
+                last = e;
+            }
+        }
+    }
+    Err(ConnectError::Targets(last))
+}
+
+/// The event receiver was dropped.
+struct ReceiverGone;
+
+/// Where a flow delivers messages.
+#[derive(Clone, Copy)]
+enum Sink<'a> {
+    Connection(&'a LocalSender<Incoming>),
+    Listener(&'a LocalSender<(ConnId, ListenerEvent)>, ConnId),
+}
+
+impl Sink<'_> {
+    async fn deliver(&self, m: SipMessage) -> Result<(), ReceiverGone> {
+        let ok = match self {
+            Sink::Connection(tx) => tx.send(Incoming::Message(m)).await.is_ok(),
+            Sink::Listener(tx, id) => tx.send((*id, ListenerEvent::Message(m))).await.is_ok(),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(ReceiverGone)
+        }
+    }
+}
+
+/// Runs one flow until it ends: writes queued messages of `epoch`, reads and frames, answers
+/// pings with pongs, and (with `keepalive = Some((interval, pong_timeout))`) pings the peer.
+async fn flow<S>(
+    mut s: S,
+    limits: Limits,
+    keepalive: Option<(Duration, Duration)>,
+    ctl: &LocalReceiver<Outgoing>,
+    epoch: u64,
+    sink: Sink<'_>,
+) -> Result<FlowEnd, ReceiverGone>
+where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
+{
+    let mut framer = SipFramer::new(limits);
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut out: Vec<u8> = Vec::new();
+    let mut next_ping = keepalive.map(|(i, _)| Instant::now() + i);
+    let mut pong_due: Option<Instant> = None;
+    loop {
+        let deadline = match (next_ping, pong_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut end = None;
+        match pump::wait(&mut s, &mut buf, deadline, Some(ctl)).await {
+            Wake::Read(Ok(0)) => end = Some(FlowEnd::PeerClosed),
+            Wake::Read(Err(e)) => end = Some(FlowEnd::Io(e.kind())),
+            Wake::Read(Ok(n)) => {
+                if let Err(e) = framer.feed(&buf[..n]) {
+                    end = Some(FlowEnd::Framing(e));
+                }
+                while end.is_none() {
+                    match framer.poll() {
+                        None => break,
+                        Some(Err(e)) => end = Some(FlowEnd::Framing(e)),
+                        Some(Ok(Framed::Ping)) => {
+                            out.extend_from_slice(PONG);
+                            // Two pongs in separate reads (the first still buffered by the
+                            // framer) come out as Pong then Ping: a ping counts as a pong too.
+                            pong_due = None;
+                        }
+                        Some(Ok(Framed::Pong)) => pong_due = None,
+                        Some(Ok(Framed::Message(m))) => sink.deliver(m).await?,
+                    }
+                }
+            }
+            Wake::Timer => {
+                let now = Instant::now();
+                if pong_due.is_some_and(|d| now >= d) {
+                    end = Some(FlowEnd::KeepaliveTimeout);
+                } else if let (Some(at), Some((interval, timeout))) = (next_ping, keepalive) {
+                    if now >= at {
+                        out.extend_from_slice(PING);
+                        pong_due.get_or_insert(now + timeout);
+                        next_ping = Some(now + interval);
+                    }
+                }
+            }
+            Wake::Control(None) => end = Some(FlowEnd::LocalClose),
+            Wake::Control(Some(first)) => {
+                let mut item = Some(first);
+                // Batch what is already queued into one write.
+                while let Some(o) = item.take() {
+                    if o.epoch == epoch {
+                        out.extend_from_slice(&o.bytes);
+                    }
+                    if out.len() >= READ_CHUNK * 4 {
+                        break;
+                    }
+                    item = future::poll_once(ctl.recv()).await.flatten();
+                }
+            }
+        }
+        if let Err(e) = pump::write_all(&mut s, &out).await {
+            return Ok(end.unwrap_or(FlowEnd::Io(e.kind())));
+        }
+        out.clear();
+        if let Some(end) = end {
+            let _ = futures_lite::AsyncWriteExt::close(&mut s).await;
+            return Ok(end);
+        }
+    }
+}
+
+/// A connection accepted by a [`SipListener`], unique for the listener's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sip-conn-{}", self.0)
+    }
+}
+
+/// An event of a listener connection.
+// The message variant is large (inline header index); boxing would allocate per message.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum ListenerEvent {
+    /// A message (call [`SipMessage::validate`] before acting).
+    Message(SipMessage),
+    /// The connection ended; its id is not reused.
+    Closed(FlowEnd),
+}
+
+/// Settings of a [`SipListener`].
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Addresses to listen on (SO_REUSEPORT: every shard binds the same ones).
+    pub listen: Vec<SocketAddr>,
+    /// TLS server settings; `None` for plain TCP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Framer caps for what peers send.
+    pub limits: Limits,
+    /// Connections open at once on this shard; more are accepted and closed at once.
+    pub max_connections: usize,
+    /// Messages queued for writing per connection before senders wait.
+    pub send_queue: usize,
+    /// Events queued for the caller before reading stops.
+    pub incoming_queue: usize,
+    /// TLS handshake limit.
+    pub handshake_timeout: Duration,
+}
+
+impl ListenerConfig {
+    /// Plain TCP on `listen`, default caps, 1024 connections, queues of 256.
+    pub fn new(listen: Vec<SocketAddr>) -> Self {
+        ListenerConfig {
+            listen,
+            tls: None,
+            limits: Limits::default(),
+            max_connections: 1024,
+            send_queue: 256,
+            incoming_queue: 256,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+struct ListenerInner {
+    conns: RefCell<HashMap<ConnId, Rc<LocalSender<Outgoing>>>>,
+    next_id: Cell<u64>,
+    local: Vec<SocketAddr>,
+    events: Rc<LocalSender<(ConnId, ListenerEvent)>>,
+    cfg: ListenerConfig,
+    /// Accept loops; dropped (cancelled) with the last handle.
+    accept_tasks: RefCell<Vec<glommio::Task<()>>>,
+}
+
+/// Writes to listener connections. Cheap to clone; the listener stops accepting and closes
+/// its connections when the last clone is dropped.
+#[derive(Clone)]
+pub struct ListenerHandle {
+    inner: Rc<ListenerInner>,
+}
+
+impl ListenerHandle {
+    /// Queues `bytes` on connection `conn`, waiting for room (backpressure).
+    pub async fn send(&self, conn: ConnId, bytes: Vec<u8>) -> Result<(), SendError> {
+        let tx = self
+            .inner
+            .conns
+            .borrow()
+            .get(&conn)
+            .cloned()
+            .ok_or(SendError::UnknownConnection)?;
+        tx.send(Outgoing { epoch: 0, bytes })
+            .await
+            .map_err(|_| SendError::UnknownConnection)
+    }
+
+    /// Closes connection `conn` after what is queued for it (no-op if gone).
+    pub fn close(&self, conn: ConnId) {
+        // Dropping its sender ends its loop once the queue is drained.
+        self.inner.conns.borrow_mut().remove(&conn);
+    }
+
+    /// The bound addresses (ports resolved when 0 was asked).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.inner.local
+    }
+
+    /// Connections open now.
+    pub fn connections(&self) -> usize {
+        self.inner.conns.borrow().len()
+    }
+}
+
+/// Accepts SIP flows from the internal side.
+pub struct SipListener;
+
+impl SipListener {
+    /// Binds every `listen` address and starts accepting on the current glommio executor.
+    /// Returns the handle and the receiver of `(ConnId, ListenerEvent)`.
+    pub fn spawn(
+        config: ListenerConfig,
+    ) -> io::Result<(ListenerHandle, LocalReceiver<(ConnId, ListenerEvent)>)> {
+        let mut listeners = Vec::new();
+        let mut local = Vec::new();
+        for a in &config.listen {
+            let l = TcpListener::bind(a)?;
+            local.push(l.local_addr()?);
+            listeners.push(l);
+        }
+        let (events, rx) = local_channel::new_bounded(config.incoming_queue.max(1));
+        let inner = Rc::new(ListenerInner {
+            conns: RefCell::new(HashMap::new()),
+            next_id: Cell::new(0),
+            local,
+            events: Rc::new(events),
+            cfg: config,
+            accept_tasks: RefCell::new(Vec::new()),
+        });
+        let tasks = listeners
+            .into_iter()
+            .map(|l| glommio::spawn_local(accept_loop(l, Rc::downgrade(&inner))))
+            .collect();
+        *inner.accept_tasks.borrow_mut() = tasks;
+        Ok((ListenerHandle { inner }, rx))
+    }
+}
+
+async fn accept_loop(l: TcpListener, weak: Weak<ListenerInner>) {
+    loop {
+        let accepted = l.accept().await;
+        let Some(inner) = weak.upgrade() else { return };
+        let tcp = match accepted {
+            Ok(t) => t,
+            Err(e) => {
+                // EMFILE and friends: pause rather than spin.
+                warn!(error = %e, "SIP accept failed");
+                drop(inner);
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if inner.conns.borrow().len() >= inner.cfg.max_connections {
+            warn!(
+                peer = ?tcp.peer_addr().ok(),
+                "SIP connection refused: max_connections reached"
+            );
+            continue;
+        }
+        let _ = tcp.set_nodelay(true);
+        let id = ConnId(inner.next_id.get());
+        inner.next_id.set(id.0 + 1);
+        let (tx, rx) = local_channel::new_bounded(inner.cfg.send_queue.max(1));
+        inner.conns.borrow_mut().insert(id, Rc::new(tx));
+        glommio::spawn_local(serve(tcp, id, rx, Rc::downgrade(&inner))).detach();
+    }
+}
+
+async fn serve(
+    tcp: TcpStream,
+    id: ConnId,
+    ctl: LocalReceiver<Outgoing>,
+    weak: Weak<ListenerInner>,
+) {
+    let Some(inner) = weak.upgrade() else { return };
+    let limits = inner.cfg.limits;
+    let tls = inner.cfg.tls.clone();
+    let handshake_timeout = inner.cfg.handshake_timeout;
+    // Hold only the event sender, so that dropping the last handle closes this connection.
+    let events = Rc::clone(&inner.events);
+    drop(inner);
+    let sink = Sink::Listener(&events, id);
+    let end = match tls {
+        None => flow(tcp, limits, None, &ctl, 0, sink).await,
+        Some(cfg) => {
+            let hs = future::or(
+                async { upgrade::accept(cfg, tcp).await.map_err(|e| e.kind()) },
+                async {
+                    glommio::timer::sleep(handshake_timeout).await;
+                    Err(io::ErrorKind::TimedOut)
+                },
+            );
+            match hs.await {
+                Ok((s, _chain)) => flow(s, limits, None, &ctl, 0, sink).await,
+                Err(k) => Ok(FlowEnd::Io(k)),
+            }
+        }
+    };
+    if let Some(inner) = weak.upgrade() {
+        inner.conns.borrow_mut().remove(&id);
+    }
+    if let Ok(end) = end {
+        if matches!(end, FlowEnd::Framing(_)) {
+            warn!(conn = %id, reason = %end, "SIP connection closed");
+        }
+        let _ = events.send((id, ListenerEvent::Closed(end))).await;
+    }
+}

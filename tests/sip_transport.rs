@@ -1,0 +1,363 @@
+//! The glommio SIP transport on real loopback sockets: the outbound `SipConnection` against a
+//! SIPp UAS (delivery, reconnect after a restart), its CRLF keepalive against silent and
+//! answering peers, and the `SipListener` against a SIPp UAC and raw sockets (ping/pong,
+//! oversized message). Each test runs in its own glommio executor, bounded in time.
+
+mod support;
+
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel::{self, LocalReceiver};
+use glommio::net::{TcpListener, TcpStream};
+use glommio::{LocalExecutorBuilder, Placement};
+
+use stanza_router::sip::next_hop::NextHop;
+use stanza_router::sip::transport::{
+    ConnId, ConnectionConfig, FlowEnd, Incoming, ListenerConfig, ListenerEvent, SendError,
+    SipConnection, SipListener,
+};
+use stanza_router::sip::{FramerError, HeaderName, Limits, ParseError, Request, SipMessage};
+use support::sipp::{Scenario, Sipp, SippOptions};
+
+const UAS_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 111);
+const RESTART_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 112);
+const SILENT_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 113);
+const PONGING_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 114);
+const LISTEN_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 115);
+const UAC_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 116);
+const CLOSED_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 117);
+
+/// Hard bound of one test body.
+const TEST_LIMIT: Duration = Duration::from_secs(60);
+/// Bound for a SIPp run to end once its work is done.
+const SIPP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Runs `body` in a fresh glommio executor, failing if it exceeds [`TEST_LIMIT`].
+fn run<F, Fut>(body: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(512 * 1024)
+        .ring_depth(64)
+        .spawn(move || async move {
+            future::or(body(), async {
+                glommio::timer::sleep(TEST_LIMIT).await;
+                panic!("test exceeded {TEST_LIMIT:?}");
+            })
+            .await
+        })
+        .expect("executor starts")
+        .join()
+        .expect("test body completes without panic");
+}
+
+fn tcp_hop(addr: SocketAddr) -> NextHop {
+    NextHop::parse(&format!("sip:{addr};transport=tcp")).expect("next hop parses")
+}
+
+fn message(call_id: &str) -> Vec<u8> {
+    Request::builder("MESSAGE", "sip:alice@sip.test")
+        .via(
+            "TCP",
+            "127.0.0.110",
+            Some(5060),
+            &format!("z9hG4bK-{call_id}"),
+            false,
+        )
+        .max_forwards(70)
+        .from(None, "sip:romeo@xmpp.test", Some("gw1"))
+        .to(None, "sip:alice@sip.test", None)
+        .call_id(call_id)
+        .cseq(1, "MESSAGE")
+        .body("text/plain;charset=UTF-8", b"Hello over SIP")
+        .expect("request builds")
+}
+
+async fn next(rx: &LocalReceiver<Incoming>) -> Incoming {
+    rx.recv().await.expect("connection task alive")
+}
+
+/// Skips to the first final response for `call_id`.
+async fn final_response(rx: &LocalReceiver<Incoming>, call_id: &str) -> SipMessage {
+    loop {
+        match next(rx).await {
+            Incoming::Message(m)
+                if m.status().is_some_and(|s| s >= 200) && m.call_id() == Ok(call_id) =>
+            {
+                return m
+            }
+            Incoming::Message(_) => {}
+            other => panic!("expected the response to {call_id}, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn message_reaches_sipp_uas_and_its_200_comes_back() {
+    run(|| async {
+        let uas =
+            Sipp::uas(Scenario::UasMessage, SippOptions::new(UAS_IP).calls(0)).expect("start uas");
+        let (h, rx) = SipConnection::spawn(ConnectionConfig::new(tcp_hop(uas.local_addr())));
+        match next(&rx).await {
+            Incoming::Up(peer) => assert_eq!(peer, uas.local_addr()),
+            other => panic!("expected Up, got {other:?}"),
+        }
+        h.send(message("first@gw")).await.expect("send");
+        let resp = final_response(&rx, "first@gw").await;
+        assert_eq!(resp.status(), Some(200));
+        assert!(resp.validate().is_ok());
+        drop((h, rx));
+        let out = uas
+            .finish(Instant::now() + SIPP_DEADLINE)
+            .expect("uas ends");
+        let got = out.received_requests("MESSAGE");
+        assert_eq!(got.len(), 1, "{}", out.diagnostics);
+        assert_eq!(got[0].body, "Hello over SIP");
+    });
+}
+
+#[test]
+fn reconnects_after_sipp_uas_restart_on_the_same_port() {
+    run(|| async {
+        let first = Sipp::uas(Scenario::UasMessage, SippOptions::new(RESTART_IP).calls(0))
+            .expect("start uas");
+        let addr = first.local_addr();
+        let mut cfg = ConnectionConfig::new(tcp_hop(addr));
+        cfg.backoff_max = Duration::from_millis(400);
+        let (h, rx) = SipConnection::spawn(cfg);
+        assert!(matches!(next(&rx).await, Incoming::Up(_)));
+        h.send(message("before@gw")).await.expect("send");
+        assert_eq!(final_response(&rx, "before@gw").await.status(), Some(200));
+
+        drop(first); // kills SIPp
+        match next(&rx).await {
+            Incoming::Down(FlowEnd::PeerClosed | FlowEnd::Io(_)) => {}
+            other => panic!("expected Down after the kill, got {other:?}"),
+        }
+        assert!(!h.is_up());
+
+        let opts = SippOptions {
+            port: addr.port(),
+            ..SippOptions::new(RESTART_IP).calls(0)
+        };
+        let second = Sipp::uas(Scenario::UasMessage, opts).expect("restart uas");
+        match next(&rx).await {
+            Incoming::Up(peer) => assert_eq!(peer, addr),
+            other => panic!("expected Up after the restart, got {other:?}"),
+        }
+        h.send(message("after@gw"))
+            .await
+            .expect("send after reconnect");
+        assert_eq!(final_response(&rx, "after@gw").await.status(), Some(200));
+        drop((h, rx));
+        let out = second
+            .finish(Instant::now() + SIPP_DEADLINE)
+            .expect("uas ends");
+        assert_eq!(
+            out.received_requests("MESSAGE").len(),
+            1,
+            "{}",
+            out.diagnostics
+        );
+    });
+}
+
+/// A peer that accepts one connection and answers the first `pongs` CRLF pings; reports the
+/// number of pings it saw once the connection closes.
+fn ping_peer(ip: Ipv4Addr, pongs: usize) -> (SocketAddr, LocalReceiver<usize>) {
+    let l = TcpListener::bind((ip, 0)).expect("bind peer");
+    let addr = l.local_addr().expect("peer addr");
+    let (tx, rx) = local_channel::new_bounded(1);
+    glommio::spawn_local(async move {
+        let mut s = l.accept().await.expect("accept");
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 512];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let before = count_pings(&seen);
+                    seen.extend_from_slice(&buf[..n]);
+                    for k in before..count_pings(&seen) {
+                        if k < pongs && s.write_all(b"\r\n").await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let _ = tx.send(count_pings(&seen)).await;
+    })
+    .detach();
+    (addr, rx)
+}
+
+fn count_pings(b: &[u8]) -> usize {
+    b.chunks_exact(4).filter(|c| *c == b"\r\n\r\n").count()
+}
+
+#[test]
+fn silent_peer_is_declared_dead_after_ping_and_pong_timeout() {
+    run(|| async {
+        let (addr, pings) = ping_peer(SILENT_IP, 0);
+        let mut cfg = ConnectionConfig::new(tcp_hop(addr));
+        cfg.keepalive_interval = Duration::from_millis(100);
+        cfg.pong_timeout = Duration::from_millis(200);
+        let (h, rx) = SipConnection::spawn(cfg);
+        assert!(matches!(next(&rx).await, Incoming::Up(_)));
+        match next(&rx).await {
+            Incoming::Down(end) => assert_eq!(end, FlowEnd::KeepaliveTimeout),
+            other => panic!("expected Down, got {other:?}"),
+        }
+        let seen = pings.recv().await.expect("peer reports");
+        assert!(seen >= 1, "the peer saw no CRLF ping");
+        drop(h);
+    });
+}
+
+#[test]
+fn answered_pings_keep_the_flow_until_the_peer_stops_ponging() {
+    run(|| async {
+        // Pong timeout shorter than the interval: an unanswered ping ends the flow before the
+        // next one, so the count of pings tells how many pongs were accepted.
+        let (addr, pings) = ping_peer(PONGING_IP, 2);
+        let mut cfg = ConnectionConfig::new(tcp_hop(addr));
+        cfg.keepalive_interval = Duration::from_millis(600);
+        cfg.pong_timeout = Duration::from_millis(400);
+        let (h, rx) = SipConnection::spawn(cfg);
+        assert!(matches!(next(&rx).await, Incoming::Up(_)));
+        match next(&rx).await {
+            Incoming::Down(end) => assert_eq!(end, FlowEnd::KeepaliveTimeout),
+            other => panic!("expected Down, got {other:?}"),
+        }
+        assert_eq!(pings.recv().await, Some(3));
+        drop(h);
+    });
+}
+
+#[test]
+fn send_fails_with_down_when_no_flow_comes_up() {
+    run(|| async {
+        // A port that was free a moment ago: connections are refused.
+        let addr = {
+            let l = std::net::TcpListener::bind((CLOSED_IP, 0)).expect("bind");
+            l.local_addr().expect("addr")
+        };
+        let mut cfg = ConnectionConfig::new(tcp_hop(addr));
+        cfg.send_wait = Duration::from_millis(300);
+        let (h, _rx) = SipConnection::spawn(cfg);
+        assert_eq!(h.send(message("nowhere@gw")).await, Err(SendError::Down));
+    });
+}
+
+/// A 200 for request `m`, copying its Via, From, To (plus a tag), Call-ID and CSeq.
+fn ok_for(m: &SipMessage) -> Vec<u8> {
+    let mut out = b"SIP/2.0 200 OK\r\n".to_vec();
+    for v in m.header_values(HeaderName::Via) {
+        out.extend_from_slice(b"Via: ");
+        out.extend_from_slice(v);
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, h, suffix) in [
+        ("From", HeaderName::From, &b""[..]),
+        ("To", HeaderName::To, &b";tag=gw-uas"[..]),
+        ("Call-ID", HeaderName::CallId, &b""[..]),
+        ("CSeq", HeaderName::CSeq, &b""[..]),
+    ] {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(m.header(h).expect("header present"));
+        out.extend_from_slice(suffix);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    out
+}
+
+#[test]
+fn listener_receives_sipp_uac_message_and_answers_200_on_the_same_connection() {
+    run(|| async {
+        let (lh, events) =
+            SipListener::spawn(ListenerConfig::new(vec![SocketAddr::from((LISTEN_IP, 0))]))
+                .expect("listen");
+        let addr = lh.local_addrs()[0];
+        let uac =
+            Sipp::uac(Scenario::UacMessage, addr, SippOptions::new(UAC_IP)).expect("start uac");
+        let (conn, msg) = match events.recv().await.expect("listener alive") {
+            (c, ListenerEvent::Message(m)) => (c, m),
+            other => panic!("expected a message, got {other:?}"),
+        };
+        assert_eq!(msg.method(), Some("MESSAGE"));
+        assert!(msg.validate().is_ok());
+        assert_eq!(lh.connections(), 1);
+        lh.send(conn, ok_for(&msg)).await.expect("answer");
+        // SIPp ends after its one call and closes the connection.
+        match events.recv().await.expect("listener alive") {
+            (c, ListenerEvent::Closed(FlowEnd::PeerClosed | FlowEnd::Io(_))) => {
+                assert_eq!(c, conn)
+            }
+            other => panic!("expected the close, got {other:?}"),
+        }
+        assert_eq!(
+            lh.send(conn, b"late".to_vec()).await,
+            Err(SendError::UnknownConnection)
+        );
+        let out = uac.wait(Instant::now() + SIPP_DEADLINE).expect("uac ends");
+        assert!(out.all_ok(), "uac failed:\n{}", out.diagnostics);
+        assert_eq!(out.logged_final_codes(), vec![200]);
+    });
+}
+
+#[test]
+fn listener_answers_crlf_ping_with_pong() {
+    run(|| async {
+        let (lh, _events) =
+            SipListener::spawn(ListenerConfig::new(vec![SocketAddr::from((LISTEN_IP, 0))]))
+                .expect("listen");
+        let mut s = TcpStream::connect(lh.local_addrs()[0])
+            .await
+            .expect("connect");
+        s.write_all(b"\r\n\r\n").await.expect("ping");
+        let mut pong = [0u8; 2];
+        s.read_exact(&mut pong).await.expect("pong");
+        assert_eq!(&pong, b"\r\n");
+    });
+}
+
+#[test]
+fn listener_closes_connection_on_oversized_message() {
+    run(|| async {
+        let mut cfg = ListenerConfig::new(vec![SocketAddr::from((LISTEN_IP, 0))]);
+        cfg.limits = Limits {
+            max_body_bytes: 64,
+            ..Limits::default()
+        };
+        let (lh, events) = SipListener::spawn(cfg).expect("listen");
+        let mut s = TcpStream::connect(lh.local_addrs()[0])
+            .await
+            .expect("connect");
+        s.write_all(
+            b"MESSAGE sip:alice@sip.test SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.9;branch=z9hG4bK1\r\n\
+              Content-Length: 1000\r\n\r\n",
+        )
+        .await
+        .expect("write");
+        let (_c, ev): (ConnId, ListenerEvent) = events.recv().await.expect("listener alive");
+        match ev {
+            ListenerEvent::Closed(FlowEnd::Framing(FramerError::Parse(
+                ParseError::BodyTooLarge { declared, limit },
+            ))) => assert_eq!((declared, limit), (1000, 64)),
+            other => panic!("expected a framing close, got {other:?}"),
+        }
+        let mut rest = Vec::new();
+        // The server closed: reading ends (EOF or reset), it does not hang.
+        let _ = s.read_to_end(&mut rest).await;
+        assert!(rest.is_empty());
+        assert_eq!(lh.connections(), 0);
+    });
+}

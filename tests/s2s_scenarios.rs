@@ -5,80 +5,13 @@
 
 mod support;
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::net::SocketAddr;
 
-use stanza_router::edge::tls::{client_config, identity_from_pem, server_config, Alpn};
-use stanza_router::pki::{IssuedCert, ThrowawayCa};
+use stanza_router::edge::tls::{client_config, identity_from_pem, Alpn};
+use stanza_router::pki::ThrowawayCa;
+use support::dialogue::{inbound_tls, ip, listener, outbound_tls, partner, peer_tls, TLS_NS};
 use support::router::{PartnerEntry, RouterSetup, TestRouter};
-use support::s2s_peer::{header, response_header, PeerConn, PeerListener};
-
-const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
-
-struct Peer {
-    client: Arc<rustls::ClientConfig>,
-    server: Arc<rustls::ServerConfig>,
-}
-
-fn peer_tls(cert: &IssuedCert) -> Peer {
-    let id = identity_from_pem(&cert.cert_pem, &cert.key_pem).unwrap();
-    Peer {
-        client: client_config(&id, Alpn::None).unwrap(),
-        server: server_config(&id, &[], Alpn::None).unwrap(),
-    }
-}
-
-fn ip(last: u8) -> Ipv4Addr {
-    Ipv4Addr::new(127, 0, 0, last)
-}
-
-fn listener(last: u8) -> PeerListener {
-    PeerListener::bind(SocketAddr::new(ip(last).into(), 0))
-}
-
-fn partner(listener: &PeerListener, policy: &str) -> PartnerEntry {
-    PartnerEntry {
-        domain: "a.test".into(),
-        toml: format!("{policy}\nproxy_fqdn = \"{}\"", listener.addr()),
-    }
-}
-
-/// Inbound: header, features, STARTTLS, TLS, header again; returns the router's stream id.
-fn inbound_tls(router: &TestRouter, peer: &Peer) -> (PeerConn, String) {
-    let mut c = PeerConn::connect(router.s2s);
-    c.send(&header("a.test", "corp.test"));
-    c.expect_header();
-    c.expect("<starttls");
-    c.send(&format!("<starttls xmlns='{TLS_NS}'/>"));
-    c.expect("<proceed");
-    c.starttls_client(peer.client.clone(), "corp.test");
-    c.send(&header("a.test", "corp.test"));
-    let id = c.expect_header().expect("stream id");
-    (c, id)
-}
-
-/// Outbound (router → our listener): header, features with STARTTLS, TLS, header again.
-fn outbound_tls(l: &PeerListener, peer: &Peer, id: &str, features_after_tls: &str) -> PeerConn {
-    let mut o = l.accept();
-    o.expect_header();
-    o.send(&response_header(
-        "a.test",
-        "corp.test",
-        &format!("{id}-plain"),
-    ));
-    o.send(&format!(
-        "<stream:features><starttls xmlns='{TLS_NS}'><required/></starttls></stream:features>"
-    ));
-    o.expect("<starttls");
-    o.send(&format!("<proceed xmlns='{TLS_NS}'/>"));
-    o.starttls_server(peer.server.clone());
-    o.expect_header();
-    o.send(&response_header("a.test", "corp.test", id));
-    o.send(&format!(
-        "<stream:features>{features_after_tls}</stream:features>"
-    ));
-    o
-}
+use support::s2s_peer::{header, response_header, PeerConn};
 
 fn text_of(element: &str) -> String {
     let start = element.find('>').unwrap() + 1;

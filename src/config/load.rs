@@ -26,6 +26,7 @@ pub(crate) const SECTIONS: &[&str] = &[
     "partner",
     "limits",
     "runtime",
+    "sip",
     "log",
 ];
 
@@ -77,13 +78,15 @@ pub(crate) fn parse(text: &str, origin: &Path, check_files: bool) -> Result<Conf
     let limits = loc.optional(&mut errors, "limits");
     let runtime = loc.optional(&mut errors, "runtime");
     let log = loc.optional(&mut errors, "log");
+    let sip = loc.optional(&mut errors, "sip");
 
     let (Some(server), Some(tls), Some(listen), Some(dialback), Some(dns), Some(federation)) =
         (server, tls, listen, dialback, dns, federation)
     else {
         return Err(sorted(errors));
     };
-    let (Some(partners), Some(limits), Some(runtime), Some(log)) = (partners, limits, runtime, log)
+    let (Some(partners), Some(limits), Some(runtime), Some(log), Some(sip)) =
+        (partners, limits, runtime, log, sip)
     else {
         return Err(sorted(errors));
     };
@@ -101,6 +104,7 @@ pub(crate) fn parse(text: &str, origin: &Path, check_files: bool) -> Result<Conf
         partners,
         limits,
         runtime,
+        sip,
         log,
         source: origin.to_path_buf(),
     };

@@ -24,7 +24,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use schema::{
     DialbackConfig, DnsConfig, DomainCertificate, FederationConfig, FederationDefault,
     LimitsConfig, ListenConfig, LogConfig, Negotiation, Partner, PartnerType, ProxyRoute,
-    RuntimeConfig, ServerConfig, Shards, TlsConfig,
+    RuntimeConfig, ServerConfig, Shards, SipConfig, TlsConfig,
 };
 pub use validate::{check_negotiation, NegotiationError};
 
@@ -50,6 +50,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[runtime]`.
     pub runtime: RuntimeConfig,
+    /// `[sip]`.
+    pub sip: SipConfig,
     /// `[log]`.
     pub log: LogConfig,
     /// The file this was read from (as given).

@@ -249,6 +249,33 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// `[sip]`: the internal SIP side of the gateway. Absent `next_hop`: no gateway (users of our
+/// domains get `service-unavailable`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    /// The internal pool: `sip:IP:port;transport=tcp` or `sips:host:port` (static or A/AAAA).
+    pub next_hop: Option<String>,
+    /// Listeners for requests from the internal side (parsed; served by a later change).
+    pub listen: Vec<SocketAddr>,
+    /// SIP domains that map to our XMPP domains (default: the XMPP domains themselves).
+    pub domains: Vec<String>,
+    /// RFC 3261 T1 (default 500 ms); a MESSAGE unanswered for 64·T1 (Timer F) counts as 408.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub t1: Duration,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            next_hop: None,
+            listen: Vec::new(),
+            domains: Vec::new(),
+            t1: Duration::from_millis(500),
+        }
+    }
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]

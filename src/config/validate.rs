@@ -136,6 +136,7 @@ pub(crate) fn validate(cfg: &Config, check_files: bool) -> Vec<Problem> {
     v.partners(cfg);
     v.limits(cfg);
     v.runtime(cfg);
+    v.sip(cfg);
     v.log(cfg);
     v.problems
 }
@@ -146,6 +147,25 @@ struct Validator {
 }
 
 impl Validator {
+    fn sip(&mut self, cfg: &Config) {
+        if let Some(hop) = &cfg.sip.next_hop {
+            if let Err(e) = crate::sip::next_hop::NextHop::parse(hop) {
+                self.report(
+                    "sip.next_hop",
+                    format!(
+                        "expected sip:host[:port][;transport=tcp|tls] or sips:host[:port]: {e}"
+                    ),
+                );
+            }
+        }
+        if cfg.sip.t1.is_zero() {
+            self.report("sip.t1", "expected a duration above zero, e.g. \"500ms\"");
+        }
+        for (i, d) in cfg.sip.domains.iter().enumerate() {
+            self.domain(format!("sip.domains[{i}]"), d);
+        }
+    }
+
     fn report(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem {
             key: key.into(),

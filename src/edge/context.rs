@@ -35,6 +35,10 @@ pub struct SharedCounters {
     pub stanzas_out: AtomicU64,
     /// Replies dropped because their outbound stream could not be established.
     pub replies_undeliverable: AtomicU64,
+    /// Gatewayed messages the SIP side accepted (2xx).
+    pub messages_delivered: AtomicU64,
+    /// Gatewayed messages bounced to their XMPP sender (SIP error, timeout, transport failure).
+    pub messages_bounced: AtomicU64,
     /// Set by the signal thread: stop accepting, close every stream.
     pub shutdown: AtomicBool,
 }
@@ -107,6 +111,8 @@ pub struct EdgeContext {
     pub outbound: RefCell<HashMap<DomainPair, Rc<LocalSender<OutboundCtl>>>>,
     /// This shard's mesh senders (index = target shard; `None` for ourselves).
     pub mesh: Vec<Option<ConnectedSender<MeshMsg>>>,
+    /// The XMPP→SIP message gateway of this shard, when `[sip] next_hop` is configured.
+    pub gateway: std::cell::OnceCell<Rc<crate::gateway::outbound_message::MessageGateway>>,
     /// Live streams on this shard, inbound and outbound (shutdown waits for them).
     pub live_streams: Cell<u32>,
 }

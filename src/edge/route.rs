@@ -9,7 +9,7 @@ use super::context::EdgeContext;
 use super::outbound;
 use crate::runtime::mesh::MeshMsg;
 use crate::runtime::placement::{domain_shard, user_shard};
-use crate::xml::Stanza;
+use crate::xml::{Stanza, StanzaKind};
 use crate::xmpp::answer::{answer_domain, answer_user, Reply};
 use crate::xmpp::jid::Jid;
 
@@ -40,8 +40,14 @@ pub async fn route_inbound(ctx: &Rc<EdgeContext>, s: Stanza) {
     }
 }
 
-/// A stanza for a user this shard owns. Until the gateway lands: `service-unavailable`.
+/// A stanza for a user this shard owns: messages go to the SIP gateway when one is configured;
+/// everything else (and everything without a gateway) is answered `service-unavailable`.
 pub async fn handle_user(ctx: &Rc<EdgeContext>, s: Stanza) {
+    if s.kind() == StanzaKind::Message && s.stanza_type().as_deref() != Some("error") {
+        if let Some(gw) = ctx.gateway.get().cloned() {
+            return gw.send(ctx, &s).await;
+        }
+    }
     if let Some(r) = answer_user(&s) {
         send_reply(ctx, r).await;
     }

@@ -12,6 +12,7 @@
 pub mod address;
 pub mod errors;
 pub mod message;
+pub mod outbound_message;
 pub mod presence;
 pub mod subscription;
 

@@ -182,7 +182,20 @@ async fn shard_main(
         outbound: Default::default(),
         mesh: mesh.senders,
         live_streams: Default::default(),
+        gateway: Default::default(),
     });
+    if let Some(hop) = &cfg.sip.next_hop {
+        // Validated at load; a parse failure here would be our bug, so it is logged, not fatal.
+        match crate::sip::next_hop::NextHop::parse(hop)
+            .map_err(|e| e.to_string())
+            .and_then(|h| crate::gateway::outbound_message::MessageGateway::start(&ctx, h))
+        {
+            Ok(gw) => {
+                let _ = ctx.gateway.set(gw);
+            }
+            Err(e) => error!(error = %e, "SIP gateway not started"),
+        }
+    }
     let mut tasks = Vec::new();
     for rx in mesh.receivers {
         tasks.push(glommio::spawn_local(route::serve_mesh(ctx.clone(), rx)));

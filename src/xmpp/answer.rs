@@ -49,8 +49,19 @@ fn open(out: &mut Vec<u8>, name: &str, from: &str, to: &str, id: Option<&str>, t
 /// `<NAME from to id type='error'><error type><COND/></error></NAME>` answering `s`.
 pub fn error_reply(s: &Stanza, name: &str, cond: StanzaCondition) -> Option<Reply> {
     let (from, to) = (s.from()?, s.to()?);
+    Some(error_to(name, &to, &from, s.id().as_deref(), cond))
+}
+
+/// An error stanza `NAME` from our `from` (the original recipient) to `to` (the original sender).
+pub fn error_to(
+    name: &str,
+    from: &str,
+    to: &str,
+    id: Option<&str>,
+    cond: StanzaCondition,
+) -> Reply {
     let mut out = Vec::with_capacity(256);
-    open(&mut out, name, &to, &from, s.id().as_deref(), "error");
+    open(&mut out, name, from, to, id, "error");
     out.extend_from_slice(b"><error type='");
     out.extend_from_slice(cond.error_type().as_str().as_bytes());
     out.extend_from_slice(b"'><");
@@ -58,11 +69,11 @@ pub fn error_reply(s: &Stanza, name: &str, cond: StanzaCondition) -> Option<Repl
     out.extend_from_slice(b" xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></");
     out.extend_from_slice(name.as_bytes());
     out.push(b'>');
-    Some(Reply {
-        from_domain: jid::domain_of(&to).to_ascii_lowercase(),
-        to_domain: jid::domain_of(&from).to_ascii_lowercase(),
+    Reply {
+        from_domain: jid::domain_of(from).to_ascii_lowercase(),
+        to_domain: jid::domain_of(to).to_ascii_lowercase(),
         bytes: out,
-    })
+    }
 }
 
 /// Answers a stanza addressed to one of our domains themselves (no localpart).

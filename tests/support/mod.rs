@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod c2s;
+pub mod dialogue;
 pub mod dns_server;
 pub mod ejabberd;
 pub mod peers;

@@ -1,0 +1,331 @@
+//! XMPP → SIP messages on a shard (RFC 7572): a partner's `<message/>` to one of our users becomes a
+//! SIP MESSAGE to the internal next hop; the SIP outcome decides what the sender sees — nothing on
+//! 2xx, the RFC 7247 error otherwise (SIP error, Timer F → remote-server-timeout, transport failure →
+//! service-unavailable). Every message accepted ends in exactly one of the two, and both are counted.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use quick_xml::events::Event as QEvent;
+use tracing::{debug, warn};
+
+use super::address::jid_to_sip_uri;
+use super::errors::SipFailure;
+use super::message::{sip_from_xmpp, MessageLimits, MessageType, XmppMessage};
+use crate::edge::context::EdgeContext;
+use crate::edge::route::send_reply;
+use crate::sip::headers::HeaderName;
+use crate::sip::next_hop::NextHop;
+use crate::sip::serialize::Request;
+use crate::sip::transaction::{
+    random_hex, response_to, BranchGen, ClientTransactions, Outcome, TxConfig, TxId,
+};
+use crate::sip::transport::{ConnectionConfig, Incoming, SipConnection, SipHandle};
+use crate::xml::Stanza;
+use crate::xmpp::answer::error_to;
+use crate::xmpp::error::StanzaCondition;
+use crate::xmpp::jid::Jid;
+
+/// Who to answer when a MESSAGE fails.
+struct Pending {
+    /// Our user (the stanza's `to`).
+    local: String,
+    /// The partner's sender (the stanza's `from`).
+    remote: String,
+    id: Option<String>,
+}
+
+/// The gateway's SIP side on one shard.
+pub struct MessageGateway {
+    sip: SipHandle,
+    txs: RefCell<ClientTransactions>,
+    pending: RefCell<HashMap<TxId, Pending>>,
+    branches: RefCell<BranchGen>,
+    limits: MessageLimits,
+    via_host: String,
+    /// Wakes the event loop when a transaction starts (its Timer F may be the earliest deadline).
+    kick: LocalSender<()>,
+}
+
+impl MessageGateway {
+    /// Connects this shard to the internal next hop and starts the event loop.
+    pub fn start(ctx: &Rc<EdgeContext>, next_hop: NextHop) -> Result<Rc<MessageGateway>, String> {
+        let mut cfg = ConnectionConfig::new(next_hop);
+        cfg.dns_servers = ctx.dns_servers.clone();
+        cfg.dns_timeout = ctx.dns_timeout();
+        cfg.tls = Some(ctx.tls_client.clone());
+        let (sip, incoming) = SipConnection::spawn(cfg);
+        let (kick, kicked) = local_channel::new_bounded(1);
+        let via_host = ctx
+            .config
+            .listen
+            .s2s
+            .first()
+            .map_or("127.0.0.1".to_string(), |a| a.ip().to_string());
+        let gw = Rc::new(MessageGateway {
+            sip,
+            txs: RefCell::new(ClientTransactions::new(TxConfig {
+                t1: ctx.config.sip.t1,
+                ..TxConfig::default()
+            })),
+            pending: RefCell::new(HashMap::new()),
+            branches: RefCell::new(BranchGen::new().map_err(|e| e.to_string())?),
+            limits: MessageLimits {
+                max_body: 64 * 1024,
+                congestion_safe: true,
+            },
+            via_host,
+            kick,
+        });
+        glommio::spawn_local(run(ctx.clone(), gw.clone(), incoming, kicked)).detach();
+        Ok(gw)
+    }
+
+    /// Sends `s` (a message from a partner to one of our users) as a SIP MESSAGE.
+    pub async fn send(&self, ctx: &Rc<EdgeContext>, s: &Stanza) {
+        let (Some(from), Some(to)) = (s.from(), s.to()) else {
+            return;
+        };
+        let id = s.id().map(|i| i.into_owned());
+        let bounce = |cond| error_to("message", &to, &from, id.as_deref(), cond);
+        let request = match self.build(s, &from, &to) {
+            Ok(Some(r)) => r,
+            Ok(None) => return, // nothing to carry (e.g. a bare chat state SIP cannot express)
+            Err(cond) => {
+                ctx.counters
+                    .messages_bounced
+                    .fetch_add(1, Ordering::Relaxed);
+                return send_reply(ctx, bounce(cond)).await;
+            }
+        };
+        let (bytes, branch) = request;
+        let started =
+            self.txs
+                .borrow_mut()
+                .start(Bytes::from(bytes), &branch, "MESSAGE", Instant::now());
+        let tx = match started {
+            Ok(tx) => tx,
+            Err(e) => {
+                warn!(error = ?e, "SIP transaction table refused a message");
+                ctx.counters
+                    .messages_bounced
+                    .fetch_add(1, Ordering::Relaxed);
+                return send_reply(ctx, bounce(StanzaCondition::ResourceConstraint)).await;
+            }
+        };
+        self.pending.borrow_mut().insert(
+            tx,
+            Pending {
+                local: to.into_owned(),
+                remote: from.into_owned(),
+                id,
+            },
+        );
+        let _ = self.kick.try_send(());
+        let out = self.txs.borrow_mut().poll_transmit();
+        if let Some(bytes) = out {
+            if self.sip.send(bytes.to_vec()).await.is_err() {
+                let failed = self.txs.borrow_mut().on_transport_failure(Instant::now());
+                for (tx, outcome) in failed {
+                    self.settle(ctx, tx, outcome).await;
+                }
+            }
+        }
+    }
+
+    /// The SIP MESSAGE for `s`, with its branch; `Err` is the XMPP condition to bounce with.
+    fn build(
+        &self,
+        s: &Stanza,
+        from: &str,
+        to: &str,
+    ) -> Result<Option<(Vec<u8>, String)>, StanzaCondition> {
+        let m = xmpp_message(s).ok_or(StanzaCondition::BadRequest)?;
+        let Some(sip) = sip_from_xmpp(&m, &self.limits).map_err(|e| e.condition())? else {
+            return Ok(None);
+        };
+        let bare_to = Jid::parse(to).map_err(|_| StanzaCondition::JidMalformed)?;
+        let to_uri = jid_to_sip_uri(&to[..bare_to.bare_len()]).map_err(|e| e.condition())?;
+        let from_uri = jid_to_sip_uri(from).map_err(|e| e.condition())?;
+        let branch = self.branches.borrow_mut().next_branch();
+        let tag = random_hex(8).map_err(|_| StanzaCondition::InternalServerError)?;
+        let call_id = match &sip.call_id {
+            Some(c) => c.clone(),
+            None => random_hex(16).map_err(|_| StanzaCondition::InternalServerError)?,
+        };
+        let mut b = Request::builder("MESSAGE", &to_uri)
+            .via("TCP", &self.via_host, None, &branch, true)
+            .max_forwards(70)
+            .from(None, &from_uri, Some(&tag))
+            .to(None, &to_uri, None)
+            .call_id(&call_id)
+            .cseq(1, "MESSAGE");
+        if let Some(l) = &sip.content_language {
+            b = b.header(HeaderName::ContentLanguage, l);
+        }
+        if let Some(subj) = &sip.subject {
+            b = b.header(HeaderName::Subject, subj);
+        }
+        let bytes = b
+            .body(&sip.content_type, &sip.body)
+            .map_err(|_| StanzaCondition::BadRequest)?;
+        Ok(Some((bytes, branch)))
+    }
+
+    async fn settle(&self, ctx: &Rc<EdgeContext>, tx: TxId, outcome: Outcome) {
+        let Some(p) = self.pending.borrow_mut().remove(&tx) else {
+            return;
+        };
+        match outcome {
+            Outcome::Success(_) => {
+                ctx.counters
+                    .messages_delivered
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Failure(f) => {
+                ctx.counters
+                    .messages_bounced
+                    .fetch_add(1, Ordering::Relaxed);
+                debug!(status = f.status(), to = %p.local, "SIP MESSAGE failed; bouncing");
+                let reply = error_to(
+                    "message",
+                    &p.local,
+                    &p.remote,
+                    p.id.as_deref(),
+                    failure_condition(f),
+                );
+                send_reply(ctx, reply).await;
+            }
+        }
+    }
+}
+
+/// The XMPP condition for a SIP failure (RFC 7247 table, in `errors.rs`).
+fn failure_condition(f: SipFailure) -> StanzaCondition {
+    f.condition()
+}
+
+async fn run(
+    ctx: Rc<EdgeContext>,
+    gw: Rc<MessageGateway>,
+    incoming: LocalReceiver<Incoming>,
+    kicked: LocalReceiver<()>,
+) {
+    loop {
+        let deadline = gw.txs.borrow().poll_timeout();
+        let wait_timer = async {
+            match deadline {
+                Some(d) => glommio::timer::sleep(d.saturating_duration_since(Instant::now())).await,
+                // Shutdown is noticed within a second even when idle.
+                None => glommio::timer::sleep(Duration::from_secs(1)).await,
+            }
+            None
+        };
+        let ev = futures_lite::future::or(
+            async { Some(incoming.recv().await) },
+            futures_lite::future::or(
+                async {
+                    kicked.recv().await;
+                    None
+                },
+                wait_timer,
+            ),
+        )
+        .await;
+        let now = Instant::now();
+        let settled = match ev {
+            Some(None) => return,
+            Some(Some(Incoming::Message(m))) if !m.is_request() => gw
+                .txs
+                .borrow_mut()
+                .on_response(&m, now)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            Some(Some(Incoming::Message(req))) => {
+                // Requests from the internal side arrive on the listener (a later change); on this
+                // flow they are answered, not dropped.
+                if let Ok(b) = response_to(&req, 501, "Not Implemented", None) {
+                    if let Ok(bytes) = b.finish() {
+                        let _ = gw.sip.send(bytes).await;
+                    }
+                }
+                Vec::new()
+            }
+            Some(Some(Incoming::Down(why))) => {
+                debug!(%why, "SIP flow down");
+                gw.txs.borrow_mut().on_transport_failure(now)
+            }
+            Some(Some(Incoming::Up(_))) => Vec::new(),
+            None => gw.txs.borrow_mut().handle_timeout(now),
+        };
+        for (tx, outcome) in settled {
+            gw.settle(&ctx, tx, outcome).await;
+        }
+        if ctx.shutting_down() && gw.pending.borrow().is_empty() {
+            return;
+        }
+    }
+}
+
+/// The fields of a `<message/>` the mapping needs, read from the stanza's children (bounded: the
+/// stanza passed the framer's caps; no recursion).
+pub fn xmpp_message(s: &Stanza) -> Option<XmppMessage> {
+    let kind = match s.stanza_type().as_deref() {
+        None | Some("normal") => Some(MessageType::Normal),
+        Some("chat") => Some(MessageType::Chat),
+        Some("headline") => Some(MessageType::Headline),
+        Some("groupchat") => Some(MessageType::Groupchat),
+        Some(_) => return None,
+    };
+    let mut m = XmppMessage {
+        kind,
+        lang: s.lang().map(|l| l.into_owned()),
+        ..XmppMessage::default()
+    };
+    let mut r = quick_xml::Reader::from_reader(s.as_bytes());
+    let mut depth = 0usize;
+    // (element, xml:lang) of the depth-1 child being read, and its text.
+    let mut current: Option<(Vec<u8>, Option<String>)> = None;
+    let mut text = String::new();
+    loop {
+        match r.read_event().ok()? {
+            QEvent::Start(e) => {
+                depth += 1;
+                if depth == 2 {
+                    let lang = e
+                        .attributes()
+                        .flatten()
+                        .find(|a| a.key.as_ref() == b"xml:lang")
+                        .and_then(|a| a.unescape_value().ok().map(|v| v.into_owned()));
+                    current = Some((e.local_name().as_ref().to_vec(), lang));
+                    text.clear();
+                }
+            }
+            QEvent::Text(t) if depth == 2 => text.push_str(&t.unescape().ok()?),
+            QEvent::CData(t) if depth == 2 => text.push_str(std::str::from_utf8(&t).ok()?),
+            QEvent::End(_) => {
+                if depth == 2 {
+                    if let Some((name, lang)) = current.take() {
+                        match name.as_slice() {
+                            b"body" => m.bodies.push((lang, std::mem::take(&mut text))),
+                            b"subject" if m.subject.is_none() => {
+                                m.subject = Some(std::mem::take(&mut text))
+                            }
+                            b"thread" => m.thread = Some(std::mem::take(&mut text)),
+                            _ => {}
+                        }
+                    }
+                }
+                depth = depth.saturating_sub(1);
+            }
+            QEvent::Eof => break,
+            _ => {}
+        }
+    }
+    Some(m)
+}

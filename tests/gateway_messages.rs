@@ -165,3 +165,54 @@ fn unanswered_message_bounces_remote_server_timeout_after_timer_f() {
     let bounce = o.expect("id='m-late'");
     assert!(bounce.contains("<remote-server-timeout "), "{bounce}");
 }
+
+#[test]
+fn pool_down_bounces_service_unavailable_and_delivery_resumes_when_it_returns() {
+    let ca = ThrowawayCa::new("gateway CA").unwrap();
+    let peer = peer_tls(&ca.issue_with(&["a.test"], false).unwrap());
+    let l = listener(141);
+    let uas = Sipp::uas(Scenario::UasMessage, SippOptions::new(ip(142)).calls(0))
+        .expect("sipp uas starts");
+    let pool = uas.local_addr();
+    let mut setup = RouterSetup::new(ip(140), &ca);
+    setup.partners.push(partner(
+        &l,
+        "tls = \"required\"\nsasl = \"optional\"\ndialback = true",
+    ));
+    setup.extra = format!("[sip]\nnext_hop = \"sip:{pool};transport=tcp\"\n");
+    let router = TestRouter::start(setup);
+    let delivered = |n: u64| {
+        let deadline = deadline();
+        while router
+            .counters()
+            .messages_delivered
+            .load(std::sync::atomic::Ordering::Relaxed)
+            < n
+        {
+            assert!(Instant::now() < deadline, "message {n} was not delivered");
+            std::thread::yield_now();
+        }
+    };
+    let mut c = inbound_sasl(&router, &peer);
+    c.send("<message type='chat' from='alice@a.test/r' to='bob@corp.test' id='before'><body>1</body></message>");
+    delivered(1);
+
+    drop(uas); // the pool dies
+    c.send("<message type='chat' from='alice@a.test/r' to='bob@corp.test' id='during'><body>2</body></message>");
+    let mut o = outbound_sasl(&l, &peer);
+    let bounce = o.expect("id='during'");
+    assert!(bounce.contains("<service-unavailable "), "{bounce}");
+
+    let mut back = Sipp::uas(
+        Scenario::UasMessage,
+        SippOptions {
+            port: pool.port(),
+            ..SippOptions::new(ip(142)).calls(0)
+        },
+    )
+    .expect("sipp uas restarts on the same port");
+    c.send("<message type='chat' from='alice@a.test/r' to='bob@corp.test' id='after'><body>3</body></message>");
+    back.wait_for_received("MESSAGE", deadline(), |m| m.body == "3")
+        .expect("delivery resumes");
+    delivered(2);
+}

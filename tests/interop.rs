@@ -208,3 +208,70 @@ fn unlisted_prosody_domain_is_refused_under_default_deny() {
         prosody.log_tail(60)
     );
 }
+
+/// Prosody's alice messages bob@corp.test; the router hands it to the internal pool (SIPp).
+fn prosody_to_sip(
+    router_ip: u8,
+    code: &str,
+) -> (C2sClient, support::sipp::Sipp, Prosody, TestRouter) {
+    use support::sipp::{Scenario, Sipp, SippOptions};
+    let uas = Sipp::uas(
+        Scenario::UasMessage,
+        SippOptions::new(Ipv4Addr::new(127, 0, 0, router_ip + 2))
+            .calls(0)
+            .var("reply_code", code),
+    )
+    .expect("sipp uas starts");
+    let (mut r, mut p) = setup(router_ip, router_ip + 1, true, "a.test");
+    r.extra = format!(
+        "[sip]\nnext_hop = \"sip:{};transport=tcp\"\n",
+        uas.local_addr()
+    );
+    let router = TestRouter::start(r);
+    p.routes = vec![("corp.test".into(), router.s2s)];
+    let prosody = started("prosody", Prosody::start(p));
+    let alice = C2sClient::login(prosody.c2s_addr(), "a.test", "alice", "alicepw", "t").unwrap();
+    (alice, uas, prosody, router)
+}
+
+#[test]
+fn prosody_user_message_reaches_the_sip_pool() {
+    let (mut alice, mut uas, prosody, _router) = prosody_to_sip(70, "200");
+    alice
+        .send_message("bob@corp.test", "hello over SIP")
+        .unwrap();
+    let got = uas
+        .wait_for_received(
+            "MESSAGE",
+            std::time::Instant::now() + std::time::Duration::from_secs(20),
+            |m| m.method() == Some("MESSAGE"),
+        )
+        .unwrap_or_else(|e| panic!("no MESSAGE at the pool: {e}\n{}", prosody.log_tail(40)));
+    assert_eq!(got.body, "hello over SIP");
+    assert!(
+        got.header("From")
+            .is_some_and(|f| f.contains("sip:alice@a.test")),
+        "{:?}",
+        got.header("From")
+    );
+}
+
+#[test]
+fn prosody_user_gets_recipient_unavailable_when_the_pool_answers_486() {
+    let (mut alice, _uas, prosody, _router) = prosody_to_sip(74, "486");
+    alice
+        .send_message("bob@corp.test", "are you there?")
+        .unwrap();
+    let bounce = alice
+        .recv_until(
+            |s| s.name() == "message" && s.attr("type") == Some("error"),
+            std::time::Instant::now() + std::time::Duration::from_secs(20),
+        )
+        .unwrap_or_else(|e| panic!("no bounce: {e}\n{}", prosody.log_tail(40)));
+    assert!(
+        bounce.xml.contains("recipient-unavailable"),
+        "{}",
+        bounce.xml
+    );
+    assert_eq!(bounce.sender_bare(), Some("bob@corp.test"));
+}

@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 
 use stanza_router::edge::tls::{client_config, identity_from_pem, Alpn};
 use stanza_router::pki::ThrowawayCa;
-use support::dialogue::{inbound_tls, ip, listener, outbound_tls, partner, peer_tls, TLS_NS};
+use support::dialogue::{
+    inbound_sasl, inbound_tls, ip, listener, outbound_tls, partner, peer_tls, TLS_NS,
+};
 use support::router::{PartnerEntry, RouterSetup, TestRouter};
 use support::s2s_peer::{header, response_header, PeerConn};
 
@@ -31,14 +33,7 @@ fn sasl_external_both_ways_answers_ping_and_bounces_user_message() {
     ));
     let router = TestRouter::start(setup);
 
-    let (mut c, _) = inbound_tls(&router, &peer);
-    c.expect("<mechanism>EXTERNAL</mechanism>");
-    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>");
-    c.expect("<success");
-    c.restart();
-    c.send(&header("a.test", "corp.test"));
-    c.expect_header();
-    c.expect("stream:features");
+    let mut c = inbound_sasl(&router, &peer);
     c.send("<iq type='get' from='alice@a.test/r' to='corp.test' id='ping-1'><ping xmlns='urn:xmpp:ping'/></iq>");
 
     let mut o = outbound_tls(
@@ -240,14 +235,7 @@ fn outbound_stream_is_found_through_dns_srv_on_a_loopback_resolver() {
     setup.extra = format!("[dns]\nservers = [\"{}\"]\ntimeout = \"2s\"\n", dns.addr());
     let router = TestRouter::start(setup);
 
-    let (mut c, _) = inbound_tls(&router, &peer);
-    c.expect("<mechanism>EXTERNAL</mechanism>");
-    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>");
-    c.expect("<success");
-    c.restart();
-    c.send(&header("a.test", "corp.test"));
-    c.expect_header();
-    c.expect("stream:features");
+    let mut c = inbound_sasl(&router, &peer);
     c.send("<iq type='get' from='alice@a.test/r' to='corp.test' id='srv-1'><ping xmlns='urn:xmpp:ping'/></iq>");
 
     let mut o = outbound_tls(
@@ -310,14 +298,7 @@ fn replies_to_an_unreachable_partner_are_counted_not_bounced_and_nothing_hangs()
         ),
     });
     let router = TestRouter::start(setup);
-    let (mut c, _) = inbound_tls(&router, &peer);
-    c.expect("<mechanism>EXTERNAL</mechanism>");
-    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>");
-    c.expect("<success");
-    c.restart();
-    c.send(&header("a.test", "corp.test"));
-    c.expect_header();
-    c.expect("stream:features");
+    let mut c = inbound_sasl(&router, &peer);
     c.send("<iq type='get' from='alice@a.test/r' to='corp.test' id='lost-1'><ping xmlns='urn:xmpp:ping'/></iq>");
     // The result cannot be delivered; it is a result, so it is never bounced: it is counted.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);

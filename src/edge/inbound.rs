@@ -88,14 +88,11 @@ where
             match ev {
                 InboundEvent::StartTls => start_tls = true,
                 InboundEvent::PeerNamed(domain) => {
-                    let limit = ctx
-                        .config
-                        .policy_for(&domain)
-                        .map_or(0, |p| p.connection_limit);
-                    let key = ctx
-                        .config
-                        .policy_for(&domain)
-                        .map_or(domain.clone(), |p| p.domain);
+                    // Counted under the partner's primary domain, so additional domains share it.
+                    let (key, limit) = match ctx.config.policy_for(&domain) {
+                        Some(p) => (p.domain, p.connection_limit),
+                        None => (domain, 0),
+                    };
                     match take_slot(&ctx.counters.partner(&key), limit) {
                         Some(s) => *partner_slot = Some(s),
                         None => session.close_with(

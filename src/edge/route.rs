@@ -11,7 +11,7 @@ use crate::runtime::mesh::MeshMsg;
 use crate::runtime::placement::{domain_shard, user_shard};
 use crate::xml::{Stanza, StanzaKind};
 use crate::xmpp::answer::{answer_domain, answer_user, Reply};
-use crate::xmpp::jid::Jid;
+use crate::xmpp::jid::bare_of;
 
 /// Routes a checked inbound stanza (its `to` is one of our domains).
 pub async fn route_inbound(ctx: &Rc<EdgeContext>, s: Stanza) {
@@ -20,12 +20,9 @@ pub async fn route_inbound(ctx: &Rc<EdgeContext>, s: Stanza) {
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let owner = {
         let Some(to) = s.to() else { return };
-        let Ok(j) = Jid::parse(&to) else { return };
-        if j.local.is_none() {
-            None
-        } else {
-            Some(user_shard(&to[..j.bare_len()], ctx.shards))
-        }
+        // `to` was parsed and checked by the stream; only its bare part is needed here.
+        let (bare, has_local) = bare_of(&to);
+        has_local.then(|| user_shard(bare, ctx.shards))
     };
     match owner {
         None => {

@@ -147,10 +147,20 @@ static RESOURCE_BAD: [bool; 128] = {
     t
 };
 
+/// The bare part (`local@domain` or `domain`) of a JID string, and whether it has a localpart,
+/// without validation: for routing decisions on input the stream already checked.
+pub fn bare_of(jid: &str) -> (&str, bool) {
+    let head = match memchr::memchr(b'/', jid.as_bytes()) {
+        Some(i) => &jid[..i],
+        None => jid,
+    };
+    (head, memchr::memchr(b'@', head.as_bytes()).is_some())
+}
+
 /// The domainpart of a JID string, without full validation (for routing decisions on checked input).
 pub fn domain_of(jid: &str) -> &str {
-    let head = jid.split('/').next().unwrap_or(jid);
-    match head.rfind('@') {
+    let head = bare_of(jid).0;
+    match memchr::memchr(b'@', head.as_bytes()) {
         Some(i) => &head[i + 1..],
         None => head,
     }
@@ -233,6 +243,13 @@ mod tests {
                 "resource byte {b:#x}"
             );
         }
+    }
+
+    #[test]
+    fn bare_of_splits_off_the_resource_only() {
+        assert_eq!(bare_of("bob@corp.test/a@b/c"), ("bob@corp.test", true));
+        assert_eq!(bare_of("corp.test/x@y"), ("corp.test", false));
+        assert_eq!(bare_of("corp.test"), ("corp.test", false));
     }
 
     #[test]

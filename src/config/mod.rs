@@ -156,6 +156,41 @@ impl Config {
             .any(|d| d.eq_ignore_ascii_case(domain))
     }
 
+    /// The XMPP domain of an internal SIP domain: a served domain maps to itself; otherwise
+    /// `sip.domains[i]` maps to `server.domains[i]` (the first XMPP domain when there are fewer).
+    /// `None`: the SIP domain is not ours.
+    pub fn xmpp_domain_for_sip(&self, sip_domain: &str) -> Option<&str> {
+        if let Some(d) = self
+            .server
+            .domains
+            .iter()
+            .find(|d| d.eq_ignore_ascii_case(sip_domain))
+        {
+            return Some(d);
+        }
+        let i = self
+            .sip
+            .domains
+            .iter()
+            .position(|d| d.eq_ignore_ascii_case(sip_domain))?;
+        self.server
+            .domains
+            .get(i)
+            .or(self.server.domains.first())
+            .map(String::as_str)
+    }
+
+    /// The internal SIP domain of one of our XMPP domains (the inverse of
+    /// [`Config::xmpp_domain_for_sip`]): `sip.domains[i]` for `server.domains[i]`, else itself.
+    pub fn sip_domain_for_xmpp<'a>(&'a self, xmpp_domain: &'a str) -> &'a str {
+        self.server
+            .domains
+            .iter()
+            .position(|d| d.eq_ignore_ascii_case(xmpp_domain))
+            .and_then(|i| self.sip.domains.get(i))
+            .map_or(xmpp_domain, String::as_str)
+    }
+
     /// The certificate and key files for served `domain`: its `[[tls.domain]]` entry if any,
     /// else `tls.certificate` / `tls.key`.
     pub fn certificate_for(&self, domain: &str) -> (&Path, &Path) {

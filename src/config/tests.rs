@@ -693,3 +693,31 @@ partner = [
     assert_eq!(e.key, "partner[1].sasl");
     assert_eq!(e.line, Some(line_of(text, "b.test")));
 }
+
+#[test]
+fn sip_domains_map_to_xmpp_domains_by_position_and_served_domains_to_themselves() {
+    let text = r#"
+[server]
+domains = ["corp.test", "sub.corp.test"]
+[listen]
+s2s = ["127.0.0.10:5269"]
+[tls]
+certificate = "certs/corp.test.crt"
+key = "certs/corp.test.key"
+[sip]
+next_hop = "sip:127.0.0.1:5070;transport=tcp"
+domains = ["sip.corp.test"]
+"#;
+    let cfg = parse(text).unwrap();
+    assert_eq!(cfg.xmpp_domain_for_sip("SIP.corp.test"), Some("corp.test"));
+    assert_eq!(
+        cfg.xmpp_domain_for_sip("sub.corp.test"),
+        Some("sub.corp.test")
+    );
+    assert_eq!(cfg.xmpp_domain_for_sip("partner.test"), None);
+    assert_eq!(cfg.sip_domain_for_xmpp("corp.test"), "sip.corp.test");
+    assert_eq!(cfg.sip_domain_for_xmpp("sub.corp.test"), "sub.corp.test");
+    let plain = parse(MINIMAL).unwrap();
+    assert_eq!(plain.xmpp_domain_for_sip("corp.test"), Some("corp.test"));
+    assert_eq!(plain.sip_domain_for_xmpp("corp.test"), "corp.test");
+}

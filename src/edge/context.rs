@@ -39,6 +39,12 @@ pub struct SharedCounters {
     pub messages_delivered: AtomicU64,
     /// Gatewayed messages bounced to their XMPP sender (SIP error, timeout, transport failure).
     pub messages_bounced: AtomicU64,
+    /// SIP MESSAGEs received from the internal side (each ends delivered or refused).
+    pub sip_messages_in: AtomicU64,
+    /// SIP MESSAGEs answered 200: their stanza was handed to an authenticated partner stream.
+    pub sip_messages_delivered: AtomicU64,
+    /// SIP MESSAGEs answered with an error (refused, or the partner could not be reached).
+    pub sip_messages_refused: AtomicU64,
     /// Set by the signal thread: stop accepting, close every stream.
     pub shutdown: AtomicBool,
 }
@@ -79,8 +85,28 @@ pub type DomainPair = (String, String);
 
 /// Control messages to a live outbound stream.
 pub enum OutboundCtl {
-    /// A serialized stanza to send.
-    Stanza(Vec<u8>),
+    /// A serialized stanza to send, and who waits to learn whether it was handed to the stream.
+    Stanza(Vec<u8>, Option<AckTo>),
+}
+
+/// Where to report the fate of a stanza handed to an outbound stream: a token of the
+/// [`crate::gateway::inbound::SipIngress`] of shard `shard`, which answers the SIP request
+/// that produced the stanza.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckTo {
+    /// The shard waiting.
+    pub shard: usize,
+    /// Its token for the waiting request.
+    pub token: u64,
+}
+
+/// What became of a stanza queued for a partner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Written to an authenticated outbound stream.
+    Sent,
+    /// Not sent; the condition says why (remote-server-not-found, -timeout, forbidden, ...).
+    Failed(crate::xmpp::error::StanzaCondition),
 }
 
 /// Everything a shard's edge tasks share (single-threaded: `Rc`, `RefCell`).
@@ -115,6 +141,8 @@ pub struct EdgeContext {
     pub gateway: std::cell::OnceCell<Rc<crate::gateway::outbound_message::MessageGateway>>,
     /// Live streams on this shard, inbound and outbound (shutdown waits for them).
     pub live_streams: Cell<u32>,
+    /// The SIP → XMPP side of the gateway on this shard, when `[sip] listen` is configured.
+    pub sip_ingress: std::cell::OnceCell<Rc<crate::gateway::inbound::SipIngress>>,
 }
 
 impl EdgeContext {
@@ -192,6 +220,34 @@ impl EdgeContext {
         match self.mesh.get(shard).and_then(|s| s.as_ref()) {
             Some(s) => s.send(msg).await.is_ok(),
             None => false,
+        }
+    }
+
+    /// Reports the fate of a stanza to whoever waits for it. Never waits itself: the outbound
+    /// writer calling this must not stall on a full mesh queue (that shard may be waiting on us).
+    pub fn ack(self: &Rc<Self>, to: Option<AckTo>, what: Delivery) {
+        let Some(to) = to else { return };
+        if to.shard == self.shard {
+            if let Some(ingress) = self.sip_ingress.get() {
+                ingress.on_delivery(to.token, what);
+            }
+            return;
+        }
+        let msg = MeshMsg::Ack {
+            token: to.token,
+            delivery: what,
+        };
+        if let Some(Some(tx)) = self.mesh.get(to.shard) {
+            if let Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(msg))) =
+                tx.try_send(msg)
+            {
+                // Full: send from a task of its own (a closed queue means that shard is gone).
+                let ctx = self.clone();
+                glommio::spawn_local(async move {
+                    ctx.mesh_send(to.shard, msg).await;
+                })
+                .detach();
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use glommio::net::TcpStream;
 use rustls_pki_types::ServerName;
 use tracing::{debug, info, warn};
 
-use super::context::{EdgeContext, OutboundCtl};
+use super::context::{AckTo, Delivery, EdgeContext, OutboundCtl};
 use super::pump::{self, Wake};
 use super::upgrade;
 use crate::config::{PartnerPolicy, ProxyRoute};
@@ -33,9 +33,18 @@ pub struct Target {
 /// Queues a serialized stanza for `remote`, starting the stream when none is up. When the queue is
 /// full (the stream is still coming up, or slower than its input) this waits: the caller is an
 /// inbound stream or a mesh queue, which then stops reading — backpressure, never a drop.
-pub async fn enqueue(ctx: &Rc<EdgeContext>, local: String, remote: String, bytes: Vec<u8>) {
+///
+/// With `ack`, the waiting party learns when the stanza was handed to the authenticated stream, or
+/// why it could not be ([`Delivery::Failed`]).
+pub async fn enqueue(
+    ctx: &Rc<EdgeContext>,
+    local: String,
+    remote: String,
+    bytes: Vec<u8>,
+    ack: Option<AckTo>,
+) {
     let key = (local, remote);
-    let mut item = OutboundCtl::Stanza(bytes);
+    let mut item = OutboundCtl::Stanza(bytes, ack);
     loop {
         let existing = ctx.outbound.borrow().get(&key).cloned();
         let tx = match existing {
@@ -59,9 +68,14 @@ pub async fn enqueue(ctx: &Rc<EdgeContext>, local: String, remote: String, bytes
                 item = i;
             }
             Err(_) => {
-                ctx.counters
-                    .replies_undeliverable
-                    .fetch_add(1, Ordering::Relaxed);
+                // The item is gone with the error; `ack` (Copy) was kept for this.
+                if ack.is_some() {
+                    ctx.ack(ack, Delivery::Failed(StanzaCondition::ServiceUnavailable));
+                } else {
+                    ctx.counters
+                        .replies_undeliverable
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 return;
             }
         }
@@ -87,9 +101,10 @@ async fn run(
     }
     drop(me);
     let mut left = Vec::new();
-    while let Some(Some(OutboundCtl::Stanza(b))) = futures_lite::future::poll_once(rx.recv()).await
+    while let Some(Some(OutboundCtl::Stanza(b, ack))) =
+        futures_lite::future::poll_once(rx.recv()).await
     {
-        left.push(b);
+        left.push((b, ack));
     }
     // Dropping the receiver wakes senders still waiting for room: they start a new stream.
     drop(rx);
@@ -97,22 +112,61 @@ async fn run(
         Ok(()) if !ctx.shutting_down() => {
             // The stream closed after working (idle close, peer close): what arrived meanwhile
             // goes out on a new stream.
-            for b in left {
-                enqueue(&ctx, local.clone(), remote.clone(), b).await;
+            for (b, ack) in left {
+                enqueue(&ctx, local.clone(), remote.clone(), b, ack).await;
             }
         }
-        Ok(()) => {
-            ctx.counters
-                .replies_undeliverable
-                .fetch_add(left.len() as u64, Ordering::Relaxed);
-        }
+        Ok(()) => fail_all(&ctx, left, StanzaCondition::ServiceUnavailable),
         Err(why) => {
             warn!(%remote, %why, undeliverable = left.len(), "outbound stream failed");
-            // Only our own replies travel here today; they are never bounced (no error for an
-            // error or a result), so they are counted.
-            ctx.counters
-                .replies_undeliverable
-                .fetch_add(left.len() as u64, Ordering::Relaxed);
+            fail_all(&ctx, left, why.condition());
+        }
+    }
+}
+
+/// Stanzas that will not be sent: a waiting party learns why (its SIP request gets the mapped
+/// error); our own replies are counted (an error or a result is never answered with an error).
+fn fail_all(ctx: &Rc<EdgeContext>, left: Vec<(Vec<u8>, Option<AckTo>)>, cond: StanzaCondition) {
+    for (_, ack) in left {
+        match ack {
+            Some(_) => ctx.ack(ack, Delivery::Failed(cond)),
+            None => {
+                ctx.counters
+                    .replies_undeliverable
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Why no outbound stream to a partner could be brought up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliverError {
+    /// Our policy: federation with this domain is not allowed.
+    Policy,
+    /// The partner's domain has no usable address (DNS SRV/A/AAAA).
+    NotFound(String),
+    /// Every target failed: TCP connect, TLS, or stream authentication (the partner side).
+    Unreachable(String),
+}
+
+impl DeliverError {
+    /// The stanza condition for what was queued (RFC 6120 §8.3.3).
+    pub fn condition(&self) -> StanzaCondition {
+        match self {
+            DeliverError::Policy => StanzaCondition::Forbidden,
+            DeliverError::NotFound(_) => StanzaCondition::RemoteServerNotFound,
+            DeliverError::Unreachable(_) => StanzaCondition::RemoteServerTimeout,
+        }
+    }
+}
+
+impl std::fmt::Display for DeliverError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeliverError::Policy => f.write_str("federation with this domain is not allowed"),
+            DeliverError::NotFound(e) => write!(f, "partner domain not found: {e}"),
+            DeliverError::Unreachable(e) => write!(f, "partner unreachable: {e}"),
         }
     }
 }
@@ -122,12 +176,11 @@ async fn deliver(
     local: &str,
     remote: &str,
     rx: &LocalReceiver<OutboundCtl>,
-) -> Result<(), String> {
-    let policy = ctx
-        .config
-        .policy_for(remote)
-        .ok_or("federation with this domain is not allowed")?;
-    let targets = targets(ctx, remote, &policy).await?;
+) -> Result<(), DeliverError> {
+    let policy = ctx.config.policy_for(remote).ok_or(DeliverError::Policy)?;
+    let targets = targets(ctx, remote, &policy)
+        .await
+        .map_err(DeliverError::NotFound)?;
     let mut last = String::from("no targets");
     for t in targets {
         match connect_and_run(
@@ -149,7 +202,7 @@ async fn deliver(
             }
         }
     }
-    Err(last)
+    Err(DeliverError::Unreachable(last))
 }
 
 /// Asks the authoritative server of `req.originating` whether a dialback key is valid.
@@ -351,15 +404,17 @@ where
             Wake::Read(Ok(0)) | Wake::Read(Err(_)) => return Ok(None),
             Wake::Read(Ok(n)) => session.handle_bytes(&buf[..n], Instant::now(), &**ctx),
             Wake::Timer => session.handle_timeout(Instant::now()),
-            Wake::Control(Some(OutboundCtl::Stanza(bytes))) => {
+            Wake::Control(Some(OutboundCtl::Stanza(bytes, ack))) => {
                 session.send_stanza(&bytes, Instant::now());
                 ctx.counters.stanzas_out.fetch_add(1, Ordering::Relaxed);
+                ctx.ack(ack, Delivery::Sent);
                 // Batch: take whatever else is already queued before writing.
-                while let Some(Some(OutboundCtl::Stanza(more))) =
+                while let Some(Some(OutboundCtl::Stanza(more, ack))) =
                     futures_lite::future::poll_once(rx.expect("ready").recv()).await
                 {
                     session.send_stanza(&more, Instant::now());
                     ctx.counters.stanzas_out.fetch_add(1, Ordering::Relaxed);
+                    ctx.ack(ack, Delivery::Sent);
                 }
             }
             Wake::Control(None) => session.close(),

@@ -5,12 +5,13 @@ use std::rc::Rc;
 
 use glommio::channels::shared_channel::ConnectedReceiver;
 
-use super::context::EdgeContext;
+use super::context::{AckTo, Delivery, EdgeContext};
 use super::outbound;
 use crate::runtime::mesh::MeshMsg;
 use crate::runtime::placement::{domain_shard, user_shard};
 use crate::xml::{Stanza, StanzaKind};
 use crate::xmpp::answer::{answer_domain, answer_user, Reply};
+use crate::xmpp::error::StanzaCondition;
 use crate::xmpp::jid::bare_of;
 
 /// Routes a checked inbound stanza (its `to` is one of our domains).
@@ -54,7 +55,7 @@ pub async fn handle_user(ctx: &Rc<EdgeContext>, s: Stanza) {
 pub async fn send_reply(ctx: &Rc<EdgeContext>, r: Reply) {
     let shard = domain_shard(&r.to_domain, ctx.shards);
     if shard == ctx.shard {
-        outbound::enqueue(ctx, r.from_domain, r.to_domain, r.bytes).await;
+        outbound::enqueue(ctx, r.from_domain, r.to_domain, r.bytes, None).await;
     } else {
         ctx.mesh_send(
             shard,
@@ -62,9 +63,37 @@ pub async fn send_reply(ctx: &Rc<EdgeContext>, r: Reply) {
                 local: r.from_domain,
                 domain: r.to_domain,
                 bytes: r.bytes,
+                ack: None,
             },
         )
         .await;
+    }
+}
+
+/// Sends a stanza to a partner and reports to `ack` once it was handed to an authenticated
+/// outbound stream (or why not). The stanza goes to the shard owning that stream.
+pub async fn send_acked(ctx: &Rc<EdgeContext>, r: Reply, ack: AckTo) {
+    let shard = domain_shard(&r.to_domain, ctx.shards);
+    if shard == ctx.shard {
+        outbound::enqueue(ctx, r.from_domain, r.to_domain, r.bytes, Some(ack)).await;
+    } else {
+        let sent = ctx
+            .mesh_send(
+                shard,
+                MeshMsg::ToRemote {
+                    local: r.from_domain,
+                    domain: r.to_domain,
+                    bytes: r.bytes,
+                    ack: Some(ack),
+                },
+            )
+            .await;
+        if !sent {
+            ctx.ack(
+                Some(ack),
+                Delivery::Failed(StanzaCondition::ServiceUnavailable),
+            );
+        }
     }
 }
 
@@ -77,7 +106,13 @@ pub async fn serve_mesh(ctx: Rc<EdgeContext>, rx: ConnectedReceiver<MeshMsg>) {
                 local,
                 domain,
                 bytes,
-            } => outbound::enqueue(&ctx, local, domain, bytes).await,
+                ack,
+            } => outbound::enqueue(&ctx, local, domain, bytes, ack).await,
+            MeshMsg::Ack { token, delivery } => {
+                if let Some(ingress) = ctx.sip_ingress.get() {
+                    ingress.on_delivery(token, delivery);
+                }
+            }
         }
     }
 }

@@ -428,5 +428,106 @@ pub fn parse_iscomposing(xml: &[u8]) -> Result<ComposingState, MapError> {
     state.ok_or(MapError::BadXml("isComposing without <state>"))
 }
 
+/// XEP-0085 namespace.
+pub const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+
+impl ChatState {
+    /// The element name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatState::Active => "active",
+            ChatState::Composing => "composing",
+            ChatState::Paused => "paused",
+            ChatState::Inactive => "inactive",
+            ChatState::Gone => "gone",
+        }
+    }
+
+    /// The state named `name` (an element of [`NS_CHATSTATES`]).
+    pub fn from_name(name: &[u8]) -> Option<ChatState> {
+        Some(match name {
+            b"active" => ChatState::Active,
+            b"composing" => ChatState::Composing,
+            b"paused" => ChatState::Paused,
+            b"inactive" => ChatState::Inactive,
+            b"gone" => ChatState::Gone,
+            _ => return None,
+        })
+    }
+}
+
+impl MessageType {
+    /// The `type` attribute value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageType::Chat => "chat",
+            MessageType::Normal => "normal",
+            MessageType::Headline => "headline",
+            MessageType::Groupchat => "groupchat",
+        }
+    }
+}
+
+/// Serializes `m` as a `<message/>` stanza from `from` to `to`, appended to `out`. Every value
+/// is escaped: nothing from the SIP side reaches the stream unescaped.
+pub fn write_message_stanza(
+    from: &str,
+    to: &str,
+    id: Option<&str>,
+    m: &XmppMessage,
+    out: &mut Vec<u8>,
+) {
+    use crate::xml::escape_attr;
+    let attr = |out: &mut Vec<u8>, name: &[u8], v: &str| {
+        out.push(b' ');
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"='");
+        escape_attr(v, out);
+        out.push(b'\'');
+    };
+    let text_el = |out: &mut Vec<u8>, name: &[u8], lang: Option<&str>, v: &str| {
+        out.push(b'<');
+        out.extend_from_slice(name);
+        if let Some(l) = lang {
+            out.extend_from_slice(b" xml:lang='");
+            escape_attr(l, out);
+            out.push(b'\'');
+        }
+        out.push(b'>');
+        escape_text(v, out);
+        out.extend_from_slice(b"</");
+        out.extend_from_slice(name);
+        out.push(b'>');
+    };
+    out.extend_from_slice(b"<message");
+    attr(out, b"from", from);
+    attr(out, b"to", to);
+    if let Some(id) = id {
+        attr(out, b"id", id);
+    }
+    attr(out, b"type", m.kind.unwrap_or(MessageType::Normal).as_str());
+    if let Some(l) = &m.lang {
+        attr(out, b"xml:lang", l);
+    }
+    out.push(b'>');
+    if let Some(s) = &m.subject {
+        text_el(out, b"subject", None, s);
+    }
+    for (lang, text) in &m.bodies {
+        text_el(out, b"body", lang.as_deref(), text);
+    }
+    if let Some(t) = &m.thread {
+        text_el(out, b"thread", None, t);
+    }
+    if let Some(cs) = m.chat_state {
+        out.push(b'<');
+        out.extend_from_slice(cs.as_str().as_bytes());
+        out.extend_from_slice(b" xmlns='");
+        out.extend_from_slice(NS_CHATSTATES.as_bytes());
+        out.extend_from_slice(b"'/>");
+    }
+    out.extend_from_slice(b"</message>");
+}
+
 #[cfg(test)]
 mod tests;

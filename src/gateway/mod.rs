@@ -11,6 +11,7 @@
 
 pub mod address;
 pub mod errors;
+pub mod inbound;
 pub mod message;
 pub mod outbound_message;
 pub mod presence;

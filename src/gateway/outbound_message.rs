@@ -16,7 +16,10 @@ use tracing::{debug, warn};
 
 use super::address::jid_to_sip_uri;
 use super::errors::SipFailure;
-use super::message::{sip_from_xmpp, MessageLimits, MessageType, XmppMessage};
+use super::inbound::Origin;
+use super::message::{
+    sip_from_xmpp, ChatState, MessageLimits, MessageType, XmppMessage, NS_CHATSTATES,
+};
 use crate::edge::context::EdgeContext;
 use crate::edge::route::send_reply;
 use crate::sip::headers::HeaderName;
@@ -86,6 +89,11 @@ impl MessageGateway {
         Ok(gw)
     }
 
+    /// The flow to the next hop (the ingress answers requests arriving on it).
+    pub fn sip_handle(&self) -> SipHandle {
+        self.sip.clone()
+    }
+
     /// Sends `s` (a message from a partner to one of our users) as a SIP MESSAGE.
     pub async fn send(&self, ctx: &Rc<EdgeContext>, s: &Stanza) {
         let (Some(from), Some(to)) = (s.from(), s.to()) else {
@@ -93,7 +101,7 @@ impl MessageGateway {
         };
         let id = s.id().map(|i| i.into_owned());
         let bounce = |cond| error_to("message", &to, &from, id.as_deref(), cond);
-        let request = match self.build(s, &from, &to) {
+        let request = match self.build(&ctx.config, s, &from, &to) {
             Ok(Some(r)) => r,
             Ok(None) => return, // nothing to carry (e.g. a bare chat state SIP cannot express)
             Err(cond) => {
@@ -141,6 +149,7 @@ impl MessageGateway {
     /// The SIP MESSAGE for `s`, with its branch; `Err` is the XMPP condition to bounce with.
     fn build(
         &self,
+        cfg: &crate::config::Config,
         s: &Stanza,
         from: &str,
         to: &str,
@@ -150,7 +159,15 @@ impl MessageGateway {
             return Ok(None);
         };
         let bare_to = Jid::parse(to).map_err(|_| StanzaCondition::JidMalformed)?;
-        let to_uri = jid_to_sip_uri(&to[..bare_to.bare_len()]).map_err(|e| e.condition())?;
+        let bare = &to[..bare_to.bare_len()];
+        let sip_domain = cfg.sip_domain_for_xmpp(bare_to.domain);
+        let to_uri = if sip_domain == bare_to.domain {
+            jid_to_sip_uri(bare)
+        } else {
+            let local = bare_to.local.map_or(String::new(), |l| format!("{l}@"));
+            jid_to_sip_uri(&format!("{local}{sip_domain}"))
+        }
+        .map_err(|e| e.condition())?;
         let from_uri = jid_to_sip_uri(from).map_err(|e| e.condition())?;
         let branch = self.branches.borrow_mut().next_branch();
         let tag = random_hex(8).map_err(|_| StanzaCondition::InternalServerError)?;
@@ -247,11 +264,15 @@ async fn run(
                 .into_iter()
                 .collect::<Vec<_>>(),
             Some(Some(Incoming::Message(req))) => {
-                // Requests from the internal side arrive on the listener (a later change); on this
-                // flow they are answered, not dropped.
-                if let Ok(b) = response_to(&req, 501, "Not Implemented", None) {
-                    if let Ok(bytes) = b.finish() {
-                        let _ = gw.sip.send(bytes).await;
+                // The pool may send requests on our flow too: the ingress answers them.
+                match ctx.sip_ingress.get().cloned() {
+                    Some(ingress) => ingress.on_message(Origin::NextHop, req).await,
+                    None => {
+                        if let Ok(bytes) =
+                            response_to(&req, 501, "Not Implemented", None).and_then(|b| b.finish())
+                        {
+                            let _ = gw.sip.send(bytes).await;
+                        }
                     }
                 }
                 Vec::new()
@@ -304,6 +325,18 @@ pub fn xmpp_message(s: &Stanza) -> Option<XmppMessage> {
                         .and_then(|a| a.unescape_value().ok().map(|v| v.into_owned()));
                     current = Some((e.local_name().as_ref().to_vec(), lang));
                     text.clear();
+                }
+            }
+            QEvent::Empty(e) if depth == 1 => {
+                // XEP-0085: a chat state is an empty child in its namespace.
+                let ns = e
+                    .attributes()
+                    .flatten()
+                    .any(|a| a.key.as_ref() == b"xmlns" && &*a.value == NS_CHATSTATES.as_bytes());
+                if ns {
+                    if let Some(cs) = ChatState::from_name(e.local_name().as_ref()) {
+                        m.chat_state = Some(cs);
+                    }
                 }
             }
             QEvent::Text(t) if depth == 2 => text.push_str(&t.unescape().ok()?),

@@ -23,6 +23,15 @@ pub enum MeshMsg {
         domain: String,
         /// The stanza, serialized by us.
         bytes: Vec<u8>,
+        /// Who waits to learn whether it was sent (SIP → XMPP messages).
+        ack: Option<crate::edge::context::AckTo>,
+    },
+    /// The fate of a stanza this shard asked another one to send.
+    Ack {
+        /// The token from [`crate::edge::context::AckTo`].
+        token: u64,
+        /// What happened to it.
+        delivery: crate::edge::context::Delivery,
     },
 }
 

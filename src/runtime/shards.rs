@@ -183,6 +183,7 @@ async fn shard_main(
         mesh: mesh.senders,
         live_streams: Default::default(),
         gateway: Default::default(),
+        sip_ingress: Default::default(),
     });
     if let Some(hop) = &cfg.sip.next_hop {
         // Validated at load; a parse failure here would be our bug, so it is logged, not fatal.
@@ -196,6 +197,32 @@ async fn shard_main(
             Err(e) => error!(error = %e, "SIP gateway not started"),
         }
     }
+    let mut bound = Ok(());
+    if !cfg.sip.listen.is_empty() || ctx.gateway.get().is_some() {
+        let listener = if cfg.sip.listen.is_empty() {
+            None
+        } else {
+            let lc = crate::sip::transport::ListenerConfig::new(cfg.sip.listen.clone());
+            match crate::sip::transport::SipListener::spawn(lc) {
+                Ok(l) => {
+                    if shard == 0 {
+                        info!(addrs = ?l.0.local_addrs(), "SIP listening");
+                    }
+                    Some(l)
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot bind SIP listener");
+                    bound = Err(format!("sip.listen: {e}"));
+                    None
+                }
+            }
+        };
+        let ingress = crate::gateway::inbound::SipIngress::start(&ctx, listener);
+        if let Some(gw) = ctx.gateway.get() {
+            ingress.set_next_hop(gw.sip_handle());
+        }
+        let _ = ctx.sip_ingress.set(ingress);
+    }
     let mut tasks = Vec::new();
     for rx in mesh.receivers {
         tasks.push(glommio::spawn_local(route::serve_mesh(ctx.clone(), rx)));
@@ -206,7 +233,6 @@ async fn shard_main(
         .iter()
         .map(|a| (*a, false))
         .chain(cfg.listen.s2s_tls.iter().map(|a| (*a, true)));
-    let mut bound = Ok(());
     for (addr, direct) in listeners {
         match TcpListener::bind(addr) {
             Ok(l) => {

@@ -304,3 +304,79 @@ fn parses_iscomposing_documents() {
         Err(MapError::TooLarge { .. })
     ));
 }
+
+#[test]
+fn writes_sip_text_as_an_escaped_chat_message_that_the_framer_accepts() {
+    let sip = SipMessage {
+        content_type: "text/plain; charset=UTF-8".into(),
+        content_language: Some("fr".into()),
+        subject: Some("a<b".into()),
+        call_id: Some("c1@corp".into()),
+        body: "salut & </message><x/>".as_bytes().to_vec(),
+    };
+    let m = xmpp_from_sip(&sip, &MessageLimits::default()).unwrap();
+    let mut out = Vec::new();
+    write_message_stanza(
+        "bob@corp.test",
+        "alice@partner.test",
+        Some("i'1"),
+        &m,
+        &mut out,
+    );
+    assert_eq!(
+        std::str::from_utf8(&out).unwrap(),
+        "<message from='bob@corp.test' to='alice@partner.test' id='i&apos;1' type='chat'>\
+         <subject>a&lt;b</subject><body xml:lang='fr'>salut &amp; &lt;/message&gt;&lt;x/&gt;</body>\
+         <thread>c1@corp</thread></message>"
+    );
+    let mut f = crate::xml::Framer::new(crate::xml::FramerLimits::post_auth());
+    f.feed(b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>");
+    f.feed(&out);
+    assert!(matches!(
+        f.next_event(),
+        Ok(Some(crate::xml::Event::StreamOpen(_)))
+    ));
+    match f.next_event() {
+        Ok(Some(crate::xml::Event::Stanza(s))) => {
+            assert_eq!(s.to().as_deref(), Some("alice@partner.test"));
+            let back = crate::gateway::outbound_message::xmpp_message(&s).unwrap();
+            assert_eq!(
+                back.bodies,
+                vec![(Some("fr".into()), "salut & </message><x/>".into())]
+            );
+            assert_eq!(back.subject.as_deref(), Some("a<b"));
+            assert_eq!(back.thread.as_deref(), Some("c1@corp"));
+        }
+        other => panic!("expected the message stanza, got {other:?}"),
+    }
+}
+
+#[test]
+fn writes_a_chat_state_without_body() {
+    let m = XmppMessage {
+        kind: Some(MessageType::Chat),
+        chat_state: Some(ChatState::Composing),
+        ..XmppMessage::default()
+    };
+    let mut out = Vec::new();
+    write_message_stanza("a@b", "c@d", None, &m, &mut out);
+    assert_eq!(
+        std::str::from_utf8(&out).unwrap(),
+        "<message from='a@b' to='c@d' type='chat'>\
+         <composing xmlns='http://jabber.org/protocol/chatstates'/></message>"
+    );
+}
+
+#[test]
+fn chat_state_names_round_trip() {
+    for s in [
+        ChatState::Active,
+        ChatState::Composing,
+        ChatState::Paused,
+        ChatState::Inactive,
+        ChatState::Gone,
+    ] {
+        assert_eq!(ChatState::from_name(s.as_str().as_bytes()), Some(s));
+    }
+    assert_eq!(ChatState::from_name(b"typing"), None);
+}

@@ -1,0 +1,381 @@
+//! SIP → XMPP on a shard: requests from the internal side (on the `[sip] listen` flows, or on the
+//! flow to the next hop) become stanzas to partners.
+//!
+//! A MESSAGE is answered only once its fate is known (issue 3 §3): `200 OK` when the stanza was
+//! handed to an authenticated outbound stream; otherwise the RFC 7247 status of what went wrong —
+//! `403` when the sender is not ours or federation with the domain is not allowed, `404` for our
+//! own domains (we host no XMPP users) and unknown partner domains, `408` when the partner could
+//! not be reached, `503` when the router is shutting down. Every MESSAGE received is counted once
+//! as answered 2xx or refused.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::Bytes;
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use tracing::debug;
+
+use super::address::sip_uri_to_jid;
+use super::errors::sip_status_for;
+use super::message::{write_message_stanza, xmpp_from_sip, MessageLimits, SipMessage as SipText};
+use crate::edge::context::{AckTo, Delivery, EdgeContext};
+use crate::edge::route::send_acked;
+use crate::sip::headers::HeaderName;
+use crate::sip::message::SipMessage;
+use crate::sip::transaction::{response_to, ServerEvent, ServerTransactions, TxConfig, TxKey};
+use crate::sip::transport::{ConnId, ListenerEvent, ListenerHandle, SipHandle};
+use crate::xmpp::answer::Reply;
+use crate::xmpp::jid::domain_of;
+
+/// Methods we answer (RFC 3261 §20.5 `Allow`).
+const ALLOW: &str = "MESSAGE, OPTIONS";
+
+/// Where a request came from, so its response goes back on the same flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// A connection accepted by the `[sip] listen` listener.
+    Listener(ConnId),
+    /// The flow to `[sip] next_hop`.
+    NextHop,
+}
+
+/// A MESSAGE waiting for its stanza's fate.
+struct Waiting {
+    origin: Origin,
+    key: TxKey,
+    req: SipMessage,
+}
+
+/// Why a request was refused before anything was sent: the status and its reason phrase.
+type Refusal = (u16, &'static str);
+
+/// The SIP → XMPP side of the gateway on one shard.
+pub struct SipIngress {
+    ctx: Weak<EdgeContext>,
+    listener: Option<ListenerHandle>,
+    next_hop: RefCell<Option<SipHandle>>,
+    servers: RefCell<HashMap<Origin, ServerTransactions>>,
+    waiting: RefCell<HashMap<u64, Waiting>>,
+    next_token: Cell<u64>,
+    done: LocalSender<(u64, Delivery)>,
+    tx_config: TxConfig,
+    limits: MessageLimits,
+}
+
+impl SipIngress {
+    /// Starts the ingress of this shard: serves `listener` events (when given) and answers
+    /// waiting MESSAGEs as their stanzas' fates arrive.
+    pub fn start(
+        ctx: &Rc<EdgeContext>,
+        listener: Option<(ListenerHandle, LocalReceiver<(ConnId, ListenerEvent)>)>,
+    ) -> Rc<SipIngress> {
+        let (done, done_rx) = local_channel::new_unbounded();
+        let (handle, events) = match listener {
+            Some((h, rx)) => (Some(h), Some(rx)),
+            None => (None, None),
+        };
+        let ingress = Rc::new(SipIngress {
+            ctx: Rc::downgrade(ctx),
+            listener: handle,
+            next_hop: RefCell::new(None),
+            servers: RefCell::new(HashMap::new()),
+            waiting: RefCell::new(HashMap::new()),
+            next_token: Cell::new(0),
+            done,
+            tx_config: TxConfig {
+                t1: ctx.config.sip.t1,
+                ..TxConfig::default()
+            },
+            limits: MessageLimits::default(),
+        });
+        glommio::spawn_local(run_done(ingress.clone(), done_rx)).detach();
+        if let Some(events) = events {
+            glommio::spawn_local(run_listener(ingress.clone(), events)).detach();
+        }
+        ingress
+    }
+
+    /// Answers requests arriving on the next-hop flow through `sip`.
+    pub fn set_next_hop(&self, sip: SipHandle) {
+        *self.next_hop.borrow_mut() = Some(sip);
+    }
+
+    /// The fate of the stanza sent for `token` (called by the outbound stream, or the mesh).
+    pub fn on_delivery(&self, token: u64, what: Delivery) {
+        // Unbounded: this is called from the outbound writer, which must never wait here.
+        let _ = self.done.try_send((token, what));
+    }
+
+    /// MESSAGEs waiting for their stanza's fate.
+    pub fn waiting(&self) -> usize {
+        self.waiting.borrow().len()
+    }
+
+    /// Handles one message from `origin` (requests only; responses are not ours).
+    pub async fn on_message(&self, origin: Origin, m: SipMessage) {
+        let Some(ctx) = self.ctx.upgrade() else {
+            return;
+        };
+        if !m.is_request() {
+            debug!(?origin, "stray SIP response on the ingress ignored");
+            return;
+        }
+        if let Err(e) = m.validate() {
+            debug!(?origin, error = %e, "malformed SIP request");
+            // Answer when the headers a response needs are there; otherwise the flow is not
+            // worth keeping (RFC 3261 §16.3 would discard; on a stream we close).
+            match response_to(&m, 400, "Bad Request", None).and_then(|b| b.finish()) {
+                Ok(bytes) => self.write(origin, bytes).await,
+                Err(_) => self.close(origin),
+            }
+            return;
+        }
+        let now = Instant::now();
+        let event = {
+            let mut servers = self.servers.borrow_mut();
+            let st = servers
+                .entry(origin)
+                .or_insert_with(|| ServerTransactions::new(self.tx_config));
+            st.on_request(&m, now)
+        };
+        let key = match event {
+            Ok(ServerEvent::New(key)) => key,
+            Ok(ServerEvent::Retransmission) => return self.flush(origin).await,
+            Err(e) => {
+                debug!(error = %e, "SIP server transaction refused");
+                if let Ok(b) =
+                    response_to(&m, 503, "Service Unavailable", None).and_then(|b| b.finish())
+                {
+                    self.write(origin, b).await;
+                }
+                return;
+            }
+        };
+        match m.method() {
+            Some("MESSAGE") => self.message(&ctx, origin, key, m).await,
+            Some("OPTIONS") => {
+                let resp = response_to(&m, 200, "OK", Some("gw"))
+                    .map(|b| {
+                        b.header(HeaderName::Allow, ALLOW)
+                            .header(HeaderName::Accept, "text/plain")
+                    })
+                    .and_then(|b| b.finish());
+                self.answer_built(origin, &key, resp).await;
+            }
+            _ => {
+                let resp = response_to(&m, 405, "Method Not Allowed", Some("gw"))
+                    .map(|b| b.header(HeaderName::Allow, ALLOW))
+                    .and_then(|b| b.finish());
+                self.answer_built(origin, &key, resp).await;
+            }
+        }
+    }
+
+    async fn message(&self, ctx: &Rc<EdgeContext>, origin: Origin, key: TxKey, m: SipMessage) {
+        let counters = &ctx.counters;
+        counters.sip_messages_in.fetch_add(1, Ordering::Relaxed);
+        let token = self.next_token.get();
+        let reply = match self.translate(ctx, &m, token) {
+            Ok(r) => r,
+            Err((code, reason)) => {
+                counters
+                    .sip_messages_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                return self.answer(origin, &key, &m, code, reason).await;
+            }
+        };
+        if ctx.shutting_down() {
+            counters
+                .sip_messages_refused
+                .fetch_add(1, Ordering::Relaxed);
+            return self
+                .answer(origin, &key, &m, 503, "Service Unavailable")
+                .await;
+        }
+        self.next_token.set(token + 1);
+        self.waiting.borrow_mut().insert(
+            token,
+            Waiting {
+                origin,
+                key,
+                req: m,
+            },
+        );
+        send_acked(
+            ctx,
+            reply,
+            AckTo {
+                shard: ctx.shard,
+                token,
+            },
+        )
+        .await;
+    }
+
+    /// The stanza for a MESSAGE, or why it is refused.
+    fn translate(&self, ctx: &EdgeContext, m: &SipMessage, token: u64) -> Result<Reply, Refusal> {
+        let from_uri = m.from().map_err(|_| (400, "Bad Request"))?;
+        let from = sip_uri_to_jid(from_uri.uri).map_err(|e| refusal(e.sip_status()))?;
+        let from_domain = ctx
+            .config
+            .xmpp_domain_for_sip(domain_of(&from))
+            .ok_or((403, "Forbidden"))?;
+        let from = with_domain(&from, from_domain);
+        let target = m.request_uri().ok_or((400, "Bad Request"))?;
+        let to = sip_uri_to_jid(target).map_err(|e| refusal(e.sip_status()))?;
+        let to_domain = domain_of(&to).to_ascii_lowercase();
+        if ctx.config.serves(&to_domain) || ctx.config.xmpp_domain_for_sip(&to_domain).is_some() {
+            // Internal to internal is the SIP side's business; we host no XMPP users.
+            return Err((404, "Not Found"));
+        }
+        if ctx.config.policy_for(&to_domain).is_none() {
+            return Err((403, "Forbidden"));
+        }
+        let text = SipText {
+            content_type: m
+                .header(HeaderName::ContentType)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .unwrap_or("text/plain")
+                .to_owned(),
+            content_language: m.content_languages().next().map(str::to_owned),
+            subject: m.subject().ok().map(str::to_owned),
+            call_id: m.call_id().ok().map(str::to_owned),
+            body: m.body().to_vec(),
+        };
+        let xm = xmpp_from_sip(&text, &self.limits).map_err(|e| refusal(e.sip_status()))?;
+        let mut bytes = Vec::with_capacity(128 + text.body.len());
+        let id = format!("sip{}-{token}", ctx.shard);
+        write_message_stanza(&from, &to, Some(&id), &xm, &mut bytes);
+        Ok(Reply {
+            from_domain: from_domain.to_owned(),
+            to_domain,
+            bytes,
+        })
+    }
+
+    async fn settle(&self, token: u64, what: Delivery) {
+        let Some(w) = self.waiting.borrow_mut().remove(&token) else {
+            return;
+        };
+        let Some(ctx) = self.ctx.upgrade() else {
+            return;
+        };
+        let (code, reason) = match what {
+            Delivery::Sent => {
+                ctx.counters
+                    .sip_messages_delivered
+                    .fetch_add(1, Ordering::Relaxed);
+                (200, "OK")
+            }
+            Delivery::Failed(cond) => {
+                ctx.counters
+                    .sip_messages_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                refusal(sip_status_for(cond))
+            }
+        };
+        self.answer(w.origin, &w.key, &w.req, code, reason).await;
+    }
+
+    async fn answer(&self, origin: Origin, key: &TxKey, req: &SipMessage, code: u16, why: &str) {
+        let resp = response_to(req, code, why, Some("gw")).and_then(|b| b.finish());
+        self.answer_built(origin, key, resp).await;
+    }
+
+    async fn answer_built(
+        &self,
+        origin: Origin,
+        key: &TxKey,
+        resp: Result<Vec<u8>, crate::sip::BuildError>,
+    ) {
+        let Ok(bytes) = resp else {
+            // validate() passed, so the headers a response copies are there; this is our bug.
+            debug!("could not build a SIP response");
+            return;
+        };
+        if let Some(st) = self.servers.borrow_mut().get_mut(&origin) {
+            let _ = st.respond(key, Bytes::from(bytes), Instant::now());
+        }
+        self.flush(origin).await;
+    }
+
+    /// Writes what the origin's server transactions queued.
+    async fn flush(&self, origin: Origin) {
+        loop {
+            let next = self
+                .servers
+                .borrow_mut()
+                .get_mut(&origin)
+                .and_then(|st| st.poll_transmit());
+            let Some(bytes) = next else { return };
+            self.write(origin, bytes.to_vec()).await;
+        }
+    }
+
+    async fn write(&self, origin: Origin, bytes: Vec<u8>) {
+        let sent = match origin {
+            Origin::Listener(conn) => match &self.listener {
+                Some(l) => l.send(conn, bytes).await.is_ok(),
+                None => false,
+            },
+            Origin::NextHop => {
+                let hop = self.next_hop.borrow().clone();
+                match hop {
+                    Some(h) => h.send(bytes).await.is_ok(),
+                    None => false,
+                }
+            }
+        };
+        if !sent {
+            debug!(?origin, "SIP response not written: flow gone");
+        }
+    }
+
+    fn close(&self, origin: Origin) {
+        if let (Origin::Listener(conn), Some(l)) = (origin, &self.listener) {
+            l.close(conn);
+        }
+    }
+
+    fn closed(&self, origin: Origin) {
+        self.servers.borrow_mut().remove(&origin);
+    }
+}
+
+/// A status and its RFC 3261 reason phrase.
+fn refusal(code: u16) -> Refusal {
+    (code, crate::sip::reason_phrase(code))
+}
+
+/// `jid` with its domain replaced by `domain` (SIP domain → XMPP domain).
+fn with_domain(jid: &str, domain: &str) -> String {
+    let d = domain_of(jid);
+    if d.eq_ignore_ascii_case(domain) {
+        return jid.to_owned();
+    }
+    match jid.find('@') {
+        Some(at) => format!("{}@{domain}", &jid[..at]),
+        None => domain.to_owned(),
+    }
+}
+
+async fn run_listener(ingress: Rc<SipIngress>, events: LocalReceiver<(ConnId, ListenerEvent)>) {
+    while let Some((conn, ev)) = events.recv().await {
+        match ev {
+            ListenerEvent::Message(m) => ingress.on_message(Origin::Listener(conn), m).await,
+            ListenerEvent::Closed(why) => {
+                debug!(%conn, %why, "SIP listener flow closed");
+                ingress.closed(Origin::Listener(conn));
+            }
+        }
+    }
+}
+
+async fn run_done(ingress: Rc<SipIngress>, done: LocalReceiver<(u64, Delivery)>) {
+    while let Some((token, what)) = done.recv().await {
+        ingress.settle(token, what).await;
+    }
+}

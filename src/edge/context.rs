@@ -237,14 +237,21 @@ impl EdgeContext {
             token: to.token,
             delivery: what,
         };
-        if let Some(Some(tx)) = self.mesh.get(to.shard) {
+        self.mesh_post(to.shard, msg);
+    }
+
+    /// Sends to another shard without waiting: when its queue is full, a task of its own waits.
+    /// For answers (acks, SIP responses): their producer must not stall on a shard that may be
+    /// waiting on it.
+    pub fn mesh_post(self: &Rc<Self>, shard: usize, msg: MeshMsg) {
+        if let Some(Some(tx)) = self.mesh.get(shard) {
+            // A closed queue means that shard is gone (shutdown): nothing left to answer.
             if let Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(msg))) =
                 tx.try_send(msg)
             {
-                // Full: send from a task of its own (a closed queue means that shard is gone).
                 let ctx = self.clone();
                 glommio::spawn_local(async move {
-                    ctx.mesh_send(to.shard, msg).await;
+                    ctx.mesh_send(shard, msg).await;
                 })
                 .detach();
             }

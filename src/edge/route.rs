@@ -38,12 +38,17 @@ pub async fn route_inbound(ctx: &Rc<EdgeContext>, s: Stanza) {
     }
 }
 
-/// A stanza for a user this shard owns: messages go to the SIP gateway when one is configured;
-/// everything else (and everything without a gateway) is answered `service-unavailable`.
+/// A stanza for a user this shard owns: messages and presence go to the SIP gateway when one is
+/// configured; everything else (and everything without a gateway) is answered
+/// `service-unavailable`.
 pub async fn handle_user(ctx: &Rc<EdgeContext>, s: Stanza) {
-    if s.kind() == StanzaKind::Message && s.stanza_type().as_deref() != Some("error") {
-        if let Some(gw) = ctx.gateway.get().cloned() {
-            return gw.send(ctx, &s).await;
+    if let Some(gw) = ctx.gateway.get().cloned() {
+        match s.kind() {
+            StanzaKind::Message if s.stanza_type().as_deref() != Some("error") => {
+                return gw.send(ctx, &s).await;
+            }
+            StanzaKind::Presence => return gw.on_xmpp_presence(ctx, &s).await,
+            _ => {}
         }
     }
     if let Some(r) = answer_user(&s) {
@@ -108,6 +113,30 @@ pub async fn serve_mesh(ctx: Rc<EdgeContext>, rx: ConnectedReceiver<MeshMsg>) {
                 bytes,
                 ack,
             } => outbound::enqueue(&ctx, local, domain, bytes, ack).await,
+            MeshMsg::SipRequest {
+                msg,
+                reply_shard,
+                origin,
+                key,
+            } => {
+                let bytes = match ctx.gateway.get().cloned() {
+                    Some(gw) => gw.on_sip_request(&ctx, &msg).await,
+                    None => None,
+                };
+                let bytes = bytes.or_else(|| {
+                    crate::sip::transaction::response_to(&msg, 500, "Server Internal Error", None)
+                        .and_then(|b| b.finish())
+                        .ok()
+                });
+                if let Some(bytes) = bytes {
+                    ctx.mesh_post(reply_shard, MeshMsg::SipResponse { origin, key, bytes });
+                }
+            }
+            MeshMsg::SipResponse { origin, key, bytes } => {
+                if let Some(ingress) = ctx.sip_ingress.get().cloned() {
+                    ingress.respond(origin, &key, bytes).await;
+                }
+            }
             MeshMsg::Ack { token, delivery } => {
                 if let Some(ingress) = ctx.sip_ingress.get() {
                     ingress.on_delivery(token, delivery);

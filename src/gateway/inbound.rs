@@ -23,6 +23,8 @@ use super::errors::sip_status_for;
 use super::message::{write_message_stanza, xmpp_from_sip, MessageLimits, SipMessage as SipText};
 use crate::edge::context::{AckTo, Delivery, EdgeContext};
 use crate::edge::route::send_acked;
+use crate::runtime::mesh::MeshMsg;
+use crate::runtime::placement::user_shard;
 use crate::sip::headers::HeaderName;
 use crate::sip::message::SipMessage;
 use crate::sip::transaction::{response_to, ServerEvent, ServerTransactions, TxConfig, TxKey};
@@ -31,7 +33,7 @@ use crate::xmpp::answer::Reply;
 use crate::xmpp::jid::domain_of;
 
 /// Methods we answer (RFC 3261 §20.5 `Allow`).
-const ALLOW: &str = "MESSAGE, OPTIONS";
+const ALLOW: &str = "MESSAGE, SUBSCRIBE, NOTIFY, OPTIONS";
 
 /// Where a request came from, so its response goes back on the same flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -156,6 +158,7 @@ impl SipIngress {
         };
         match m.method() {
             Some("MESSAGE") => self.message(&ctx, origin, key, m).await,
+            Some("SUBSCRIBE") | Some("NOTIFY") => self.presence(&ctx, origin, key, m).await,
             Some("OPTIONS") => {
                 let resp = response_to(&m, 200, "OK", Some("gw"))
                     .map(|b| {
@@ -213,6 +216,47 @@ impl SipIngress {
             },
         )
         .await;
+    }
+
+    /// SUBSCRIBE / NOTIFY: handled by the presence tables of the shard owning the internal
+    /// user (the From of both), over the mesh when that is another shard.
+    async fn presence(&self, ctx: &Rc<EdgeContext>, origin: Origin, key: TxKey, m: SipMessage) {
+        let Some(gw) = ctx.gateway.get().cloned() else {
+            // Presence needs the next hop for our own requests.
+            return self.answer(origin, &key, &m, 501, "Not Implemented").await;
+        };
+        let owner = m
+            .from()
+            .ok()
+            .and_then(|f| sip_uri_to_jid(f.uri).ok())
+            .and_then(|jid| {
+                let (local, domain) = jid.split_once('@')?;
+                let d = ctx.config.xmpp_domain_for_sip(domain)?;
+                Some(user_shard(&format!("{local}@{d}"), ctx.shards))
+            })
+            .unwrap_or(ctx.shard);
+        if owner == ctx.shard {
+            let resp = gw.on_sip_request(ctx, &m).await;
+            let resp = match resp {
+                Some(b) => Ok(b),
+                None => {
+                    response_to(&m, 500, "Server Internal Error", None).and_then(|b| b.finish())
+                }
+            };
+            return self.answer_built(origin, &key, resp).await;
+        }
+        let msg = MeshMsg::SipRequest {
+            msg: m,
+            reply_shard: ctx.shard,
+            origin,
+            key,
+        };
+        ctx.mesh_send(owner, msg).await;
+    }
+
+    /// Writes a response built on another shard for transaction `key` of `origin`.
+    pub async fn respond(&self, origin: Origin, key: &TxKey, bytes: Vec<u8>) {
+        self.answer_built(origin, key, Ok(bytes)).await;
     }
 
     /// The stanza for a MESSAGE, or why it is refused.

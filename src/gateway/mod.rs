@@ -15,6 +15,7 @@ pub mod inbound;
 pub mod message;
 pub mod outbound_message;
 pub mod presence;
+pub mod presence_gateway;
 pub mod subscription;
 
 use std::fmt;

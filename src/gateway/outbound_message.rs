@@ -35,12 +35,22 @@ use crate::xmpp::error::StanzaCondition;
 use crate::xmpp::jid::Jid;
 
 /// Who to answer when a MESSAGE fails.
-struct Pending {
+pub(super) struct MessagePending {
     /// Our user (the stanza's `to`).
     local: String,
     /// The partner's sender (the stanza's `from`).
     remote: String,
     id: Option<String>,
+}
+
+/// What a client transaction on the next-hop flow is for.
+pub(super) enum Pending {
+    /// A MESSAGE carrying a partner's `<message/>`.
+    Message(MessagePending),
+    /// A SUBSCRIBE of the subscription (partner user, internal user).
+    Subscribe(super::presence_gateway::SubKey),
+    /// A NOTIFY of an internal user's subscription to a partner user.
+    Notify(super::subscription::DialogKey),
 }
 
 /// The gateway's SIP side on one shard.
@@ -50,7 +60,9 @@ pub struct MessageGateway {
     pending: RefCell<HashMap<TxId, Pending>>,
     branches: RefCell<BranchGen>,
     limits: MessageLimits,
-    via_host: String,
+    pub(super) via_host: String,
+    /// Presence subscriptions both ways, for the internal users this shard owns.
+    pub(super) presence: RefCell<super::presence_gateway::PresenceTables>,
     /// Wakes the event loop when a transaction starts (its Timer F may be the earliest deadline).
     kick: LocalSender<()>,
 }
@@ -82,6 +94,10 @@ impl MessageGateway {
                 max_body: 64 * 1024,
                 congestion_safe: true,
             },
+            presence: RefCell::new(super::presence_gateway::PresenceTables::new(
+                &ctx.config,
+                &via_host,
+            )?),
             via_host,
             kick,
         });
@@ -112,38 +128,52 @@ impl MessageGateway {
             }
         };
         let (bytes, branch) = request;
+        let pending = Pending::Message(MessagePending {
+            local: to.clone().into_owned(),
+            remote: from.clone().into_owned(),
+            id: id.clone(),
+        });
+        if !self.transmit(ctx, bytes, &branch, "MESSAGE", pending).await {
+            ctx.counters
+                .messages_bounced
+                .fetch_add(1, Ordering::Relaxed);
+            send_reply(ctx, bounce(StanzaCondition::ResourceConstraint)).await;
+        }
+    }
+
+    /// Starts a client transaction for `bytes` and writes it to the next hop. `false` when the
+    /// transaction table refused it (nothing was sent; the caller answers).
+    pub(super) async fn transmit(
+        &self,
+        ctx: &Rc<EdgeContext>,
+        bytes: Vec<u8>,
+        branch: &str,
+        method: &str,
+        pending: Pending,
+    ) -> bool {
         let started =
             self.txs
                 .borrow_mut()
-                .start(Bytes::from(bytes), &branch, "MESSAGE", Instant::now());
+                .start(Bytes::from(bytes), branch, method, Instant::now());
         let tx = match started {
             Ok(tx) => tx,
             Err(e) => {
-                warn!(error = ?e, "SIP transaction table refused a message");
-                ctx.counters
-                    .messages_bounced
-                    .fetch_add(1, Ordering::Relaxed);
-                return send_reply(ctx, bounce(StanzaCondition::ResourceConstraint)).await;
+                warn!(error = ?e, method, "SIP transaction table refused a request");
+                return false;
             }
         };
-        self.pending.borrow_mut().insert(
-            tx,
-            Pending {
-                local: to.into_owned(),
-                remote: from.into_owned(),
-                id,
-            },
-        );
+        self.pending.borrow_mut().insert(tx, pending);
         let _ = self.kick.try_send(());
         let out = self.txs.borrow_mut().poll_transmit();
         if let Some(bytes) = out {
             if self.sip.send(bytes.to_vec()).await.is_err() {
                 let failed = self.txs.borrow_mut().on_transport_failure(Instant::now());
                 for (tx, outcome) in failed {
-                    self.settle(ctx, tx, outcome).await;
+                    Box::pin(self.settle(ctx, tx, outcome, None)).await;
                 }
             }
         }
+        true
     }
 
     /// The SIP MESSAGE for `s`, with its branch; `Err` is the XMPP condition to bounce with.
@@ -194,9 +224,22 @@ impl MessageGateway {
         Ok(Some((bytes, branch)))
     }
 
-    async fn settle(&self, ctx: &Rc<EdgeContext>, tx: TxId, outcome: Outcome) {
+    async fn settle(
+        &self,
+        ctx: &Rc<EdgeContext>,
+        tx: TxId,
+        outcome: Outcome,
+        response: Option<&crate::sip::SipMessage>,
+    ) {
         let Some(p) = self.pending.borrow_mut().remove(&tx) else {
             return;
+        };
+        let p = match p {
+            Pending::Message(p) => p,
+            Pending::Subscribe(key) => {
+                return self.subscribe_outcome(ctx, key, outcome, response).await;
+            }
+            Pending::Notify(key) => return self.notify_outcome(ctx, key, outcome).await,
         };
         match outcome {
             Outcome::Success(_) => {
@@ -234,7 +277,13 @@ async fn run(
     kicked: LocalReceiver<()>,
 ) {
     loop {
-        let deadline = gw.txs.borrow().poll_timeout();
+        let deadline = match (
+            gw.txs.borrow().poll_timeout(),
+            gw.presence.borrow().poll_timeout(),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let wait_timer = async {
             match deadline {
                 Some(d) => glommio::timer::sleep(d.saturating_duration_since(Instant::now())).await,
@@ -255,14 +304,14 @@ async fn run(
         )
         .await;
         let now = Instant::now();
+        let mut response = None;
         let settled = match ev {
             Some(None) => return,
-            Some(Some(Incoming::Message(m))) if !m.is_request() => gw
-                .txs
-                .borrow_mut()
-                .on_response(&m, now)
-                .into_iter()
-                .collect::<Vec<_>>(),
+            Some(Some(Incoming::Message(m))) if !m.is_request() => {
+                let done = gw.txs.borrow_mut().on_response(&m, now);
+                response = Some(m);
+                done.into_iter().collect::<Vec<_>>()
+            }
             Some(Some(Incoming::Message(req))) => {
                 // The pool may send requests on our flow too: the ingress answers them.
                 match ctx.sip_ingress.get().cloned() {
@@ -282,10 +331,13 @@ async fn run(
                 gw.txs.borrow_mut().on_transport_failure(now)
             }
             Some(Some(Incoming::Up(_))) => Vec::new(),
-            None => gw.txs.borrow_mut().handle_timeout(now),
+            None => {
+                gw.presence_timers(&ctx, now).await;
+                gw.txs.borrow_mut().handle_timeout(now)
+            }
         };
         for (tx, outcome) in settled {
-            gw.settle(&ctx, tx, outcome).await;
+            gw.settle(&ctx, tx, outcome, response.as_ref()).await;
         }
         if ctx.shutting_down() && gw.pending.borrow().is_empty() {
             return;

@@ -277,6 +277,11 @@ impl Subscriber {
         &self.state
     }
 
+    /// The dialog's Call-ID (NOTIFYs are matched to their subscription by it).
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
     /// The dialog's remote tag, once known.
     pub fn remote_tag(&self) -> Option<&str> {
         self.remote_tag.as_deref()

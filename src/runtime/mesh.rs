@@ -26,6 +26,27 @@ pub enum MeshMsg {
         /// Who waits to learn whether it was sent (SIP → XMPP messages).
         ack: Option<crate::edge::context::AckTo>,
     },
+    /// A SUBSCRIBE or NOTIFY from the internal side for a user the receiving shard owns; the
+    /// response goes back to `reply_shard` as [`MeshMsg::SipResponse`].
+    SipRequest {
+        /// The request (validated).
+        msg: crate::sip::SipMessage,
+        /// The shard holding the flow it arrived on.
+        reply_shard: usize,
+        /// That flow.
+        origin: crate::gateway::inbound::Origin,
+        /// Its server transaction there.
+        key: crate::sip::transaction::TxKey,
+    },
+    /// The response to a [`MeshMsg::SipRequest`].
+    SipResponse {
+        /// The flow to write it on.
+        origin: crate::gateway::inbound::Origin,
+        /// The server transaction it answers.
+        key: crate::sip::transaction::TxKey,
+        /// The serialized response.
+        bytes: Vec<u8>,
+    },
     /// The fate of a stanza this shard asked another one to send.
     Ack {
         /// The token from [`crate::edge::context::AckTo`].

@@ -1,0 +1,662 @@
+//! Presence through the gateway (RFC 8048), on the shard that owns the internal user: every
+//! subscription is keyed by (partner user, internal user), so XMPP stanzas addressed to the
+//! internal user and SIP requests from them meet the same tables.
+//!
+//! * Partner user → internal user: XMPP `subscribe` starts a [`Subscriber`] (SIP SUBSCRIBE to the
+//!   internal user, refreshed by the gateway every `subscription_refresh`; refreshes never reach
+//!   XMPP); its NOTIFYs become `subscribed` / presence / `unsubscribed`.
+//! * Internal user → partner user: SIP SUBSCRIBE enters [`Notifiers`] (dialog `pending`) and is
+//!   asked on the XMPP side (`subscribe`); the partner's `subscribed` / `unsubscribed` answers it;
+//!   the partner user's presence becomes NOTIFY with PIDF.
+//! * Lync partner types: a `public-unverified` partner's user may not start a subscription to an
+//!   internal user unless that user subscribed to them first (answered `unsubscribed`).
+//!
+//! Bounds: subscriber dialogs per shard (`MAX_SUBSCRIBERS`), notifier dialogs per owner and in
+//! all ([`crate::gateway::subscription::NotifierConfig`]); the last presence kept per subscriber.
+//! Known simplification: a partner user's presence updates every notifier dialog of that partner
+//! user on this shard (servers broadcast presence to each contact anyway).
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use quick_xml::events::Event as QEvent;
+use tracing::debug;
+
+use super::address::{jid_to_sip_uri, sip_uri_to_jid};
+use super::outbound_message::{MessageGateway, Pending};
+use super::presence::{pidf_from_presence, presence_from_pidf, Show, XmppPresence};
+use super::subscription::{
+    DialogKey, EndReason, LocalEndpoint, NotifierConfig, NotifierEvent, Notifiers, Subscriber,
+    SubscriberConfig, SubscriberEvent, SubscriberState,
+};
+use crate::config::{Config, PartnerType};
+use crate::edge::context::EdgeContext;
+use crate::edge::route::send_reply;
+use crate::sip::message::SipMessage;
+use crate::sip::transaction::{random_hex, response_to, Outcome};
+use crate::xml::{escape_attr, escape_text, Stanza};
+use crate::xmpp::answer::Reply;
+use crate::xmpp::jid::{bare_of, domain_of};
+
+/// (partner user's bare JID, internal user's bare JID).
+pub type SubKey = (String, String);
+
+/// Subscriber dialogs per shard at most; more `subscribe`s are answered `unsubscribed`.
+const MAX_SUBSCRIBERS: usize = 65_536;
+
+/// Presence state of one shard.
+pub struct PresenceTables {
+    subscribers: HashMap<SubKey, Subscriber>,
+    by_call_id: HashMap<String, SubKey>,
+    /// Last presence of the internal user per subscription (answers probes).
+    last: HashMap<SubKey, XmppPresence>,
+    notifiers: Notifiers,
+    /// Notifier dialog ⇄ (partner user, internal user).
+    dialog_pair: HashMap<DialogKey, SubKey>,
+    pair_dialog: HashMap<SubKey, DialogKey>,
+    sub_cfg: SubscriberConfig,
+    ep: LocalEndpoint,
+}
+
+impl PresenceTables {
+    /// Empty tables for a shard whose SIP requests carry `via_host`.
+    pub fn new(cfg: &Config, via_host: &str) -> Result<PresenceTables, String> {
+        let ep = LocalEndpoint {
+            transport: "TCP".into(),
+            host: via_host.to_owned(),
+            port: None,
+            contact: format!("sip:gw@{via_host};transport=tcp"),
+        };
+        let seed = random_hex(6).map_err(|e| e.to_string())?;
+        let expires = u32::try_from(cfg.limits.subscription_refresh.as_secs())
+            .unwrap_or(u32::MAX)
+            .max(60);
+        Ok(PresenceTables {
+            subscribers: HashMap::new(),
+            by_call_id: HashMap::new(),
+            last: HashMap::new(),
+            notifiers: Notifiers::new(NotifierConfig::default(), ep.clone(), &seed),
+            dialog_pair: HashMap::new(),
+            pair_dialog: HashMap::new(),
+            sub_cfg: SubscriberConfig {
+                expires,
+                t1: cfg.sip.t1,
+                ..SubscriberConfig::default()
+            },
+            ep,
+        })
+    }
+
+    /// Earliest timer of any dialog.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let subs = self
+            .subscribers
+            .values()
+            .filter_map(|s| s.poll_timeout())
+            .min();
+        match (subs, self.notifiers.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Subscriber dialogs (partner user → internal user).
+    pub fn subscribers(&self) -> usize {
+        self.subscribers.len()
+    }
+
+    /// Notifier dialogs (internal user → partner user).
+    pub fn notifier_dialogs(&self) -> usize {
+        self.notifiers.len()
+    }
+
+    fn forget_subscriber(&mut self, key: &SubKey) {
+        self.subscribers.remove(key);
+        self.last.remove(key);
+        self.by_call_id.retain(|_, k| k != key);
+    }
+}
+
+/// XMPP presence `type` values handled here.
+enum PresenceKind {
+    Available,
+    Unavailable,
+    Subscribe,
+    Subscribed,
+    Unsubscribe,
+    Unsubscribed,
+    Probe,
+    Error,
+}
+
+impl MessageGateway {
+    /// A partner's `<presence/>` to one of our users (this shard owns the user).
+    pub async fn on_xmpp_presence(&self, ctx: &Rc<EdgeContext>, s: &Stanza) {
+        let (Some(from), Some(to)) = (s.from(), s.to()) else {
+            return;
+        };
+        let partner = bare_of(&from).0.to_ascii_lowercase();
+        let internal = bare_of(&to).0.to_ascii_lowercase();
+        let key: SubKey = (partner, internal);
+        let kind = match s.stanza_type().as_deref() {
+            None => PresenceKind::Available,
+            Some("unavailable") => PresenceKind::Unavailable,
+            Some("subscribe") => PresenceKind::Subscribe,
+            Some("subscribed") => PresenceKind::Subscribed,
+            Some("unsubscribe") => PresenceKind::Unsubscribe,
+            Some("unsubscribed") => PresenceKind::Unsubscribed,
+            Some("probe") => PresenceKind::Probe,
+            _ => PresenceKind::Error,
+        };
+        let now = Instant::now();
+        match kind {
+            PresenceKind::Subscribe => self.xmpp_subscribe(ctx, key, now).await,
+            PresenceKind::Unsubscribe => {
+                let evs = self
+                    .presence
+                    .borrow_mut()
+                    .subscribers
+                    .get_mut(&key)
+                    .map(|s| s.unsubscribe(now));
+                match evs {
+                    Some(evs) => {
+                        self.subscriber_events(ctx, &key, evs).await;
+                    }
+                    None => self.tell(ctx, &key, Some("unsubscribed"), None).await,
+                }
+            }
+            PresenceKind::Subscribed | PresenceKind::Unsubscribed => {
+                let yes = matches!(kind, PresenceKind::Subscribed);
+                let dk = self.presence.borrow().pair_dialog.get(&key).cloned();
+                let Some(dk) = dk else {
+                    debug!(
+                        ?key,
+                        "subscription answer without a SIP subscription; ignored"
+                    );
+                    return;
+                };
+                let evs = self
+                    .presence
+                    .borrow_mut()
+                    .notifiers
+                    .xmpp_answer(&dk, yes, now);
+                if let Ok(evs) = evs {
+                    self.notifier_events(ctx, evs).await;
+                }
+            }
+            PresenceKind::Available | PresenceKind::Unavailable => {
+                let mut p = xmpp_presence(s);
+                p.available = matches!(kind, PresenceKind::Available);
+                let Ok(entity) = jid_to_sip_uri(&key.0) else {
+                    return;
+                };
+                let pidf = pidf_from_presence(&entity, &p, "xmpp");
+                let evs = self.presence.borrow_mut().notifiers.on_presence(
+                    &key.0,
+                    Bytes::from(pidf),
+                    now,
+                );
+                self.notifier_events(ctx, evs).await;
+            }
+            PresenceKind::Probe => {
+                let (last, active) = {
+                    let t = self.presence.borrow();
+                    let active = t
+                        .subscribers
+                        .get(&key)
+                        .is_some_and(|s| *s.state() == SubscriberState::Active);
+                    (t.last.get(&key).cloned(), active)
+                };
+                match (last, active) {
+                    (Some(p), true) => self.tell(ctx, &key, None, Some(&p)).await,
+                    (_, true) => {} // the next NOTIFY brings the presence
+                    (_, false) => self.tell(ctx, &key, Some("unsubscribed"), None).await,
+                }
+            }
+            PresenceKind::Error => {
+                debug!(?key, "presence error from partner ignored");
+            }
+        }
+    }
+
+    async fn xmpp_subscribe(&self, ctx: &Rc<EdgeContext>, key: SubKey, now: Instant) {
+        let partner_type = ctx.config.policy_for(domain_of(&key.0)).map(|p| p.kind);
+        let asked_first = self.presence.borrow().pair_dialog.contains_key(&key);
+        if partner_type == Some(PartnerType::PublicUnverified) && !asked_first {
+            debug!(
+                ?key,
+                "public-unverified partner may not start a subscription"
+            );
+            return self.tell(ctx, &key, Some("unsubscribed"), None).await;
+        }
+        let existing = self
+            .presence
+            .borrow()
+            .subscribers
+            .get(&key)
+            .map(|s| s.state().clone());
+        match existing {
+            Some(SubscriberState::Active) => {
+                return self.tell(ctx, &key, Some("subscribed"), None).await
+            }
+            Some(SubscriberState::Terminated(_)) | None => {}
+            Some(_) => return, // under way: its outcome answers
+        }
+        let created = self.new_subscriber(ctx, &key);
+        let evs = match created {
+            Some(mut sub) => {
+                let evs = sub.subscribe(now);
+                let mut t = self.presence.borrow_mut();
+                t.by_call_id.retain(|_, k| *k != key);
+                t.by_call_id.insert(sub.call_id().to_owned(), key.clone());
+                t.subscribers.insert(key.clone(), sub);
+                evs
+            }
+            None => return self.tell(ctx, &key, Some("unsubscribed"), None).await,
+        };
+        self.subscriber_events(ctx, &key, evs).await;
+    }
+
+    fn new_subscriber(&self, ctx: &EdgeContext, key: &SubKey) -> Option<Subscriber> {
+        let t = self.presence.borrow();
+        if t.subscribers.len() >= MAX_SUBSCRIBERS {
+            return None;
+        }
+        let local = jid_to_sip_uri(&key.0).ok()?;
+        let (user, domain) = key.1.split_once('@')?;
+        let sip_domain = ctx.config.sip_domain_for_xmpp(domain);
+        let remote = jid_to_sip_uri(&format!("{user}@{sip_domain}")).ok()?;
+        let call_id = random_hex(16).ok()?;
+        let tag = random_hex(8).ok()?;
+        let branch = random_hex(8).ok()?;
+        Some(Subscriber::new(
+            &local,
+            &remote,
+            &call_id,
+            &tag,
+            &branch,
+            t.ep.clone(),
+            t.sub_cfg,
+        ))
+    }
+
+    /// A SUBSCRIBE or NOTIFY from the internal side, for a user this shard owns. Returns the
+    /// response to send on the request's flow.
+    pub async fn on_sip_request(&self, ctx: &Rc<EdgeContext>, m: &SipMessage) -> Option<Vec<u8>> {
+        let now = Instant::now();
+        match m.method() {
+            Some("NOTIFY") => {
+                let key = m
+                    .call_id()
+                    .ok()
+                    .and_then(|c| self.presence.borrow().by_call_id.get(c).cloned());
+                let Some(key) = key else {
+                    return refuse(m, 481, "Subscription Does Not Exist");
+                };
+                let evs = self
+                    .presence
+                    .borrow_mut()
+                    .subscribers
+                    .get_mut(&key)
+                    .map(|s| s.on_notify(m, now))
+                    .unwrap_or_default();
+                self.subscriber_events(ctx, &key, evs).await
+            }
+            Some("SUBSCRIBE") => {
+                let Some(pair) = subscribe_pair(ctx, m) else {
+                    return refuse(m, 403, "Forbidden");
+                };
+                let result = self
+                    .presence
+                    .borrow_mut()
+                    .notifiers
+                    .on_subscribe(m, &pair.0, now);
+                let evs = match result {
+                    Ok(evs) => evs,
+                    Err((e, evs)) => {
+                        debug!(error = %e, "SIP SUBSCRIBE refused");
+                        evs
+                    }
+                };
+                // Remember which pair each new dialog belongs to before acting on its events.
+                {
+                    let mut t = self.presence.borrow_mut();
+                    for ev in &evs {
+                        if let NotifierEvent::AskXmpp(dk) | NotifierEvent::Send(dk, _) = ev {
+                            if !t.dialog_pair.contains_key(dk) {
+                                t.dialog_pair.insert(dk.clone(), pair.clone());
+                                t.pair_dialog.insert(pair.clone(), dk.clone());
+                            }
+                        }
+                    }
+                }
+                self.notifier_events(ctx, evs).await
+            }
+            _ => refuse(m, 405, "Method Not Allowed"),
+        }
+    }
+
+    /// Acts on a subscriber's events; returns the response to the request being handled.
+    async fn subscriber_events(
+        &self,
+        ctx: &Rc<EdgeContext>,
+        key: &SubKey,
+        evs: Vec<SubscriberEvent>,
+    ) -> Option<Vec<u8>> {
+        let mut response = None;
+        for ev in evs {
+            match ev {
+                SubscriberEvent::Subscribed => {
+                    self.tell(ctx, key, Some("subscribed"), None).await;
+                }
+                SubscriberEvent::Unsubscribed { reason } => {
+                    debug!(?key, ?reason, "SIP subscription ended");
+                    self.presence.borrow_mut().forget_subscriber(key);
+                    // Ended by the partner user's own `unsubscribe`: nothing to tell them.
+                    if !matches!(reason, EndReason::Unsubscribed) {
+                        self.tell(ctx, key, Some("unsubscribed"), None).await;
+                    }
+                }
+                SubscriberEvent::Presence(pidf) => match presence_from_pidf(&pidf) {
+                    Ok(p) => {
+                        self.presence
+                            .borrow_mut()
+                            .last
+                            .insert(key.clone(), p.clone());
+                        self.tell(ctx, key, None, Some(&p)).await;
+                    }
+                    Err(e) => debug!(error = %e, "PIDF refused"),
+                },
+                SubscriberEvent::Send(req) => {
+                    let pending = Pending::Subscribe(key.clone());
+                    if !self
+                        .transmit(ctx, req.bytes, &req.branch, req.method, pending)
+                        .await
+                    {
+                        let evs = self
+                            .presence
+                            .borrow_mut()
+                            .subscribers
+                            .get_mut(key)
+                            .map(|s| {
+                                s.on_failure(super::errors::SipFailure::Transport, Instant::now())
+                            })
+                            .unwrap_or_default();
+                        Box::pin(self.subscriber_events(ctx, key, evs)).await;
+                    }
+                }
+                SubscriberEvent::Respond(bytes) => response = Some(bytes),
+            }
+        }
+        response
+    }
+
+    /// Acts on the notifiers' events; returns the response to the request being handled.
+    async fn notifier_events(
+        &self,
+        ctx: &Rc<EdgeContext>,
+        evs: Vec<NotifierEvent>,
+    ) -> Option<Vec<u8>> {
+        let mut response = None;
+        for ev in evs {
+            match ev {
+                NotifierEvent::Respond(bytes) => response = Some(bytes),
+                NotifierEvent::Send(dk, req) => {
+                    let pending = Pending::Notify(dk.clone());
+                    if !self
+                        .transmit(ctx, req.bytes, &req.branch, req.method, pending)
+                        .await
+                    {
+                        let evs = self
+                            .presence
+                            .borrow_mut()
+                            .notifiers
+                            .on_notify_failure(&dk, super::errors::SipFailure::Transport);
+                        Box::pin(self.notifier_events(ctx, evs)).await;
+                    }
+                }
+                NotifierEvent::AskXmpp(dk) => {
+                    let pair = self.presence.borrow().dialog_pair.get(&dk).cloned();
+                    if let Some(pair) = pair {
+                        self.tell(ctx, &pair, Some("subscribe"), None).await;
+                    }
+                }
+                NotifierEvent::Ended(dk, reason) => {
+                    let pair = {
+                        let mut t = self.presence.borrow_mut();
+                        let pair = t.dialog_pair.remove(&dk);
+                        if let Some(p) = &pair {
+                            if t.pair_dialog.get(p) == Some(&dk) {
+                                t.pair_dialog.remove(p);
+                            }
+                        }
+                        pair
+                    };
+                    if let (Some(pair), EndReason::Unsubscribed) = (pair, reason) {
+                        // The internal user ended it (Expires: 0): RFC 8048 `unsubscribe`.
+                        self.tell(ctx, &pair, Some("unsubscribe"), None).await;
+                    }
+                }
+            }
+        }
+        response
+    }
+
+    /// The end of a SUBSCRIBE transaction of subscription `key`.
+    pub(super) async fn subscribe_outcome(
+        &self,
+        ctx: &Rc<EdgeContext>,
+        key: SubKey,
+        outcome: Outcome,
+        response: Option<&SipMessage>,
+    ) {
+        let now = Instant::now();
+        let evs = {
+            let mut t = self.presence.borrow_mut();
+            let Some(sub) = t.subscribers.get_mut(&key) else {
+                return;
+            };
+            match (outcome, response) {
+                (Outcome::Success(_), Some(resp)) => sub.on_response(resp, now),
+                (Outcome::Failure(f), _) => sub.on_failure(f, now),
+                (Outcome::Success(_), None) => Vec::new(),
+            }
+        };
+        self.subscriber_events(ctx, &key, evs).await;
+    }
+
+    /// The end of a NOTIFY transaction of dialog `key`.
+    pub(super) async fn notify_outcome(
+        &self,
+        ctx: &Rc<EdgeContext>,
+        key: DialogKey,
+        outcome: Outcome,
+    ) {
+        if let Outcome::Failure(f) = outcome {
+            let evs = self
+                .presence
+                .borrow_mut()
+                .notifiers
+                .on_notify_failure(&key, f);
+            self.notifier_events(ctx, evs).await;
+        }
+    }
+
+    /// Runs the dialogs' timers (refreshes, expiries, NOTIFY waits).
+    pub(super) async fn presence_timers(&self, ctx: &Rc<EdgeContext>, now: Instant) {
+        let due: Vec<(SubKey, Vec<SubscriberEvent>)> = {
+            let mut t = self.presence.borrow_mut();
+            t.subscribers
+                .iter_mut()
+                .filter(|(_, s)| s.poll_timeout().is_some_and(|d| d <= now))
+                .map(|(k, s)| (k.clone(), s.handle_timeout(now)))
+                .collect()
+        };
+        for (key, evs) in due {
+            self.subscriber_events(ctx, &key, evs).await;
+        }
+        let evs = self.presence.borrow_mut().notifiers.handle_timeout(now);
+        self.notifier_events(ctx, evs).await;
+    }
+
+    /// Sends a presence stanza from the internal user to the partner user.
+    async fn tell(
+        &self,
+        ctx: &Rc<EdgeContext>,
+        key: &SubKey,
+        kind: Option<&str>,
+        p: Option<&XmppPresence>,
+    ) {
+        let mut out = Vec::with_capacity(160);
+        write_presence_stanza(&key.1, &key.0, kind, p, &mut out);
+        send_reply(
+            ctx,
+            Reply {
+                from_domain: domain_of(&key.1).to_owned(),
+                to_domain: domain_of(&key.0).to_owned(),
+                bytes: out,
+            },
+        )
+        .await;
+    }
+}
+
+/// (partner user, internal user) of a SUBSCRIBE: From must be ours, the target a partner user
+/// federation allows.
+fn subscribe_pair(ctx: &EdgeContext, m: &SipMessage) -> Option<SubKey> {
+    let from = sip_uri_to_jid(m.from().ok()?.uri).ok()?;
+    let internal_domain = ctx.config.xmpp_domain_for_sip(domain_of(&from))?;
+    let local = from.split_once('@').map(|(l, _)| l)?;
+    let internal = format!("{local}@{internal_domain}");
+    let target = sip_uri_to_jid(m.request_uri()?).ok()?;
+    let partner = bare_of(&target).0.to_ascii_lowercase();
+    let partner_domain = domain_of(&partner);
+    if ctx.config.serves(partner_domain) || ctx.config.policy_for(partner_domain).is_none() {
+        return None;
+    }
+    Some((partner, internal))
+}
+
+fn refuse(m: &SipMessage, code: u16, reason: &str) -> Option<Vec<u8>> {
+    response_to(m, code, reason, None).ok()?.finish().ok()
+}
+
+/// `<presence from to [type]>` with show/status/priority from `p`, appended to `out`.
+pub fn write_presence_stanza(
+    from: &str,
+    to: &str,
+    kind: Option<&str>,
+    p: Option<&XmppPresence>,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(b"<presence from='");
+    escape_attr(from, out);
+    out.extend_from_slice(b"' to='");
+    escape_attr(to, out);
+    out.push(b'\'');
+    let kind = kind.or(match p {
+        Some(p) if !p.available => Some("unavailable"),
+        _ => None,
+    });
+    if let Some(k) = kind {
+        out.extend_from_slice(b" type='");
+        escape_attr(k, out);
+        out.push(b'\'');
+    }
+    let Some(p) = p else {
+        out.extend_from_slice(b"/>");
+        return;
+    };
+    out.push(b'>');
+    if let Some(show) = p.show {
+        out.extend_from_slice(b"<show>");
+        out.extend_from_slice(show_str(show).as_bytes());
+        out.extend_from_slice(b"</show>");
+    }
+    for (lang, text) in &p.status {
+        out.extend_from_slice(b"<status");
+        if let Some(l) = lang {
+            out.extend_from_slice(b" xml:lang='");
+            escape_attr(l, out);
+            out.push(b'\'');
+        }
+        out.push(b'>');
+        escape_text(text, out);
+        out.extend_from_slice(b"</status>");
+    }
+    if p.priority != 0 {
+        out.extend_from_slice(format!("<priority>{}</priority>", p.priority).as_bytes());
+    }
+    out.extend_from_slice(b"</presence>");
+}
+
+fn show_str(s: Show) -> &'static str {
+    match s {
+        Show::Away => "away",
+        Show::Chat => "chat",
+        Show::Dnd => "dnd",
+        Show::Xa => "xa",
+    }
+}
+
+/// show / status (with xml:lang) / priority of a `<presence/>` (bounded: framer caps, no
+/// recursion). `available` is left to the caller (it is the stanza's type).
+pub fn xmpp_presence(s: &Stanza) -> XmppPresence {
+    let mut p = XmppPresence {
+        available: true,
+        ..XmppPresence::default()
+    };
+    let mut r = quick_xml::Reader::from_reader(s.as_bytes());
+    let mut depth = 0usize;
+    let mut current: Option<(Vec<u8>, Option<String>)> = None;
+    let mut text = String::new();
+    while let Ok(ev) = r.read_event() {
+        match ev {
+            QEvent::Start(e) => {
+                depth += 1;
+                if depth == 2 {
+                    let lang = e
+                        .attributes()
+                        .flatten()
+                        .find(|a| a.key.as_ref() == b"xml:lang")
+                        .and_then(|a| a.unescape_value().ok().map(|v| v.into_owned()));
+                    current = Some((e.local_name().as_ref().to_vec(), lang));
+                    text.clear();
+                }
+            }
+            QEvent::Text(t) if depth == 2 => {
+                if let Ok(v) = t.unescape() {
+                    text.push_str(&v);
+                }
+            }
+            QEvent::End(_) => {
+                if depth == 2 {
+                    if let Some((name, lang)) = current.take() {
+                        match name.as_slice() {
+                            b"show" => {
+                                p.show = match text.trim() {
+                                    "away" => Some(Show::Away),
+                                    "chat" => Some(Show::Chat),
+                                    "dnd" => Some(Show::Dnd),
+                                    "xa" => Some(Show::Xa),
+                                    _ => None,
+                                }
+                            }
+                            b"status" if p.status.len() < 16 => {
+                                p.status.push((lang, std::mem::take(&mut text)))
+                            }
+                            b"priority" => p.priority = text.trim().parse().unwrap_or(0),
+                            _ => {}
+                        }
+                    }
+                }
+                depth = depth.saturating_sub(1);
+            }
+            QEvent::Eof => break,
+            _ => {}
+        }
+    }
+    p
+}

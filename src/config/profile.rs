@@ -219,3 +219,140 @@ impl Config {
         Ok(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[server]
+domains = ["corp.test"]
+[listen]
+s2s = ["127.0.0.10:5269"]
+[tls]
+certificate = "c.pem"
+key = "k.pem"
+[runtime]
+batch = 32
+"#;
+
+    fn config() -> Config {
+        Config::parse(CONFIG, Path::new("router.toml"), false).unwrap()
+    }
+
+    fn profile(text: &str) -> Result<Profile, ConfigErrors> {
+        Profile::parse(text, Path::new("tuning/p.toml"))
+    }
+
+    fn line_of(text: &str, needle: &str) -> usize {
+        text.lines().position(|l| l.contains(needle)).unwrap() + 1
+    }
+
+    #[test]
+    fn overlays_only_the_keys_it_sets() {
+        let p = profile(
+            "[runtime]\nshards = 1\nio_memory = \"256KiB\"\nspin_before_park = \"20us\"\n\
+             read_buffer = \"8KiB\"\n[limits]\noutbound_queue = 50\n",
+        )
+        .unwrap();
+        assert_eq!(
+            p.keys(),
+            [
+                "runtime.shards",
+                "runtime.io_memory",
+                "runtime.spin_before_park",
+                "runtime.read_buffer",
+                "limits.outbound_queue"
+            ]
+        );
+        let cfg = config().with_profile(&p).unwrap();
+        let r = &cfg.runtime;
+        assert_eq!(r.shards, Shards::Count(1));
+        assert_eq!(r.io_memory, 256 * 1024);
+        assert_eq!(r.spin_before_park, Duration::from_micros(20));
+        assert_eq!(r.read_buffer, 8192);
+        assert_eq!(r.batch, 32, "kept from the configuration");
+        assert_eq!(r.ring_depth, 128, "kept (default)");
+        assert_eq!(cfg.limits.outbound_queue, 50);
+        assert_eq!(cfg.limits.connections, 1000, "other limits untouched");
+    }
+
+    #[test]
+    fn an_empty_profile_changes_nothing() {
+        let p = profile("# nothing\n").unwrap();
+        assert!(p.keys().is_empty());
+        assert_eq!(config().with_profile(&p).unwrap(), config());
+    }
+
+    #[test]
+    fn unknown_profile_key_is_located_in_the_profile() {
+        let text = "[runtime]\nshards = 1\nreadbuffer = 4096\n";
+        let errs = profile(text).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs}");
+        let e = &errs.0[0];
+        assert_eq!(e.file, Path::new("tuning/p.toml"));
+        assert_eq!(e.line, Some(3));
+        assert_eq!(e.key, "runtime.readbuffer");
+        assert!(e.message.contains("valid keys"), "{e}");
+        assert!(e.message.contains("read_buffer"), "{e}");
+        assert!(e.to_string().starts_with("tuning/p.toml:3: runtime.readbuffer: "));
+    }
+
+    #[test]
+    fn tables_and_limits_other_than_tuning_ones_are_refused() {
+        let text = "[server]\ndomains = [\"x.test\"]\n[limits]\nconnections = 5\n";
+        let errs = profile(text).unwrap_err();
+        let got: Vec<(&str, Option<usize>)> =
+            errs.iter().map(|e| (e.key.as_str(), e.line)).collect();
+        assert_eq!(
+            got,
+            [("server", Some(1)), ("limits.connections", Some(4))],
+            "{errs}"
+        );
+        assert!(errs.0[0].message.contains("only [runtime]"), "{errs}");
+    }
+
+    #[test]
+    fn bad_profile_values_are_located_and_all_reported() {
+        let text = "[runtime]\nring_depth = 0\npreempt_timer = \"100\"\nwrite_batch = 0\n\
+                    [limits]\noutbound_queue = 0\n";
+        let errs = profile(text).unwrap_err();
+        let got: Vec<(&str, Option<usize>)> =
+            errs.iter().map(|e| (e.key.as_str(), e.line)).collect();
+        // A type error is reported alone: ranges are judged once every value has its type.
+        assert_eq!(got, [("runtime.preempt_timer", Some(3))], "{errs}");
+        let text = "[runtime]\nring_depth = 0\nwrite_batch = 0\n[limits]\noutbound_queue = 0\n";
+        let errs = profile(text).unwrap_err();
+        let got: Vec<(&str, Option<usize>)> =
+            errs.iter().map(|e| (e.key.as_str(), e.line)).collect();
+        assert_eq!(
+            got,
+            [
+                ("runtime.ring_depth", Some(line_of(text, "ring_depth"))),
+                ("runtime.write_batch", Some(line_of(text, "write_batch"))),
+                ("limits.outbound_queue", Some(line_of(text, "outbound_queue"))),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cross_key_problem_with_the_configuration_is_reported_in_the_profile() {
+        // Alone the profile is sound; over a configuration with batch = 32 it is not.
+        let text = "# small queues\n[runtime]\nqueue_capacity = 16\n";
+        let p = profile(text).unwrap();
+        let errs = config().with_profile(&p).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs}");
+        let e = &errs.0[0];
+        assert_eq!(e.file, Path::new("tuning/p.toml"));
+        assert_eq!(e.key, "runtime.batch");
+        assert_eq!(e.line, Some(2), "the [runtime] header: batch is not in the profile");
+        assert!(e.message.contains("router.toml"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_in_a_profile_are_located() {
+        let errs = profile("[runtime]\nshards = = 1\n").unwrap_err();
+        assert_eq!(errs.0[0].line, Some(2), "{errs}");
+        assert!(errs.0[0].message.starts_with("TOML syntax"), "{errs}");
+    }
+}

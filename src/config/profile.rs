@@ -168,7 +168,10 @@ impl Profile {
             ("runtime.preempt_timer", r.preempt_timer.is_some()),
             ("runtime.read_buffer", r.read_buffer.is_some()),
             ("runtime.write_batch", r.write_batch.is_some()),
-            ("limits.outbound_queue", self.limits.outbound_queue.is_some()),
+            (
+                "limits.outbound_queue",
+                self.limits.outbound_queue.is_some(),
+            ),
         ]
         .into_iter()
         .filter_map(|(k, set)| set.then_some(k))
@@ -295,7 +298,9 @@ batch = 32
         assert_eq!(e.key, "runtime.readbuffer");
         assert!(e.message.contains("valid keys"), "{e}");
         assert!(e.message.contains("read_buffer"), "{e}");
-        assert!(e.to_string().starts_with("tuning/p.toml:3: runtime.readbuffer: "));
+        assert!(e
+            .to_string()
+            .starts_with("tuning/p.toml:3: runtime.readbuffer: "));
     }
 
     #[test]
@@ -330,7 +335,10 @@ batch = 32
             [
                 ("runtime.ring_depth", Some(line_of(text, "ring_depth"))),
                 ("runtime.write_batch", Some(line_of(text, "write_batch"))),
-                ("limits.outbound_queue", Some(line_of(text, "outbound_queue"))),
+                (
+                    "limits.outbound_queue",
+                    Some(line_of(text, "outbound_queue"))
+                ),
             ]
         );
     }
@@ -345,8 +353,33 @@ batch = 32
         let e = &errs.0[0];
         assert_eq!(e.file, Path::new("tuning/p.toml"));
         assert_eq!(e.key, "runtime.batch");
-        assert_eq!(e.line, Some(2), "the [runtime] header: batch is not in the profile");
+        assert_eq!(
+            e.line,
+            Some(2),
+            "the [runtime] header: batch is not in the profile"
+        );
         assert!(e.message.contains("router.toml"), "{e}");
+    }
+
+    #[test]
+    fn shipped_profiles_are_sound_over_the_example_configuration() {
+        let example = Config::parse(
+            include_str!("../../examples/corp.test.toml"),
+            Path::new("examples/corp.test.toml"),
+            false,
+        )
+        .unwrap();
+        for (name, text) in [
+            ("throughput", include_str!("../../tuning/throughput.toml")),
+            ("latency", include_str!("../../tuning/latency.toml")),
+            ("small-edge", include_str!("../../tuning/small-edge.toml")),
+        ] {
+            let p = Profile::parse(text, Path::new(name)).unwrap_or_else(|e| panic!("{e}"));
+            example
+                .clone()
+                .with_profile(&p)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
     }
 
     #[test]

@@ -139,7 +139,11 @@ fn minimal_config_takes_the_documented_defaults() {
         (512 * 1024, 128, 1024, 64)
     );
     assert_eq!(r.spin_before_park, Duration::ZERO, "spinning is off");
-    assert_eq!(r.preempt_timer, Duration::from_millis(100), "glommio's default");
+    assert_eq!(
+        r.preempt_timer,
+        Duration::from_millis(100),
+        "glommio's default"
+    );
     assert_eq!((r.read_buffer, r.write_batch), (4096, 64));
     assert!(cfg.shard_count() >= 1);
     assert_eq!(cfg.log.level, "info");
@@ -733,7 +737,10 @@ write_batch = 0
     assert_eq!(
         got,
         [
-            ("runtime.spin_before_park", line_of(&text, "spin_before_park")),
+            (
+                "runtime.spin_before_park",
+                line_of(&text, "spin_before_park")
+            ),
             ("runtime.preempt_timer", line_of(&text, "preempt_timer")),
             ("runtime.read_buffer", line_of(&text, "read_buffer")),
             ("runtime.write_batch", line_of(&text, "write_batch")),

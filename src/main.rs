@@ -24,6 +24,9 @@ enum Command {
         /// Configuration file (TOML).
         #[arg(long, short)]
         config: PathBuf,
+        /// Tuning profile (TOML: [runtime] keys, [limits] outbound_queue) overlaid on the config.
+        #[arg(long, short)]
+        profile: Option<PathBuf>,
     },
     /// Run the router with an embedded federated partner on loopback and print a report.
     Demo {
@@ -33,15 +36,21 @@ enum Command {
         /// Messages to send to bob@corp.test.
         #[arg(long, default_value_t = 5000)]
         messages: usize,
-        /// Router shards (0 = one per CPU).
+        /// Router shards (0 = one per CPU); a profile's runtime.shards overrides it.
         #[arg(long, default_value_t = 0)]
         shards: usize,
+        /// Tuning profile overlaid on the demo router's configuration.
+        #[arg(long, short)]
+        profile: Option<PathBuf>,
     },
     /// Validate the configuration: exit 0 when sound, 2 with every problem listed.
     Check {
         /// Configuration file (TOML).
         #[arg(long, short)]
         config: PathBuf,
+        /// Tuning profile to check and overlay on the config.
+        #[arg(long, short)]
+        profile: Option<PathBuf>,
     },
 }
 
@@ -52,14 +61,18 @@ fn main() -> ExitCode {
             pings,
             messages,
             shards,
+            profile,
         } => stanza_router::ops::demo::run(stanza_router::ops::demo::DemoOptions {
             pings,
             messages,
             shards,
+            profile,
         }),
-        Command::Check { config } => stanza_router::ops::check::run(&config),
-        Command::Run { config } => {
-            let cfg = match stanza_router::config::Config::load(&config) {
+        Command::Check { config, profile } => {
+            stanza_router::ops::check::run(&config, profile.as_deref())
+        }
+        Command::Run { config, profile } => {
+            let cfg = match stanza_router::ops::check::load(&config, profile.as_deref()) {
                 Ok(c) => c,
                 Err(errors) => {
                     eprintln!("{errors}");

@@ -71,6 +71,60 @@ fn check_lists_every_problem_with_file_and_line_and_exits_2() {
 }
 
 #[test]
+fn check_overlays_a_profile_and_locates_its_problems() {
+    let dir = WorkDir::new("cli-check-profile").unwrap();
+    let (cfg, _) = write_config(&dir, Ipv4Addr::new(127, 0, 0, 83), "");
+    let good = dir
+        .write(
+            "good.toml",
+            "[runtime]\nshards = 1\nread_buffer = \"8KiB\"\n[limits]\noutbound_queue = 10\n",
+        )
+        .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .arg("--profile")
+        .arg(&good)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("1 shard(s)"),
+        "the profile's shards: {stdout}"
+    );
+
+    let bad = dir
+        .write(
+            "bad.toml",
+            "[runtime]\nshards = 1\nread_bufer = 4096\n[limits]\nconnections = 5\n",
+        )
+        .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .arg("--profile")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:3: runtime.read_bufer: unknown key"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.toml:5: limits.connections: unknown key"),
+        "{err}"
+    );
+}
+
+#[test]
 fn run_closes_streams_and_exits_0_on_sigterm() {
     let dir = WorkDir::new("cli-run").unwrap();
     let (cfg, addr) = write_config(&dir, Ipv4Addr::new(127, 0, 0, 82), "");

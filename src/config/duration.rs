@@ -1,4 +1,4 @@
-//! Durations written as an integer and a unit: `"500ms"`, `"60s"`, `"10m"`, `"8h"`, `"1d"`.
+//! Durations written as an integer and a unit: `"50us"`, `"500ms"`, `"60s"`, `"10m"`, `"8h"`, `"1d"`.
 //!
 //! A bare number is refused on purpose: `timeout = 60` does not say whether it means seconds or
 //! milliseconds, and guessing wrong is a silent misconfiguration.
@@ -17,7 +17,7 @@ pub enum DurationError {
     MissingNumber,
     /// Digits without a unit (e.g. `"60"`).
     MissingUnit,
-    /// A unit other than `ms`, `s`, `m`, `h`, `d`.
+    /// A unit other than `us`, `ms`, `s`, `m`, `h`, `d`.
     UnknownUnit(String),
     /// The value does not fit a `Duration`.
     Overflow,
@@ -28,8 +28,8 @@ impl fmt::Display for DurationError {
         match self {
             Self::Empty => f.write_str("empty duration"),
             Self::MissingNumber => f.write_str("a whole number must come before the unit"),
-            Self::MissingUnit => f.write_str("a unit is required (ms, s, m, h or d)"),
-            Self::UnknownUnit(u) => write!(f, "unknown unit {u:?} (use ms, s, m, h or d)"),
+            Self::MissingUnit => f.write_str("a unit is required (us, ms, s, m, h or d)"),
+            Self::UnknownUnit(u) => write!(f, "unknown unit {u:?} (use us, ms, s, m, h or d)"),
             Self::Overflow => f.write_str("too large"),
         }
     }
@@ -37,7 +37,8 @@ impl fmt::Display for DurationError {
 
 impl std::error::Error for DurationError {}
 
-/// Parses `"<digits><unit>"` with unit `ms`, `s`, `m`, `h` or `d`; surrounding spaces are ignored.
+/// Parses `"<digits><unit>"` with unit `us`, `ms`, `s`, `m`, `h` or `d`; surrounding spaces are
+/// ignored.
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     if text.is_empty() {
@@ -56,6 +57,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     }
     let n: u64 = digits.parse().map_err(|_| DurationError::Overflow)?;
     let secs_per_unit: u64 = match unit {
+        // Microseconds for the runtime's spin and preemption knobs.
+        "us" => return Ok(Duration::from_micros(n)),
         "ms" => return Ok(Duration::from_millis(n)),
         "s" => 1,
         "m" => 60,
@@ -70,9 +73,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
 
 /// Formats a duration back into the configuration syntax, choosing the largest exact unit.
 pub fn format_duration(d: Duration) -> String {
-    if d.subsec_nanos() % 1_000_000 != 0 {
-        // Sub-millisecond precision cannot be written in the syntax; say so instead of rounding.
+    if d.subsec_nanos() % 1_000 != 0 {
+        // Sub-microsecond precision cannot be written in the syntax; say so instead of rounding.
         return format!("{d:?}");
+    }
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        return format!("{}us", d.as_micros());
     }
     if d.subsec_nanos() != 0 {
         return format!("{}ms", d.as_millis());
@@ -125,6 +131,7 @@ mod tests {
 
     #[test]
     fn parses_every_unit() {
+        assert_eq!(parse_duration("50us"), Ok(Duration::from_micros(50)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
@@ -165,7 +172,8 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(600)), "10m");
         assert_eq!(format_duration(Duration::from_secs(8 * 3600)), "8h");
         assert_eq!(format_duration(Duration::ZERO), "0s");
-        for text in ["1500ms", "59s", "7m", "3h", "2d"] {
+        assert_eq!(format_duration(Duration::from_micros(250)), "250us");
+        for text in ["20us", "1500ms", "59s", "7m", "3h", "2d"] {
             let d = parse_duration(text).unwrap();
             assert_eq!(parse_duration(&format_duration(d)), Ok(d));
         }

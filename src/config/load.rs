@@ -35,28 +35,7 @@ const MAX_WALK_DEPTH: usize = 16;
 
 /// Parses, normalizes and validates; see [`Config::parse`].
 pub(crate) fn parse(text: &str, origin: &Path, check_files: bool) -> Result<Config, ConfigErrors> {
-    let doc = match ImDocument::parse(text) {
-        Ok(doc) => doc,
-        Err(e) => {
-            let (line, column) = match e.span() {
-                Some(span) => line_col(text, span.start),
-                None => (None, None),
-            };
-            return Err(ConfigError {
-                file: origin.to_path_buf(),
-                line,
-                column,
-                key: String::new(),
-                message: format!("TOML syntax: {}", one_line(e.message())),
-            }
-            .into());
-        }
-    };
-    let loc = Locator {
-        text,
-        doc,
-        file: origin.to_path_buf(),
-    };
+    let loc = Locator::parse(text, origin)?;
     let mut errors = Vec::new();
 
     for (name, _) in loc.doc.as_table().iter() {
@@ -156,7 +135,7 @@ fn normalize(config: &mut Config, base: &Path) {
 }
 
 /// Problems in file order; those without a line last, in the order found.
-fn sorted(mut errors: Vec<ConfigError>) -> ConfigErrors {
+pub(crate) fn sorted(mut errors: Vec<ConfigError>) -> ConfigErrors {
     errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
     ConfigErrors(errors)
 }
@@ -182,6 +161,35 @@ pub(crate) struct Locator<'a> {
 }
 
 impl<'a> Locator<'a> {
+    /// Parses `text` read from `origin`; a TOML syntax error is located.
+    pub(crate) fn parse(text: &'a str, origin: &Path) -> Result<Self, ConfigError> {
+        match ImDocument::parse(text) {
+            Ok(doc) => Ok(Self {
+                text,
+                doc,
+                file: origin.to_path_buf(),
+            }),
+            Err(e) => {
+                let (line, column) = match e.span() {
+                    Some(span) => line_col(text, span.start),
+                    None => (None, None),
+                };
+                Err(ConfigError {
+                    file: origin.to_path_buf(),
+                    line,
+                    column,
+                    key: String::new(),
+                    message: format!("TOML syntax: {}", one_line(e.message())),
+                })
+            }
+        }
+    }
+
+    /// The top-level keys (table names), in file order.
+    pub(crate) fn top_level_keys(&self) -> impl Iterator<Item = &str> {
+        self.doc.as_table().iter().map(|(name, _)| name)
+    }
+
     /// Parses `text` for locating only (the text is already known to be valid TOML).
     #[cfg(test)]
     pub(crate) fn new(text: &'a str) -> Option<Self> {
@@ -193,7 +201,7 @@ impl<'a> Locator<'a> {
     }
 
     /// An error at the line of dotted key `path` (or of its nearest present ancestor).
-    fn at_path(&self, path: &str, message: String) -> ConfigError {
+    pub(crate) fn at_path(&self, path: &str, message: String) -> ConfigError {
         let (line, column) = match self.locate(path) {
             Some(span) => line_col(self.text, span.start),
             None => (None, None),
@@ -223,7 +231,7 @@ impl<'a> Locator<'a> {
     }
 
     /// A section that takes its defaults when absent.
-    fn optional<T: DeserializeOwned + Default>(
+    pub(crate) fn optional<T: DeserializeOwned + Default>(
         &self,
         errors: &mut Vec<ConfigError>,
         name: &str,

@@ -7,12 +7,14 @@
 //! validate.rs  semantic checks (every problem collected), Lync negotiation matrix
 //! duration.rs  "500ms" / "60s" / "10m" / "8h"
 //! size.rs      "512KiB" / "1MiB"
+//! profile.rs   tuning profiles (--profile FILE) overlaid on a loaded configuration
 //! error.rs     ConfigError, ConfigErrors
 //! ```
 
 pub mod duration;
 mod error;
 mod load;
+mod profile;
 pub mod schema;
 pub mod size;
 pub mod validate;
@@ -21,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use profile::{LimitsOverlay, Profile, RuntimeOverlay};
 pub use schema::{
     DialbackConfig, DnsConfig, DomainCertificate, FederationConfig, FederationDefault,
     LimitsConfig, ListenConfig, LogConfig, Negotiation, Partner, PartnerType, ProxyRoute,

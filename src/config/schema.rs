@@ -235,6 +235,20 @@ pub struct RuntimeConfig {
     pub queue_capacity: usize,
     /// Max items moved per batch.
     pub batch: usize,
+    /// How long an idle executor spins before it parks in the kernel (glommio
+    /// `spin_before_park`); zero (the default) parks at once. Spinning trades a busy CPU for a
+    /// shorter wake-up.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub spin_before_park: Duration,
+    /// How often a running task queue is asked to yield (glommio `preempt_timer`, default 100 ms,
+    /// glommio's own default).
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub preempt_timer: Duration,
+    /// Read buffer of each stream, in bytes (default 4 KiB); one per open stream.
+    #[serde(deserialize_with = "size::deserialize_usize")]
+    pub read_buffer: usize,
+    /// Max stanzas an outbound stream takes from its queue before one write (default 64).
+    pub write_batch: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -245,6 +259,10 @@ impl Default for RuntimeConfig {
             ring_depth: 128,
             queue_capacity: 1024,
             batch: 64,
+            spin_before_park: Duration::ZERO,
+            preempt_timer: Duration::from_millis(100),
+            read_buffer: 4096,
+            write_batch: 64,
         }
     }
 }

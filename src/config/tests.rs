@@ -138,6 +138,13 @@ fn minimal_config_takes_the_documented_defaults() {
         (r.io_memory, r.ring_depth, r.queue_capacity, r.batch),
         (512 * 1024, 128, 1024, 64)
     );
+    assert_eq!(r.spin_before_park, Duration::ZERO, "spinning is off");
+    assert_eq!(
+        r.preempt_timer,
+        Duration::from_millis(100),
+        "glommio's default"
+    );
+    assert_eq!((r.read_buffer, r.write_batch), (4096, 64));
     assert!(cfg.shard_count() >= 1);
     assert_eq!(cfg.log.level, "info");
 }
@@ -720,4 +727,61 @@ domains = ["sip.corp.test"]
     let plain = parse(MINIMAL).unwrap();
     assert_eq!(plain.xmpp_domain_for_sip("corp.test"), Some("corp.test"));
     assert_eq!(plain.sip_domain_for_xmpp("corp.test"), "corp.test");
+}
+
+#[test]
+fn parses_the_runtime_tuning_keys() {
+    let text = format!(
+        "{MINIMAL}
+[runtime]
+spin_before_park = \"50us\"
+preempt_timer = \"5ms\"
+read_buffer = \"16KiB\"
+write_batch = 8
+"
+    );
+    let r = parse(&text).unwrap().runtime;
+    assert_eq!(r.spin_before_park, Duration::from_micros(50));
+    assert_eq!(r.preempt_timer, Duration::from_millis(5));
+    assert_eq!((r.read_buffer, r.write_batch), (16 * 1024, 8));
+}
+
+#[test]
+fn rejects_runtime_tuning_values_out_of_range_at_their_lines() {
+    let text = format!(
+        "{MINIMAL}
+[runtime]
+spin_before_park = \"1s\"
+preempt_timer = \"0ms\"
+read_buffer = 100
+write_batch = 0
+"
+    );
+    let errs = errors(&text);
+    let got: Vec<(&str, usize)> = errs
+        .iter()
+        .map(|e| (e.key.as_str(), e.line.unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "runtime.spin_before_park",
+                line_of(&text, "spin_before_park")
+            ),
+            ("runtime.preempt_timer", line_of(&text, "preempt_timer")),
+            ("runtime.read_buffer", line_of(&text, "read_buffer")),
+            ("runtime.write_batch", line_of(&text, "write_batch")),
+        ]
+    );
+    assert!(errs[0].message.contains("at most 100ms"), "{}", errs[0]);
+    assert!(errs[1].message.contains("from 100us to 10s"), "{}", errs[1]);
+}
+
+#[test]
+fn rejects_a_bare_number_for_spin_before_park() {
+    let text = format!("{MINIMAL}\n[runtime]\nspin_before_park = 50\n");
+    let e = one_error(&text);
+    assert_eq!(e.key, "runtime.spin_before_park");
+    assert!(e.message.contains("bare number"), "{e}");
 }

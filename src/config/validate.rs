@@ -8,13 +8,26 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use super::schema::{Negotiation, Shards};
+use super::duration::format_duration;
+use super::schema::{Negotiation, RuntimeConfig, Shards};
 use super::Config;
 
 /// Prosody's floor for `stanza_bytes`; RFC 6120 §13.12 requires accepting at least 10000 bytes.
 pub const MIN_STANZA_BYTES: usize = 10_000;
 /// io_uring refuses rings deeper than this.
 pub const MAX_RING_DEPTH: u32 = 32_768;
+/// `runtime.spin_before_park` cap: spinning longer only burns the CPU the shard is pinned to.
+pub const MAX_SPIN_BEFORE_PARK: Duration = Duration::from_millis(100);
+/// `runtime.preempt_timer` floor: below this the timer itself becomes the work.
+pub const MIN_PREEMPT_TIMER: Duration = Duration::from_micros(100);
+/// `runtime.preempt_timer` cap: longer lets one busy stream starve the shard's others.
+pub const MAX_PREEMPT_TIMER: Duration = Duration::from_secs(10);
+/// `runtime.read_buffer` floor: smaller buffers turn one TLS record into many reads.
+pub const MIN_READ_BUFFER: usize = 512;
+/// `runtime.read_buffer` cap: it is allocated for every open stream.
+pub const MAX_READ_BUFFER: usize = 1 << 20;
+/// `runtime.write_batch` cap.
+pub const MAX_WRITE_BATCH: usize = 65_536;
 
 /// One semantic problem at a dotted key path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,9 +148,21 @@ pub(crate) fn validate(cfg: &Config, check_files: bool) -> Vec<Problem> {
     v.dns(cfg);
     v.partners(cfg);
     v.limits(cfg);
-    v.runtime(cfg);
+    v.runtime(&cfg.runtime);
     v.sip(cfg);
     v.log(cfg);
+    v.problems
+}
+
+/// The checks a tuning profile can change the outcome of: all of `[runtime]`, and
+/// `limits.outbound_queue`.
+pub(crate) fn validate_tuning(runtime: &RuntimeConfig, outbound_queue: usize) -> Vec<Problem> {
+    let mut v = Validator {
+        problems: Vec::new(),
+        check_files: false,
+    };
+    v.runtime(runtime);
+    v.nonzero("limits.outbound_queue", outbound_queue as u64);
     v.problems
 }
 
@@ -407,8 +432,7 @@ impl Validator {
         self.nonzero("limits.outbound_queue", l.outbound_queue as u64);
     }
 
-    fn runtime(&mut self, cfg: &Config) {
-        let r = &cfg.runtime;
+    fn runtime(&mut self, r: &RuntimeConfig) {
         if r.shards == Shards::Count(0) {
             self.report("runtime.shards", r#"must be at least 1 (or "auto")"#);
         }
@@ -427,6 +451,46 @@ impl Validator {
                 format!(
                     "{} exceeds runtime.queue_capacity ({})",
                     r.batch, r.queue_capacity
+                ),
+            );
+        }
+        if r.spin_before_park > MAX_SPIN_BEFORE_PARK {
+            self.report(
+                "runtime.spin_before_park",
+                format!(
+                    "must be at most {} (0s turns spinning off), got {}",
+                    format_duration(MAX_SPIN_BEFORE_PARK),
+                    format_duration(r.spin_before_park)
+                ),
+            );
+        }
+        if !(MIN_PREEMPT_TIMER..=MAX_PREEMPT_TIMER).contains(&r.preempt_timer) {
+            self.report(
+                "runtime.preempt_timer",
+                format!(
+                    "must be from {} to {}, got {}",
+                    format_duration(MIN_PREEMPT_TIMER),
+                    format_duration(MAX_PREEMPT_TIMER),
+                    format_duration(r.preempt_timer)
+                ),
+            );
+        }
+        if !(MIN_READ_BUFFER..=MAX_READ_BUFFER).contains(&r.read_buffer) {
+            self.report(
+                "runtime.read_buffer",
+                format!(
+                    "must be from {MIN_READ_BUFFER} bytes to {} KiB, got {} bytes",
+                    MAX_READ_BUFFER / 1024,
+                    r.read_buffer
+                ),
+            );
+        }
+        if r.write_batch == 0 || r.write_batch > MAX_WRITE_BATCH {
+            self.report(
+                "runtime.write_batch",
+                format!(
+                    "must be from 1 to {MAX_WRITE_BATCH} stanzas, got {}",
+                    r.write_batch
                 ),
             );
         }

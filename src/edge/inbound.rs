@@ -80,7 +80,7 @@ where
     S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
 {
     let mut out = Vec::new();
-    let mut buf = vec![0u8; 4096];
+    let mut buf = vec![0u8; ctx.config.runtime.read_buffer];
     loop {
         let mut start_tls = false;
         let mut closed = false;

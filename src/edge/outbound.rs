@@ -355,7 +355,7 @@ where
     S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
 {
     let mut out = Vec::new();
-    let mut buf = vec![0u8; 4096];
+    let mut buf = vec![0u8; ctx.config.runtime.read_buffer];
     loop {
         let mut start_tls = false;
         let mut closed = false;
@@ -408,13 +408,18 @@ where
                 session.send_stanza(&bytes, Instant::now());
                 ctx.counters.stanzas_out.fetch_add(1, Ordering::Relaxed);
                 ctx.ack(ack, Delivery::Sent);
-                // Batch: take whatever else is already queued before writing.
-                while let Some(Some(OutboundCtl::Stanza(more, ack))) =
-                    futures_lite::future::poll_once(rx.expect("ready").recv()).await
-                {
+                // Batch: take what else is already queued, up to runtime.write_batch, before writing.
+                let mut taken = 1;
+                while taken < ctx.config.runtime.write_batch {
+                    let Some(Some(OutboundCtl::Stanza(more, ack))) =
+                        futures_lite::future::poll_once(rx.expect("ready").recv()).await
+                    else {
+                        break;
+                    };
                     session.send_stanza(&more, Instant::now());
                     ctx.counters.stanzas_out.fetch_add(1, Ordering::Relaxed);
                     ctx.ack(ack, Delivery::Sent);
+                    taken += 1;
                 }
             }
             Wake::Control(None) => session.close(),

@@ -125,10 +125,15 @@ pub fn start(cfg: Arc<Config>) -> Result<RouterHandle, StartError> {
         let dns_servers = dns_servers.clone();
         let counters = counters.clone();
         let ready = ready_tx.clone();
-        let builder = LocalExecutorBuilder::new(Placement::Fixed(i % cpus))
+        let mut builder = LocalExecutorBuilder::new(Placement::Fixed(i % cpus))
             .name(&format!("shard-{i}"))
             .io_memory(cfg.runtime.io_memory)
-            .ring_depth(cfg.runtime.ring_depth as usize);
+            .ring_depth(cfg.runtime.ring_depth as usize)
+            .preempt_timer(cfg.runtime.preempt_timer);
+        // Zero means "park at once", which is glommio's behaviour when spinning is not set.
+        if !cfg.runtime.spin_before_park.is_zero() {
+            builder = builder.spin_before_park(cfg.runtime.spin_before_park);
+        }
         let join = builder
             .spawn(move || async move {
                 shard_main(i, n, plan, cfg, tls, dialback, dns_servers, counters, ready).await;

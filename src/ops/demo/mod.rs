@@ -17,12 +17,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::config::{Config, Profile};
 use crate::pki::ThrowawayCa;
 use crate::runtime::shards;
 
 /// Demo parameters.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DemoOptions {
     /// Pings to `corp.test`.
     pub pings: usize,
@@ -30,6 +30,8 @@ pub struct DemoOptions {
     pub messages: usize,
     /// Shards of the router (0 = one per CPU).
     pub shards: usize,
+    /// A tuning profile overlaid on the router's configuration.
+    pub profile: Option<PathBuf>,
 }
 
 impl Default for DemoOptions {
@@ -38,6 +40,7 @@ impl Default for DemoOptions {
             pings: 5_000,
             messages: 5_000,
             shards: 0,
+            profile: None,
         }
     }
 }
@@ -48,7 +51,15 @@ fn free_port(ip: Ipv4Addr) -> std::io::Result<u16> {
 
 /// Runs the demo and prints its report.
 pub fn run(opts: DemoOptions) -> ExitCode {
-    match run_inner(opts) {
+    // A bad profile is a configuration error: located, exit 2, like `run` and `check`.
+    let profile = match opts.profile.as_deref().map(Profile::load).transpose() {
+        Ok(p) => p,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    match run_inner(opts, profile.as_ref()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -58,7 +69,10 @@ pub fn run(opts: DemoOptions) -> ExitCode {
     }
 }
 
-fn run_inner(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> {
+fn run_inner(
+    opts: DemoOptions,
+    profile: Option<&Profile>,
+) -> Result<bool, Box<dyn std::error::Error>> {
     let ip = Ipv4Addr::LOCALHOST;
     let dir = TempDir::new()?;
     let ca = ThrowawayCa::new("stanza-router demo CA")?;
@@ -85,10 +99,28 @@ fn run_inner(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> {
     );
     let cfg_path = dir.0.join("demo.toml");
     std::fs::write(&cfg_path, &text)?;
-    let cfg = Config::load(&cfg_path).map_err(|e| e.to_string())?;
+    let mut cfg = Config::load(&cfg_path).map_err(|e| e.to_string())?;
+    if let Some(p) = profile {
+        cfg = cfg.with_profile(p).map_err(|e| e.to_string())?;
+    }
     crate::ops::logging::init(&cfg.log.level);
     println!("stanza-router demo: router for corp.test on {s2s}, partner.test on {partner_addr}");
     println!("  certificates from a throw-away CA in {}", dir.0.display());
+    if let Some(p) = profile {
+        let r = &cfg.runtime;
+        println!(
+            "  tuning profile {}: {} shard(s), io_memory {} B, ring_depth {}, read_buffer {} B, write_batch {}, spin_before_park {:?}, preempt_timer {:?}, outbound_queue {}",
+            p.source.display(),
+            cfg.shard_count(),
+            r.io_memory,
+            r.ring_depth,
+            r.read_buffer,
+            r.write_batch,
+            r.spin_before_park,
+            r.preempt_timer,
+            cfg.limits.outbound_queue
+        );
+    }
     let router = shards::start(Arc::new(cfg))?;
     let counters = router.counters.clone();
 

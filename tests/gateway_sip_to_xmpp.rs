@@ -65,8 +65,8 @@ fn counter(
 
 #[test]
 fn message_from_the_pool_reaches_the_partner_and_is_answered_200() {
-    let (router, sip, peer, l) = setup(150);
-    let client = uac(150, sip, "sip:bob@corp.test", "sip:alice@a.test", "200");
+    let (router, sip, peer, l) = setup(200);
+    let client = uac(200, sip, "sip:bob@corp.test", "sip:alice@a.test", "200");
     let mut o = outbound_sasl(&l, &peer);
     let got = o.expect("</message>");
     assert!(got.contains("from='bob@corp.test'"), "{got}");
@@ -124,23 +124,23 @@ fn refused(r: u8, from: &str, to: &str, code: u16) {
 
 #[test]
 fn message_to_an_unlisted_domain_is_refused_403() {
-    refused(154, "sip:bob@corp.test", "sip:eve@unlisted.test", 403);
+    refused(204, "sip:bob@corp.test", "sip:eve@unlisted.test", 403);
 }
 
 #[test]
 fn message_from_a_domain_that_is_not_ours_is_refused_403() {
-    refused(158, "sip:mallory@elsewhere.test", "sip:alice@a.test", 403);
+    refused(208, "sip:mallory@elsewhere.test", "sip:alice@a.test", 403);
 }
 
 #[test]
 fn message_to_our_own_domain_is_refused_404() {
-    refused(162, "sip:bob@corp.test", "sip:carol@corp.test", 404);
+    refused(212, "sip:bob@corp.test", "sip:carol@corp.test", 404);
 }
 
 #[test]
 fn message_to_an_unreachable_partner_is_answered_408() {
     let ca = ThrowawayCa::new("gateway CA").unwrap();
-    let r = 166;
+    let r = 216;
     // The partner's address is a port nobody listens on.
     let dead = SocketAddr::new(ip(r + 1).into(), free_port(ip(r + 1)).unwrap());
     let sip = SocketAddr::new(ip(r).into(), free_port(ip(r)).unwrap());

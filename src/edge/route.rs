@@ -119,9 +119,13 @@ pub async fn serve_mesh(ctx: Rc<EdgeContext>, rx: ConnectedReceiver<MeshMsg>) {
                 origin,
                 key,
             } => {
-                let bytes = match ctx.gateway.get().cloned() {
-                    Some(gw) => gw.on_sip_request(&ctx, &msg).await,
-                    None => None,
+                let gw = ctx.gateway.get().cloned();
+                let (bytes, later) = match &gw {
+                    Some(gw) => {
+                        let a = gw.on_sip_request(&ctx, &msg).await;
+                        (a.response, a.later)
+                    }
+                    None => (None, Vec::new()),
                 };
                 let bytes = bytes.or_else(|| {
                     crate::sip::transaction::response_to(&msg, 500, "Server Internal Error", None)
@@ -130,6 +134,9 @@ pub async fn serve_mesh(ctx: Rc<EdgeContext>, rx: ConnectedReceiver<MeshMsg>) {
                 });
                 if let Some(bytes) = bytes {
                     ctx.mesh_post(reply_shard, MeshMsg::SipResponse { origin, key, bytes });
+                }
+                if let Some(gw) = gw {
+                    gw.send_later(&ctx, later).await;
                 }
             }
             MeshMsg::SipResponse { origin, key, bytes } => {

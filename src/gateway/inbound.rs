@@ -236,17 +236,18 @@ impl SipIngress {
             })
             .unwrap_or(ctx.shard);
         if owner == ctx.shard {
-            let resp = gw.on_sip_request(ctx, &m).await;
-            let resp = match resp {
+            let answer = gw.on_sip_request(ctx, &m).await;
+            let resp = match answer.response {
                 Some(b) => Ok(b),
                 None => {
                     response_to(&m, 500, "Server Internal Error", None).and_then(|b| b.finish())
                 }
             };
-            return self.answer_built(origin, &key, resp).await;
+            self.answer_built(origin, &key, resp).await;
+            return gw.send_later(ctx, answer.later).await;
         }
         let msg = MeshMsg::SipRequest {
-            msg: m,
+            msg: Box::new(m),
             reply_shard: ctx.shard,
             origin,
             key,

@@ -28,8 +28,8 @@ use super::address::{jid_to_sip_uri, sip_uri_to_jid};
 use super::outbound_message::{MessageGateway, Pending};
 use super::presence::{pidf_from_presence, presence_from_pidf, Show, XmppPresence};
 use super::subscription::{
-    DialogKey, EndReason, LocalEndpoint, NotifierConfig, NotifierEvent, Notifiers, Subscriber,
-    SubscriberConfig, SubscriberEvent, SubscriberState,
+    DialogKey, EndReason, LocalEndpoint, NotifierConfig, NotifierEvent, Notifiers, OutRequest,
+    Subscriber, SubscriberConfig, SubscriberEvent, SubscriberState,
 };
 use crate::config::{Config, PartnerType};
 use crate::edge::context::EdgeContext;
@@ -119,6 +119,33 @@ impl PresenceTables {
     }
 }
 
+/// A request produced while handling an event, sent once the event's response is out.
+pub enum Later {
+    /// A SUBSCRIBE of subscription `SubKey`.
+    Subscribe(SubKey, OutRequest),
+    /// A NOTIFY of a notifier dialog.
+    Notify(DialogKey, OutRequest),
+    /// Already sent.
+    Done,
+}
+
+/// What a SUBSCRIBE/NOTIFY from the internal side produced.
+pub struct SipAnswer {
+    /// The response to write on the request's flow.
+    pub response: Option<Vec<u8>>,
+    /// Requests to send after it ([`MessageGateway::send_later`]).
+    pub later: Vec<Later>,
+}
+
+impl SipAnswer {
+    fn only(response: Option<Vec<u8>>) -> SipAnswer {
+        SipAnswer {
+            response,
+            later: Vec::new(),
+        }
+    }
+}
+
 /// XMPP presence `type` values handled here.
 enum PresenceKind {
     Available,
@@ -162,7 +189,7 @@ impl MessageGateway {
                     .map(|s| s.unsubscribe(now));
                 match evs {
                     Some(evs) => {
-                        self.subscriber_events(ctx, &key, evs).await;
+                        self.subscriber_events_now(ctx, &key, evs).await;
                     }
                     None => self.tell(ctx, &key, Some("unsubscribed"), None).await,
                 }
@@ -183,7 +210,7 @@ impl MessageGateway {
                     .notifiers
                     .xmpp_answer(&dk, yes, now);
                 if let Ok(evs) = evs {
-                    self.notifier_events(ctx, evs).await;
+                    self.notifier_events_now(ctx, evs).await;
                 }
             }
             PresenceKind::Available | PresenceKind::Unavailable => {
@@ -198,7 +225,7 @@ impl MessageGateway {
                     Bytes::from(pidf),
                     now,
                 );
-                self.notifier_events(ctx, evs).await;
+                self.notifier_events_now(ctx, evs).await;
             }
             PresenceKind::Probe => {
                 let (last, active) = {
@@ -256,7 +283,7 @@ impl MessageGateway {
             }
             None => return self.tell(ctx, &key, Some("unsubscribed"), None).await,
         };
-        self.subscriber_events(ctx, &key, evs).await;
+        self.subscriber_events_now(ctx, &key, evs).await;
     }
 
     fn new_subscriber(&self, ctx: &EdgeContext, key: &SubKey) -> Option<Subscriber> {
@@ -283,8 +310,9 @@ impl MessageGateway {
     }
 
     /// A SUBSCRIBE or NOTIFY from the internal side, for a user this shard owns. Returns the
-    /// response to send on the request's flow.
-    pub async fn on_sip_request(&self, ctx: &Rc<EdgeContext>, m: &SipMessage) -> Option<Vec<u8>> {
+    /// response to send on the request's flow and the requests to send after it (a NOTIFY
+    /// must not overtake the 200 that creates its dialog): hand those to [`Self::send_later`].
+    pub async fn on_sip_request(&self, ctx: &Rc<EdgeContext>, m: &SipMessage) -> SipAnswer {
         let now = Instant::now();
         match m.method() {
             Some("NOTIFY") => {
@@ -293,7 +321,7 @@ impl MessageGateway {
                     .ok()
                     .and_then(|c| self.presence.borrow().by_call_id.get(c).cloned());
                 let Some(key) = key else {
-                    return refuse(m, 481, "Subscription Does Not Exist");
+                    return SipAnswer::only(refuse(m, 481, "Subscription Does Not Exist"));
                 };
                 let evs = self
                     .presence
@@ -302,11 +330,16 @@ impl MessageGateway {
                     .get_mut(&key)
                     .map(|s| s.on_notify(m, now))
                     .unwrap_or_default();
-                self.subscriber_events(ctx, &key, evs).await
+                let mut later = Vec::new();
+                let resp = self.subscriber_events(ctx, &key, evs, &mut later).await;
+                SipAnswer {
+                    response: resp,
+                    later,
+                }
             }
             Some("SUBSCRIBE") => {
                 let Some(pair) = subscribe_pair(ctx, m) else {
-                    return refuse(m, 403, "Forbidden");
+                    return SipAnswer::only(refuse(m, 403, "Forbidden"));
                 };
                 let result = self
                     .presence
@@ -332,9 +365,14 @@ impl MessageGateway {
                         }
                     }
                 }
-                self.notifier_events(ctx, evs).await
+                let mut later = Vec::new();
+                let resp = self.notifier_events(ctx, evs, &mut later).await;
+                SipAnswer {
+                    response: resp,
+                    later,
+                }
             }
-            _ => refuse(m, 405, "Method Not Allowed"),
+            _ => SipAnswer::only(refuse(m, 405, "Method Not Allowed")),
         }
     }
 
@@ -344,6 +382,7 @@ impl MessageGateway {
         ctx: &Rc<EdgeContext>,
         key: &SubKey,
         evs: Vec<SubscriberEvent>,
+        later: &mut Vec<Later>,
     ) -> Option<Vec<u8>> {
         let mut response = None;
         for ev in evs {
@@ -369,24 +408,7 @@ impl MessageGateway {
                     }
                     Err(e) => debug!(error = %e, "PIDF refused"),
                 },
-                SubscriberEvent::Send(req) => {
-                    let pending = Pending::Subscribe(key.clone());
-                    if !self
-                        .transmit(ctx, req.bytes, &req.branch, req.method, pending)
-                        .await
-                    {
-                        let evs = self
-                            .presence
-                            .borrow_mut()
-                            .subscribers
-                            .get_mut(key)
-                            .map(|s| {
-                                s.on_failure(super::errors::SipFailure::Transport, Instant::now())
-                            })
-                            .unwrap_or_default();
-                        Box::pin(self.subscriber_events(ctx, key, evs)).await;
-                    }
-                }
+                SubscriberEvent::Send(req) => later.push(Later::Subscribe(key.clone(), req)),
                 SubscriberEvent::Respond(bytes) => response = Some(bytes),
             }
         }
@@ -398,25 +420,13 @@ impl MessageGateway {
         &self,
         ctx: &Rc<EdgeContext>,
         evs: Vec<NotifierEvent>,
+        later: &mut Vec<Later>,
     ) -> Option<Vec<u8>> {
         let mut response = None;
         for ev in evs {
             match ev {
                 NotifierEvent::Respond(bytes) => response = Some(bytes),
-                NotifierEvent::Send(dk, req) => {
-                    let pending = Pending::Notify(dk.clone());
-                    if !self
-                        .transmit(ctx, req.bytes, &req.branch, req.method, pending)
-                        .await
-                    {
-                        let evs = self
-                            .presence
-                            .borrow_mut()
-                            .notifiers
-                            .on_notify_failure(&dk, super::errors::SipFailure::Transport);
-                        Box::pin(self.notifier_events(ctx, evs)).await;
-                    }
-                }
+                NotifierEvent::Send(dk, req) => later.push(Later::Notify(dk, req)),
                 NotifierEvent::AskXmpp(dk) => {
                     let pair = self.presence.borrow().dialog_pair.get(&dk).cloned();
                     if let Some(pair) = pair {
@@ -444,6 +454,71 @@ impl MessageGateway {
         response
     }
 
+    async fn subscriber_events_now(
+        &self,
+        ctx: &Rc<EdgeContext>,
+        key: &SubKey,
+        evs: Vec<SubscriberEvent>,
+    ) {
+        let mut later = Vec::new();
+        self.subscriber_events(ctx, key, evs, &mut later).await;
+        self.send_later(ctx, later).await;
+    }
+
+    async fn notifier_events_now(&self, ctx: &Rc<EdgeContext>, evs: Vec<NotifierEvent>) {
+        let mut later = Vec::new();
+        self.notifier_events(ctx, evs, &mut later).await;
+        self.send_later(ctx, later).await;
+    }
+
+    /// Sends the requests an event produced; a request the transaction table refuses fails
+    /// its dialog as a transport failure would (and what that produces is sent in turn).
+    pub async fn send_later(&self, ctx: &Rc<EdgeContext>, mut later: Vec<Later>) {
+        let mut i = 0;
+        while i < later.len() {
+            let item = std::mem::replace(&mut later[i], Later::Done);
+            i += 1;
+            let transport = super::errors::SipFailure::Transport;
+            let mut more = Vec::new();
+            match item {
+                Later::Subscribe(key, req) => {
+                    let pending = Pending::Subscribe(key.clone());
+                    if self
+                        .transmit(ctx, req.bytes, &req.branch, req.method, pending)
+                        .await
+                    {
+                        continue;
+                    }
+                    let evs = self
+                        .presence
+                        .borrow_mut()
+                        .subscribers
+                        .get_mut(&key)
+                        .map(|s| s.on_failure(transport, Instant::now()))
+                        .unwrap_or_default();
+                    self.subscriber_events(ctx, &key, evs, &mut more).await;
+                }
+                Later::Notify(dk, req) => {
+                    let pending = Pending::Notify(dk.clone());
+                    if self
+                        .transmit(ctx, req.bytes, &req.branch, req.method, pending)
+                        .await
+                    {
+                        continue;
+                    }
+                    let evs = self
+                        .presence
+                        .borrow_mut()
+                        .notifiers
+                        .on_notify_failure(&dk, transport);
+                    self.notifier_events(ctx, evs, &mut more).await;
+                }
+                Later::Done => {}
+            }
+            later.extend(more);
+        }
+    }
+
     /// The end of a SUBSCRIBE transaction of subscription `key`.
     pub(super) async fn subscribe_outcome(
         &self,
@@ -464,7 +539,7 @@ impl MessageGateway {
                 (Outcome::Success(_), None) => Vec::new(),
             }
         };
-        self.subscriber_events(ctx, &key, evs).await;
+        self.subscriber_events_now(ctx, &key, evs).await;
     }
 
     /// The end of a NOTIFY transaction of dialog `key`.
@@ -480,7 +555,7 @@ impl MessageGateway {
                 .borrow_mut()
                 .notifiers
                 .on_notify_failure(&key, f);
-            self.notifier_events(ctx, evs).await;
+            self.notifier_events_now(ctx, evs).await;
         }
     }
 
@@ -495,10 +570,10 @@ impl MessageGateway {
                 .collect()
         };
         for (key, evs) in due {
-            self.subscriber_events(ctx, &key, evs).await;
+            self.subscriber_events_now(ctx, &key, evs).await;
         }
         let evs = self.presence.borrow_mut().notifiers.handle_timeout(now);
-        self.notifier_events(ctx, evs).await;
+        self.notifier_events_now(ctx, evs).await;
     }
 
     /// Sends a presence stanza from the internal user to the partner user.

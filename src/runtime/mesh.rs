@@ -29,8 +29,9 @@ pub enum MeshMsg {
     /// A SUBSCRIBE or NOTIFY from the internal side for a user the receiving shard owns; the
     /// response goes back to `reply_shard` as [`MeshMsg::SipResponse`].
     SipRequest {
-        /// The request (validated).
-        msg: crate::sip::SipMessage,
+        /// The request (validated; boxed: presence requests are rare next to stanzas, which
+        /// should not pay for their size in every queue slot).
+        msg: Box<crate::sip::SipMessage>,
         /// The shard holding the flow it arrived on.
         reply_shard: usize,
         /// That flow.

@@ -1,0 +1,284 @@
+//! Presence through the gateway, both ways:
+//! * a partner user subscribes to an internal user: SIP SUBSCRIBE to the pool (SIPp), whose
+//!   NOTIFY comes back as `subscribed` and presence (status text with its xml:lang kept);
+//! * an internal user subscribes to a partner user: a scripted pool on the next-hop flow sends
+//!   SUBSCRIBE, the partner is asked with `subscribe`, its `subscribed` and presence come back as
+//!   NOTIFYs (pending → active with PIDF);
+//! * a `public-unverified` partner may not start a subscription (answered `unsubscribed`).
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use stanza_router::pki::ThrowawayCa;
+use stanza_router::sip::{Framed, Limits, SipFramer, SipMessage};
+use support::dialogue::{inbound_sasl, ip, listener, outbound_sasl, partner, peer_tls};
+use support::router::{RouterSetup, TestRouter};
+use support::sipp::{Scenario, Sipp, SippOptions};
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(30)
+}
+
+#[test]
+fn partner_subscription_becomes_sip_subscribe_and_notify_becomes_presence() {
+    let r = 170;
+    let ca = ThrowawayCa::new("gateway CA").unwrap();
+    let peer = peer_tls(&ca.issue_with(&["a.test"], false).unwrap());
+    let l = listener(r + 1);
+    let uas = Sipp::uas(
+        Scenario::UasSubscribe,
+        SippOptions::new(ip(r + 2))
+            .calls(1)
+            .key("note", "Im Meeting")
+            .key("note_lang", "de"),
+    )
+    .expect("sipp uas starts");
+    let mut setup = RouterSetup::new(ip(r), &ca);
+    setup.partners.push(partner(
+        &l,
+        "type = \"federated\"\ntls = \"required\"\nsasl = \"optional\"\ndialback = true",
+    ));
+    setup.extra = format!(
+        "[sip]\nnext_hop = \"sip:{};transport=tcp\"\n",
+        uas.local_addr()
+    );
+    let router = TestRouter::start(setup);
+    let mut c = inbound_sasl(&router, &peer);
+    c.send("<presence type='subscribe' from='alice@a.test' to='bob@corp.test' id='s1'/>");
+    let mut sipp = uas;
+    let sub = sipp
+        .wait_for_received("SUBSCRIBE", deadline(), |m| m.method() == Some("SUBSCRIBE"))
+        .expect("the pool receives the SUBSCRIBE");
+    assert!(
+        sub.start_line.starts_with("SUBSCRIBE sip:bob@corp.test"),
+        "{}",
+        sub.start_line
+    );
+    assert_eq!(sub.header("Event"), Some("presence"));
+    assert!(sub
+        .header("From")
+        .is_some_and(|f| f.contains("sip:alice@a.test")));
+    assert!(sub
+        .header("Accept")
+        .is_some_and(|a| a.contains("application/pidf+xml")));
+    let mut o = outbound_sasl(&l, &peer);
+    let subscribed = o.expect("type='subscribed'");
+    assert!(
+        subscribed.contains("from='bob@corp.test'") && subscribed.contains("to='alice@a.test'"),
+        "{subscribed}"
+    );
+    let presence = o.expect("<status");
+    assert!(
+        presence.contains("<presence from='bob@corp.test' to='alice@a.test'>"),
+        "{presence}"
+    );
+    assert!(
+        presence.contains("<status xml:lang='de'>Im Meeting</status>"),
+        "status text and its language survive: {presence}"
+    );
+    drop(router);
+}
+
+#[test]
+fn public_unverified_partner_cannot_start_a_subscription() {
+    let r = 174;
+    let ca = ThrowawayCa::new("gateway CA").unwrap();
+    let peer = peer_tls(&ca.issue_with(&["a.test"], false).unwrap());
+    let l = listener(r + 1);
+    let pool = TcpListener::bind((ip(r + 2), 0)).unwrap();
+    let mut setup = RouterSetup::new(ip(r), &ca);
+    setup.partners.push(partner(
+        &l,
+        "type = \"public-unverified\"\ntls = \"required\"\nsasl = \"optional\"\ndialback = true",
+    ));
+    setup.extra = format!(
+        "[sip]\nnext_hop = \"sip:{};transport=tcp\"\n",
+        pool.local_addr().unwrap()
+    );
+    let router = TestRouter::start(setup);
+    let mut c = inbound_sasl(&router, &peer);
+    c.send("<presence type='subscribe' from='alice@a.test' to='bob@corp.test'/>");
+    let mut o = outbound_sasl(&l, &peer);
+    let answer = o.expect("type='unsubscribed'");
+    assert!(answer.contains("from='bob@corp.test'"), "{answer}");
+    // Nothing reached the pool: the shards' flows carry no SUBSCRIBE.
+    let mut pool_conns = ScriptedPool::accept_all(&pool, router_shards());
+    assert!(pool_conns
+        .iter_mut()
+        .all(|p| p.try_request(Duration::from_millis(300)).is_none()));
+}
+
+#[test]
+fn internal_subscription_asks_the_partner_and_its_answer_and_presence_become_notifies() {
+    let r = 178;
+    let ca = ThrowawayCa::new("gateway CA").unwrap();
+    let peer = peer_tls(&ca.issue_with(&["a.test"], false).unwrap());
+    let l = listener(r + 1);
+    let pool = TcpListener::bind((ip(r + 2), 0)).unwrap();
+    let mut setup = RouterSetup::new(ip(r), &ca);
+    setup.partners.push(partner(
+        &l,
+        "type = \"public-unverified\"\ntls = \"required\"\nsasl = \"optional\"\ndialback = true",
+    ));
+    setup.extra = format!(
+        "[sip]\nnext_hop = \"sip:{};transport=tcp\"\n",
+        pool.local_addr().unwrap()
+    );
+    let router = TestRouter::start(setup);
+    let mut flows = ScriptedPool::accept_all(&pool, router_shards());
+    let subscribe = "SUBSCRIBE sip:alice@a.test SIP/2.0\r\n\
+        Via: SIP/2.0/TCP 127.0.0.180;branch=z9hG4bKsub1\r\n\
+        Max-Forwards: 70\r\n\
+        From: <sip:bob@corp.test>;tag=bobtag\r\n\
+        To: <sip:alice@a.test>\r\n\
+        Call-ID: sub-call-1\r\n\
+        CSeq: 1 SUBSCRIBE\r\n\
+        Contact: <sip:bob@127.0.0.180;transport=tcp>\r\n\
+        Event: presence\r\n\
+        Accept: application/pidf+xml\r\n\
+        Expires: 600\r\n\
+        Content-Length: 0\r\n\r\n";
+    flows[0].send(subscribe.as_bytes());
+    let ok = flows[0].expect_response(200);
+    let to = String::from_utf8_lossy(ok.header(stanza_router::sip::HeaderName::To).unwrap())
+        .into_owned();
+    assert!(to.contains(";tag="), "the 200 creates the dialog: {to}");
+    // NOTIFYs come on the flow of the shard owning bob, which may be another one.
+    let (i, pending) = ScriptedPool::expect_request_any(&mut flows, "NOTIFY");
+    assert!(header(&pending, "Subscription-State").starts_with("pending"));
+    flows[i].answer(&pending, 200);
+    // The partner is asked.
+    let mut o = outbound_sasl(&l, &peer);
+    let ask = o.expect("type='subscribe'");
+    assert!(
+        ask.contains("from='bob@corp.test'") && ask.contains("to='alice@a.test'"),
+        "{ask}"
+    );
+    // The partner user approves and tells its presence; bob asked first, so the
+    // public-unverified partner may answer.
+    let mut c = inbound_sasl(&router, &peer);
+    c.send("<presence type='subscribed' from='alice@a.test' to='bob@corp.test'/>");
+    let (i, active) = ScriptedPool::expect_request_any(&mut flows, "NOTIFY");
+    assert!(header(&active, "Subscription-State").starts_with("active"));
+    flows[i].answer(&active, 200);
+    c.send(
+        "<presence from='alice@a.test/home' to='bob@corp.test'><show>away</show>\
+         <status xml:lang='fr'>En réunion</status></presence>",
+    );
+    let (i, notify) = ScriptedPool::expect_request_any(&mut flows, "NOTIFY");
+    flows[i].answer(&notify, 200);
+    let body = String::from_utf8_lossy(&notify.body()).into_owned();
+    assert!(body.contains("<basic>open</basic>"), "{body}");
+    assert!(body.contains("xml:lang=\"fr\""), "{body}");
+    assert!(body.contains("En réunion"), "{body}");
+}
+
+fn header(m: &SipMessage, name: &str) -> String {
+    m.headers()
+        .find(|h| h.raw_name.eq_ignore_ascii_case(name.as_bytes()))
+        .map(|h| String::from_utf8_lossy(h.value).into_owned())
+        .unwrap_or_default()
+}
+
+fn router_shards() -> usize {
+    2
+}
+
+/// The pool side of the router's next-hop flows, scripted by the test.
+struct ScriptedPool {
+    tcp: TcpStream,
+    framer: SipFramer,
+}
+
+impl ScriptedPool {
+    /// Accepts one flow per shard (each shard opens its own).
+    fn accept_all(l: &TcpListener, shards: usize) -> Vec<ScriptedPool> {
+        (0..shards)
+            .map(|_| {
+                let (tcp, _) = l.accept().expect("router connects to the pool");
+                tcp.set_read_timeout(Some(Duration::from_millis(50)))
+                    .unwrap();
+                ScriptedPool {
+                    tcp,
+                    framer: SipFramer::new(Limits::default()),
+                }
+            })
+            .collect()
+    }
+
+    fn send(&mut self, b: &[u8]) {
+        self.tcp.write_all(b).unwrap();
+    }
+
+    fn next(&mut self, until: Instant) -> Option<SipMessage> {
+        let mut buf = [0u8; 8192];
+        loop {
+            while let Some(f) = self.framer.poll() {
+                match f.expect("router sends valid SIP") {
+                    Framed::Message(m) => return Some(m),
+                    Framed::Ping => self.send(b"\r\n"),
+                    Framed::Pong => {}
+                }
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            match self.tcp.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) => self.framer.feed(&buf[..n]).expect("framing"),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("pool flow: {e}"),
+            }
+        }
+    }
+
+    fn try_request(&mut self, wait: Duration) -> Option<SipMessage> {
+        self.next(Instant::now() + wait)
+    }
+
+    fn expect_response(&mut self, code: u16) -> SipMessage {
+        let m = self.next(deadline()).expect("a response");
+        assert_eq!(
+            m.status(),
+            Some(code),
+            "{}",
+            String::from_utf8_lossy(&m.bytes())
+        );
+        m
+    }
+
+    /// The next message on any of `flows`, which must be a `method` request.
+    fn expect_request_any(flows: &mut [ScriptedPool], method: &str) -> (usize, SipMessage) {
+        let until = deadline();
+        while Instant::now() < until {
+            for (i, f) in flows.iter_mut().enumerate() {
+                if let Some(m) = f.next(Instant::now() + Duration::from_millis(20)) {
+                    assert_eq!(
+                        m.method(),
+                        Some(method),
+                        "{}",
+                        String::from_utf8_lossy(&m.bytes())
+                    );
+                    m.validate().expect("valid request");
+                    return (i, m);
+                }
+            }
+        }
+        panic!("no {method} on any flow");
+    }
+
+    fn answer(&mut self, req: &SipMessage, code: u16) {
+        let b = stanza_router::sip::transaction::response_to(req, code, "OK", None)
+            .unwrap()
+            .finish()
+            .unwrap();
+        self.send(&b);
+    }
+}

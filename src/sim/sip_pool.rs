@@ -477,12 +477,7 @@ impl SipPool {
                 }
                 true
             });
-            // NOTIFYs answered on this connection by the shared core, plus next-hop ones.
-            for n in conn.notifies.drain(..) {
-                if n.call_id == call_id {
-                    report.notifies.push(n);
-                }
-            }
+            // NOTIFYs of the dialog, from this connection or a next-hop one.
             while let Ok(n) = rx.try_recv() {
                 report.notifies.push(n);
             }
@@ -491,6 +486,7 @@ impl SipPool {
                 break;
             }
         }
+        report.notifies.extend(rx.try_iter());
         Ok(report)
     }
 }
@@ -546,9 +542,8 @@ fn serve(stream: TcpStream, shared: Arc<Shared>) {
         return;
     };
     while !shared.stop.load(Ordering::SeqCst) {
-        match conn.pump(|_| false) {
-            Ok(notifies) => shared.forward(notifies),
-            Err(_) => break,
+        if conn.pump(|_| false).is_err() {
+            break;
         }
     }
     let _ = conn.stream.shutdown(Shutdown::Both);
@@ -587,11 +582,9 @@ impl Conn {
 
     /// One read (waiting at most [`POLL`]) and everything it completes. `claim` sees each
     /// response first and returns `true` if it consumed it; the rest goes to the core.
-    /// Returns the NOTIFYs the core answered, or why the connection is over.
-    fn pump(
-        &mut self,
-        mut claim: impl FnMut(&SipMessage) -> bool,
-    ) -> Result<Vec<NotifyReport>, String> {
+    /// NOTIFYs received go to the subscribers waiting on their Call-ID. Returns why the
+    /// connection is over, if it is.
+    fn pump(&mut self, mut claim: impl FnMut(&SipMessage) -> bool) -> Result<(), String> {
         let n = match self.stream.read(&mut self.buf) {
             Ok(0) => return Err("connection closed by peer".into()),
             Ok(n) => n,
@@ -603,7 +596,7 @@ impl Conn {
                         | io::ErrorKind::Interrupted
                 ) =>
             {
-                return Ok(Vec::new())
+                return Ok(())
             }
             Err(e) => return Err(format!("read failed: {e}")),
         };
@@ -632,6 +625,8 @@ impl Conn {
         }
         let keep = self.framer.buffered().min(self.unframed.len());
         self.unframed.drain(..self.unframed.len() - keep);
+        // Before answering: once the sender sees our 200, the subscriber must already have it.
+        self.shared.forward(std::mem::take(&mut out.notifies));
         for b in &out.send {
             self.stream
                 .write_all(b)
@@ -641,7 +636,7 @@ impl Conn {
             let _ = self.stream.shutdown(Shutdown::Both);
             return Err("closed after malformed input".into());
         }
-        Ok(out.notifies)
+        Ok(())
     }
 }
 
@@ -656,20 +651,18 @@ struct Client {
     conn: Conn,
     /// `host:port` of our end, for Via.
     local: String,
-    notifies: Vec<NotifyReport>,
 }
 
 impl Client {
     fn connect(shared: Arc<Shared>, router: SocketAddr) -> io::Result<Client> {
         if shared.stop.load(Ordering::SeqCst) {
-            return Err(io::Error::new(io::ErrorKind::Other, "pool stopped"));
+            return Err(io::Error::other("pool stopped"));
         }
         let stream = TcpStream::connect_timeout(&router, CONNECT_TIMEOUT)?;
         let local = stream.local_addr()?.to_string();
         Ok(Client {
             conn: Conn::new(stream, shared, false)?,
             local,
-            notifies: Vec::new(),
         })
     }
 
@@ -678,9 +671,7 @@ impl Client {
         if self.conn.shared.stop.load(Ordering::SeqCst) {
             return Err("pool stopped".into());
         }
-        let n = self.conn.pump(claim)?;
-        self.notifies.extend(n);
-        Ok(())
+        self.conn.pump(claim)
     }
 }
 

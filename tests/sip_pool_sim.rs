@@ -270,7 +270,7 @@ fn request_without_content_length_gets_400_then_close() {
     assert_eq!(r.status(), Some(400));
     assert!(router.next().is_none(), "connection closed after the 400");
     let stats = pool.stats();
-    assert_eq!((stats.malformed, stats.malformed_answered_400), (1, 1));
+    assert_eq!((stats.malformed, stats.malformed_answered), (1, 1));
     pool.stop();
 }
 
@@ -497,5 +497,20 @@ fn parse_of_samples_round_trips() {
     let s = pool.samples();
     let m = SipMessage::parse(Bytes::from(s[0].clone().into_bytes())).unwrap();
     assert_eq!(m.method(), Some("MESSAGE"));
+    pool.stop();
+}
+
+#[test]
+fn body_over_the_cap_gets_413_then_close() {
+    let pool = pool(AnswerPlan::default());
+    let mut router = Peer::connect(pool.local_addr());
+    let big = message(1).replace("Content-Length: 5", "Content-Length: 1000000");
+    router.send(big.as_bytes());
+    let r = router.next_message();
+    assert_eq!(r.status(), Some(413));
+    assert_eq!(r.call_id(), Ok("msg1@partner.test"));
+    assert!(router.next().is_none(), "connection closed after the 413");
+    let stats = pool.stats();
+    assert_eq!((stats.malformed, stats.malformed_answered), (1, 1));
     pool.stop();
 }

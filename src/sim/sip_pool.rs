@@ -605,17 +605,23 @@ impl Conn {
         self.unframed.extend_from_slice(data);
         {
             let mut book = lock(&self.shared.book);
-            if self.framer.feed(data).is_err() {
-                self.uas
-                    .on_unframeable(&self.unframed, &self.shared.limits, &mut book, &mut out);
+            if let Err(e) = self.framer.feed(data) {
+                self.uas.on_unframeable(
+                    &self.unframed,
+                    Some(e),
+                    &self.shared.limits,
+                    &mut book,
+                    &mut out,
+                );
             }
             while !out.close {
                 match self.framer.poll() {
                     None => break,
                     Some(Ok(Framed::Message(m))) if !m.is_request() && claim(&m) => {}
                     Some(Ok(item)) => self.uas.on_framed(item, &mut book, &mut out),
-                    Some(Err(_)) => self.uas.on_unframeable(
+                    Some(Err(e)) => self.uas.on_unframeable(
                         &self.unframed,
+                        Some(e),
                         &self.shared.limits,
                         &mut book,
                         &mut out,

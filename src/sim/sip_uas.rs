@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, HashSet};
 use bytes::Bytes;
 
 use crate::gateway::presence::{pidf_from_presence, presence_from_pidf, XmppPresence};
-use crate::sip::framer::Framed;
+use crate::sip::framer::{Framed, FramerError};
 use crate::sip::headers::HeaderName;
 use crate::sip::message::SipMessage;
-use crate::sip::parse::Limits;
+use crate::sip::parse::{find_head_end, parse_head, Limits, ParseError};
 use crate::sip::serialize::Request;
 use crate::sip::transaction::{random_hex, response_to, BranchGen};
 
@@ -85,8 +85,9 @@ pub struct PoolStats {
     /// Malformed input: unframeable bytes, invalid requests or responses. Each closes its
     /// connection.
     pub malformed: u64,
-    /// Of those, how many got a 400 (a request whose headers allowed answering).
-    pub malformed_answered_400: u64,
+    /// Of those, how many were answered: 400, or 413 for a body over the cap (requests whose
+    /// header section was readable enough to address a response).
+    pub malformed_answered: u64,
     /// Responses matching no request the pool sent.
     pub stray_responses: u64,
 }
@@ -199,29 +200,34 @@ impl Uas {
         }
     }
 
-    /// Handles bytes the framer could not frame (`tail`: what it had buffered): a 400 if they
-    /// start with an answerable request, then close.
+    /// Handles bytes the framer could not frame (`tail`: what it had buffered, `err`: why):
+    /// when they start with a readable request header section, a 400 (413 for a body over the
+    /// cap); then close.
     pub fn on_unframeable(
         &mut self,
         tail: &[u8],
+        err: Option<FramerError>,
         limits: &Limits,
         book: &mut Book,
         out: &mut Output,
     ) {
         book.stats.malformed += 1;
         out.close = true;
-        let start = tail
-            .iter()
-            .position(|&b| b != b'\r' && b != b'\n')
-            .unwrap_or(tail.len());
-        let Ok(m) = SipMessage::parse_with(Bytes::copy_from_slice(&tail[start..]), limits) else {
+        let Some(m) = head_only(tail, limits) else {
             return;
         };
-        if m.is_request() && m.method() != Some("ACK") {
-            if let Ok(r) = response_to(&m, 400, "Bad Request", None).and_then(|b| b.finish()) {
-                book.stats.malformed_answered_400 += 1;
-                out.send.push(r);
+        if !m.is_request() || m.method() == Some("ACK") {
+            return;
+        }
+        let (code, text) = match err {
+            Some(FramerError::Parse(ParseError::BodyTooLarge { .. })) => {
+                (413, "Request Entity Too Large")
             }
+            _ => (400, "Bad Request"),
+        };
+        if let Ok(r) = response_to(&m, code, text, None).and_then(|b| b.finish()) {
+            book.stats.malformed_answered += 1;
+            out.send.push(r);
         }
     }
 
@@ -232,7 +238,7 @@ impl Uas {
             if m.is_request() && m.method() != Some("ACK") {
                 book.sample(m);
                 if let Ok(r) = response_to(m, 400, "Bad Request", None).and_then(|b| b.finish()) {
-                    book.stats.malformed_answered_400 += 1;
+                    book.stats.malformed_answered += 1;
                     out.send.push(r);
                 }
             }
@@ -406,6 +412,25 @@ impl Uas {
     }
 }
 
+/// The header section at the start of `tail` (leading CRLFs skipped) as a message without
+/// body, whatever its Content-Length says: enough to address an error response.
+fn head_only(tail: &[u8], limits: &Limits) -> Option<SipMessage> {
+    let start = tail.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let tail = &tail[start..];
+    let end = find_head_end(tail, 0)?;
+    let any_body = Limits {
+        max_body_bytes: usize::MAX,
+        ..*limits
+    };
+    let head = parse_head(tail, end, &any_body).ok()?;
+    Some(SipMessage::from_parts(
+        Bytes::copy_from_slice(&tail[..end]),
+        head.start,
+        head.headers,
+        end..end,
+    ))
+}
+
 /// What a subscriber learns from a NOTIFY.
 pub(crate) fn notify_report(m: &SipMessage, via_next_hop: bool) -> NotifyReport {
     let ss = m.subscription_state().ok();
@@ -472,7 +497,9 @@ mod tests {
         while let Some(item) = f.poll() {
             match item {
                 Ok(i) => uas.on_framed(i, book, &mut out),
-                Err(_) => uas.on_unframeable(text.as_bytes(), &Limits::default(), book, &mut out),
+                Err(e) => {
+                    uas.on_unframeable(text.as_bytes(), Some(e), &Limits::default(), book, &mut out)
+                }
             }
         }
         out
@@ -563,7 +590,7 @@ mod tests {
         let out = feed(&mut uas, &mut book, &bad);
         assert!(out.close);
         assert_eq!(parse(&out.send[0]).status(), Some(400));
-        assert_eq!(book.stats.malformed_answered_400, 1);
+        assert_eq!(book.stats.malformed_answered, 1);
     }
 
     #[test]

@@ -514,3 +514,46 @@ fn body_over_the_cap_gets_413_then_close() {
     assert_eq!((stats.malformed, stats.malformed_answered), (1, 1));
     pool.stop();
 }
+
+#[test]
+fn send_messages_to_the_pool_itself_follows_its_answer_plan() {
+    let pool = pool(AnswerPlan {
+        error_every: Some((10, 503)),
+        silent_every: Some(100),
+        ..AnswerPlan::default()
+    });
+    let mut plan = SendPlan::new("bob", "sip:carol@corp.test", 500);
+    plan.window = 32;
+    plan.response_timeout = Duration::from_millis(500);
+    let report = pool.send_messages(pool.local_addr(), plan).unwrap();
+    // Every 100th is silent (5), every other 10th gets 503 (50 - 5 = 45), the rest 200.
+    assert_eq!(report.missing, 5);
+    assert_eq!(report.by_status.get(&503), Some(&45));
+    assert_eq!(report.by_status.get(&200), Some(&450));
+    assert_eq!(report.latencies_us.len(), 495);
+    let stats = pool.stats();
+    assert_eq!(stats.messages_received, 500);
+    assert_eq!(stats.messages_silenced, 5);
+    pool.stop();
+}
+
+#[test]
+fn pool_can_be_shared_between_sender_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<SipPool>();
+    let pool = std::sync::Arc::new(pool(AnswerPlan::default()));
+    let senders: Vec<_> = (0..3)
+        .map(|i| {
+            let p = pool.clone();
+            thread::spawn(move || {
+                let plan = SendPlan::new(&format!("user{i}"), "sip:carol@corp.test", 20);
+                p.send_messages(p.local_addr(), plan).unwrap()
+            })
+        })
+        .collect();
+    for s in senders {
+        assert_eq!(s.join().unwrap().by_status.get(&200), Some(&20));
+    }
+    assert_eq!(pool.stats().messages_received, 60);
+    assert_eq!(pool.stats().connections_accepted, 3);
+}

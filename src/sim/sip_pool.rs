@@ -447,17 +447,16 @@ impl SipPool {
         };
         conn.stream.write_all(&req)?;
         loop {
-            let done = match report.status {
-                Some(s) if s >= 300 => true,
-                Some(_) => report
-                    .notifies
-                    .iter()
-                    .any(|n| n.basic.is_some() || n.state.eq_ignore_ascii_case("terminated")),
-                None => false,
-            } || report
+            let terminated = report
                 .notifies
                 .iter()
                 .any(|n| n.state.eq_ignore_ascii_case("terminated"));
+            let presence_in = report.notifies.iter().any(|n| n.basic.is_some());
+            let done = match report.status {
+                Some(s) if s >= 300 => true,
+                Some(_) => terminated || presence_in,
+                None => terminated,
+            };
             if done || Instant::now() >= deadline {
                 break;
             }

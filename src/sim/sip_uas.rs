@@ -1,5 +1,5 @@
 //! The answering logic of the simulated SIP pool, sans-IO: fed framed items from one connection,
-//! it writes the bytes to send back, counts everything in a shared [`Book`], and reports NOTIFYs
+//! it writes the bytes to send back, counts everything in a shared book, and reports NOTIFYs
 //! so a waiting [`subscribe`](super::sip_pool::SipPool::subscribe) can see them. The thread that
 //! owns the socket (in [`sip_pool`](super::sip_pool)) only moves bytes.
 

@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod ops;
 pub mod pki;
 pub mod runtime;
+pub mod sim;
 pub mod sip;
 pub mod xml;
 pub mod xmpp;

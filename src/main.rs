@@ -28,14 +28,17 @@ enum Command {
         #[arg(long, short)]
         profile: Option<PathBuf>,
     },
-    /// Run the router with an embedded federated partner on loopback and print a report.
+    /// Run the router with an embedded SIP pool and federated partner on loopback; print a report.
     Demo {
         /// Pings to send to corp.test.
         #[arg(long, default_value_t = 5000)]
         pings: usize,
-        /// Messages to send to bob@corp.test.
+        /// Messages the partner sends to users of corp.test (SIP MESSAGEs to the pool).
         #[arg(long, default_value_t = 5000)]
         messages: usize,
+        /// Messages the SIP pool sends to alice@partner.test.
+        #[arg(long, default_value_t = 5000)]
+        sip_messages: usize,
         /// Router shards (0 = one per CPU); a profile's runtime.shards overrides it.
         #[arg(long, default_value_t = 0)]
         shards: usize,
@@ -60,11 +63,13 @@ fn main() -> ExitCode {
         Command::Demo {
             pings,
             messages,
+            sip_messages,
             shards,
             profile,
         } => stanza_router::ops::demo::run(stanza_router::ops::demo::DemoOptions {
             pings,
             messages,
+            sip_messages,
             shards,
             profile,
         }),

@@ -89,6 +89,11 @@ impl SipIngress {
             done,
             tx_config: TxConfig {
                 t1: ctx.config.sip.t1,
+                // Our flows are TCP/TLS from the internal proxy (Timer J = 0 on reliable
+                // transports): a short linger absorbs retransmissions that crossed a UDP hop
+                // upstream without holding tens of thousands of answered transactions.
+                server_linger: ctx.config.sip.t1 * 8,
+                max_server: 65_536,
                 ..TxConfig::default()
             },
             limits: MessageLimits::default(),
@@ -148,6 +153,13 @@ impl SipIngress {
             Ok(ServerEvent::Retransmission) => return self.flush(origin).await,
             Err(e) => {
                 debug!(error = %e, "SIP server transaction refused");
+                if m.method() == Some("MESSAGE") {
+                    // Counted like any other MESSAGE: received, and refused.
+                    ctx.counters.sip_messages_in.fetch_add(1, Ordering::Relaxed);
+                    ctx.counters
+                        .sip_messages_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 if let Ok(b) =
                     response_to(&m, 503, "Service Unavailable", None).and_then(|b| b.finish())
                 {

@@ -640,7 +640,7 @@ pub fn write_presence_stanza(
         escape_attr(k, out);
         out.push(b'\'');
     }
-    let Some(p) = p else {
+    let Some(p) = p.filter(|p| p.show.is_some() || !p.status.is_empty() || p.priority != 0) else {
         out.extend_from_slice(b"/>");
         return;
     };

@@ -1,12 +1,15 @@
 //! `stanza-router demo`: the whole edge on one machine, no arguments needed.
 //!
 //! Generates a throw-away CA and certificates in a temporary directory, starts the router for
-//! `corp.test` on loopback and an embedded federated partner (`partner.test`, blocking threads with
+//! `corp.test` on loopback with its SIP gateway, an embedded SIP pool simulator (`crate::sim`, the
+//! router's next hop) and an embedded federated partner (`partner.test`, blocking threads with
 //! rustls). The partner opens a stream to the router (STARTTLS + SASL EXTERNAL), sends pings to
-//! `corp.test` and messages to `bob@corp.test`; the router answers over its own outbound stream to the
-//! partner (pings: results; messages: `service-unavailable` until the SIP gateway lands). The report
-//! prints samples, counts by outcome, throughput and latency percentiles, and the command exits 0
-//! only when every stanza sent was answered.
+//! `corp.test` and messages to `userN@corp.test` (SIP MESSAGEs to the pool, which answers every
+//! 50th with 486 → bounced as recipient-unavailable); the pool sends MESSAGEs to
+//! `alice@partner.test` through the router's SIP listener; then a presence subscription runs each
+//! way. The report prints samples, counts by outcome, throughput and latency percentiles, and the
+//! command exits 0 only when every message was accounted for (delivered or bounced, both ways) and
+//! both subscriptions completed.
 
 mod partner;
 mod report;
@@ -20,14 +23,17 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, Profile};
 use crate::pki::ThrowawayCa;
 use crate::runtime::shards;
+use crate::sim::{AnswerPlan, PoolConfig, SipPool};
 
 /// Demo parameters.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     /// Pings to `corp.test`.
     pub pings: usize,
-    /// Messages to `bob@corp.test`.
+    /// Messages partner → SIP pool (to `userN@corp.test`).
     pub messages: usize,
+    /// Messages SIP pool → partner (from `carol@corp.test` to `alice@partner.test`).
+    pub sip_messages: usize,
     /// Shards of the router (0 = one per CPU).
     pub shards: usize,
     /// A tuning profile overlaid on the router's configuration.
@@ -39,6 +45,7 @@ impl Default for DemoOptions {
         DemoOptions {
             pings: 5_000,
             messages: 5_000,
+            sip_messages: 5_000,
             shards: 0,
             profile: None,
         }
@@ -82,6 +89,16 @@ fn run_inner(
     std::fs::write(dir.0.join("corp.test.key"), &router_cert.key_pem)?;
     std::fs::write(dir.0.join("ca.pem"), ca.cert_pem())?;
 
+    // The embedded SIP pool: the router's next hop; every 50th MESSAGE is answered 486 to show
+    // the bounce path.
+    let mut pool_cfg = PoolConfig::new(TcpListener::bind((ip, 0))?, "corp.test");
+    pool_cfg.answers = AnswerPlan {
+        error_every: Some((50, 486)),
+        ..AnswerPlan::default()
+    };
+    pool_cfg.samples = 1;
+    let pool = SipPool::start(pool_cfg)?;
+    let sip_listen = SocketAddr::new(ip.into(), free_port(ip)?);
     let partner_listener = TcpListener::bind((ip, 0))?;
     let partner_addr = partner_listener.local_addr()?;
     let s2s = SocketAddr::new(ip.into(), free_port(ip)?);
@@ -95,7 +112,9 @@ fn run_inner(
          [tls]\ncertificate = \"corp.test.crt\"\nkey = \"corp.test.key\"\ntrust = [\"ca.pem\"]\nsystem_roots = false\n\
          [runtime]\nshards = {shards}\nio_memory = \"512KiB\"\nring_depth = 128\n[log]\nlevel = \"warn\"\n\
          [[partner]]\ndomain = \"partner.test\"\ntype = \"federated\"\ntls = \"required\"\nsasl = \"optional\"\n\
-         dialback = true\nproxy_fqdn = \"{partner_addr}\"\n"
+         dialback = true\nproxy_fqdn = \"{partner_addr}\"\n\
+         [sip]\nnext_hop = \"sip:{};transport=tcp\"\nlisten = [\"{sip_listen}\"]\n",
+        pool.local_addr()
     );
     let cfg_path = dir.0.join("demo.toml");
     std::fs::write(&cfg_path, &text)?;
@@ -104,7 +123,10 @@ fn run_inner(
         cfg = cfg.with_profile(p).map_err(|e| e.to_string())?;
     }
     crate::ops::logging::init(&cfg.log.level);
-    println!("stanza-router demo: router for corp.test on {s2s}, partner.test on {partner_addr}");
+    println!(
+        "stanza-router demo: router for corp.test on {s2s} (SIP {sip_listen}), partner.test on {partner_addr}, SIP pool on {}",
+        pool.local_addr()
+    );
     println!("  certificates from a throw-away CA in {}", dir.0.display());
     if let Some(p) = profile {
         let r = &cfg.runtime;
@@ -128,15 +150,21 @@ fn run_inner(
         crate::edge::tls::identity_from_pem(&partner_cert.cert_pem, &partner_cert.key_pem)?;
     let result = partner::run(partner::PartnerRun {
         router: s2s,
+        router_sip: sip_listen,
         listener: partner_listener,
         identity,
         pings: opts.pings,
         messages: opts.messages,
+        sip_messages: opts.sip_messages,
+        pool: &pool,
+        counters: &counters,
         deadline: Instant::now() + Duration::from_secs(60),
     });
     router.shutdown();
     let outcome = result.map_err(|e| e.to_string())?;
-    Ok(report::print(&outcome, &counters))
+    let ok = report::print(&outcome, &counters, &pool.stats(), &pool.samples());
+    pool.stop();
+    Ok(ok)
 }
 
 /// A temporary directory removed on drop.

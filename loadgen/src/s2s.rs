@@ -128,6 +128,11 @@ impl Duplex {
     /// Reads what arrives within [`READ_POLL`] into `framer`; `Ok(false)` on end of stream.
     /// `buf` is the socket read buffer.
     pub fn pump(&self, framer: &mut Framer, buf: &mut [u8]) -> Result<bool, S2sError> {
+        // Plain text rustls already holds (read along with the handshake's last flight) first:
+        // the peer may be waiting for our answer to it.
+        if self.drain_plaintext(framer, buf)? {
+            return Ok(true);
+        }
         let n = match (&self.tcp).read(buf) {
             Ok(0) => return Ok(false),
             Ok(n) => n,
@@ -165,6 +170,26 @@ impl Duplex {
             self.send(&[], &mut Vec::new())?;
         }
         Ok(true)
+    }
+
+    /// Moves decrypted bytes buffered in the TLS session into `framer`; whether there were any.
+    fn drain_plaintext(&self, framer: &mut Framer, buf: &mut [u8]) -> Result<bool, S2sError> {
+        let mut guard = self.tls.lock().map_err(|_| poisoned())?;
+        let Some(conn) = guard.as_mut() else {
+            return Ok(false);
+        };
+        let mut any = false;
+        loop {
+            match conn.reader().read(buf) {
+                Ok(0) => return Ok(any),
+                Ok(n) => {
+                    framer.feed(&buf[..n]);
+                    any = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(any),
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     fn start_tls(&self, mut conn: Connection, deadline: Instant) -> Result<(), S2sError> {

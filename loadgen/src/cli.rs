@@ -77,7 +77,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "C")]
     pub connections: Option<usize>,
     /// Open loop: constant arrival rate, requests per second.
-    #[arg(long, value_name = "R", required_unless_present = "closed_loop", conflicts_with = "closed_loop")]
+    #[arg(
+        long,
+        value_name = "R",
+        required_unless_present = "closed_loop",
+        conflicts_with = "closed_loop"
+    )]
     pub rate: Option<f64>,
     /// Closed loop: send as answers come back, at most --window outstanding.
     #[arg(long)]
@@ -136,7 +141,12 @@ pub struct CaArgs {
     #[arg(long, default_value = "corp.test")]
     pub router_domain: String,
     /// Partner domains p0.partner.test … p{M-1}.partner.test.
-    #[arg(long, value_name = "M", default_value_t = 4, conflicts_with = "partner_domains")]
+    #[arg(
+        long,
+        value_name = "M",
+        default_value_t = 4,
+        conflicts_with = "partner_domains"
+    )]
     pub partners: usize,
     /// Partner domains by name instead (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "DOMAIN,...")]
@@ -203,7 +213,8 @@ pub fn check_domain(what: &str, d: &str) -> Result<(), ArgError> {
         && d.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         });
@@ -262,7 +273,9 @@ impl RunArgs {
         )?;
         if let Some(r) = self.rate {
             if !(r.is_finite() && r > 0.0 && r <= MAX_RATE) {
-                return Err(bad(format!("--rate {r}: must be > 0 and at most {MAX_RATE}")));
+                return Err(bad(format!(
+                    "--rate {r}: must be > 0 and at most {MAX_RATE}"
+                )));
             }
         }
         if self.window.is_some() && !self.closed_loop {
@@ -273,7 +286,9 @@ impl RunArgs {
         }
         if let Some(c) = self.connections {
             if c == 0 || c > MAX_CONNECTIONS {
-                return Err(bad(format!("--connections {c}: must be 1..={MAX_CONNECTIONS}")));
+                return Err(bad(format!(
+                    "--connections {c}: must be 1..={MAX_CONNECTIONS}"
+                )));
             }
         }
         if self.duration.is_zero() {
@@ -315,7 +330,10 @@ impl RunArgs {
             )));
         }
         let partner_listen = partner_addrs(self.partners.partner_listen, partners.len())?;
-        let domain = self.domain.clone().unwrap_or_else(|| ca.router_domain.clone());
+        let domain = self
+            .domain
+            .clone()
+            .unwrap_or_else(|| ca.router_domain.clone());
         if domain != ca.router_domain {
             return Err(bad(format!(
                 "--domain {domain}: the CA directory's router certificate is for {}",
@@ -352,7 +370,10 @@ impl CaArgs {
         check_domain("--router-domain", &self.router_domain)?;
         let list = if self.partner_domains.is_empty() {
             if self.partners == 0 || self.partners > MAX_CONNECTIONS {
-                return Err(bad(format!("--partners {}: must be 1..={MAX_CONNECTIONS}", self.partners)));
+                return Err(bad(format!(
+                    "--partners {}: must be 1..={MAX_CONNECTIONS}",
+                    self.partners
+                )));
             }
             setup::default_partners(self.partners)
         } else {
@@ -387,7 +408,10 @@ impl ConfigArgs {
             return Err(bad(format!("--connections must be 1..={MAX_CONNECTIONS}")));
         }
         if self.shards != "auto" && self.shards.parse::<usize>().map_or(true, |n| n == 0) {
-            return Err(bad(format!("--shards {:?}: a positive number or \"auto\"", self.shards)));
+            return Err(bad(format!(
+                "--shards {:?}: a positive number or \"auto\"",
+                self.shards
+            )));
         }
         Ok(())
     }
@@ -441,18 +465,26 @@ mod tests {
     fn host_names_are_refused_without_resolution() {
         let e = run_args("--rate 1").map(|_| ());
         assert!(e.is_ok());
-        let line = "run --router-s2s localhost:5269 --ca-dir d --partner-listen 127.0.0.1:6000 --rate 1";
+        let line =
+            "run --router-s2s localhost:5269 --ca-dir d --partner-listen 127.0.0.1:6000 --rate 1";
         assert!(parse(line).is_err());
     }
 
     #[test]
     fn non_loopback_targets_need_allow_remote() {
-        let line = "run --router-s2s 10.0.0.1:5269 --ca-dir d --partner-listen 127.0.0.1:6000 --rate 1";
-        let Ok(Cli { command: Command::Run(r) }) = parse(line) else {
+        let line =
+            "run --router-s2s 10.0.0.1:5269 --ca-dir d --partner-listen 127.0.0.1:6000 --rate 1";
+        let Ok(Cli {
+            command: Command::Run(r),
+        }) = parse(line)
+        else {
             panic!("parse")
         };
         assert!(r.check().unwrap_err().0.contains("outside loopback"));
-        let Ok(Cli { command: Command::Run(r) }) = parse(&format!("{line} --allow-remote")) else {
+        let Ok(Cli {
+            command: Command::Run(r),
+        }) = parse(&format!("{line} --allow-remote"))
+        else {
             panic!("parse")
         };
         assert!(r.check().is_ok());
@@ -480,7 +512,10 @@ mod tests {
             };
             assert!(refused, "accepted: {extra}");
         }
-        assert!(run_args("--rate 1 --duration 10").is_err(), "unitless duration");
+        assert!(
+            run_args("--rate 1 --duration 10").is_err(),
+            "unitless duration"
+        );
         assert!(run_args("--rate 1 --body-size uniform:9-1").is_err());
     }
 
@@ -491,36 +526,64 @@ mod tests {
         assert_eq!(p.partners, ["p0.partner.test", "p1.partner.test"]);
         assert_eq!(
             p.partner_listen,
-            ["127.0.0.1:6000".parse().unwrap(), "127.0.0.1:6001".parse().unwrap()]
+            [
+                "127.0.0.1:6000".parse().unwrap(),
+                "127.0.0.1:6001".parse().unwrap()
+            ]
         );
         assert_eq!(p.domain, "corp.test");
         assert_eq!(p.mode, Mode::Open { rate: 100.0 });
-        assert!(run_args("--rate 1 --partners 4").unwrap().plan(&ca(3)).is_err());
-        assert!(run_args("--rate 1 --connections 2").unwrap().plan(&ca(3)).is_err());
-        assert!(run_args("--rate 1 --domain other.test").unwrap().plan(&ca(3)).is_err());
-        assert!(run_args("--closed-loop --window 2 --connections 3").unwrap().plan(&ca(3)).is_err());
+        assert!(run_args("--rate 1 --partners 4")
+            .unwrap()
+            .plan(&ca(3))
+            .is_err());
+        assert!(run_args("--rate 1 --connections 2")
+            .unwrap()
+            .plan(&ca(3))
+            .is_err());
+        assert!(run_args("--rate 1 --domain other.test")
+            .unwrap()
+            .plan(&ca(3))
+            .is_err());
+        assert!(run_args("--closed-loop --window 2 --connections 3")
+            .unwrap()
+            .plan(&ca(3))
+            .is_err());
     }
 
     #[test]
     fn partner_ports_must_fit() {
         assert!(partner_addrs("127.0.0.1:65535".parse().unwrap(), 2).is_err());
         assert!(partner_addrs("127.0.0.1:0".parse().unwrap(), 1).is_err());
-        assert_eq!(partner_addrs("127.0.0.1:65534".parse().unwrap(), 2).unwrap().len(), 2);
+        assert_eq!(
+            partner_addrs("127.0.0.1:65534".parse().unwrap(), 2)
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]
     fn ca_partner_domains_are_checked() {
         let ca_args = |extra: &str| match parse(&format!("ca --dir d {extra}")) {
-            Ok(Cli { command: Command::Ca(c) }) => c,
+            Ok(Cli {
+                command: Command::Ca(c),
+            }) => c,
             other => panic!("{other:?}"),
         };
         assert_eq!(ca_args("--partners 2").partner_domains().unwrap().len(), 2);
         assert_eq!(
-            ca_args("--partner-domains a.test,b.test").partner_domains().unwrap(),
+            ca_args("--partner-domains a.test,b.test")
+                .partner_domains()
+                .unwrap(),
             ["a.test", "b.test"]
         );
-        assert!(ca_args("--partner-domains a.test,a.test").partner_domains().is_err());
-        assert!(ca_args("--partner-domains corp.test").partner_domains().is_err());
+        assert!(ca_args("--partner-domains a.test,a.test")
+            .partner_domains()
+            .is_err());
+        assert!(ca_args("--partner-domains corp.test")
+            .partner_domains()
+            .is_err());
         assert!(ca_args("--partners 0").partner_domains().is_err());
         assert!(parse("ca --dir d --partners 2 --partner-domains a.test").is_err());
     }

@@ -517,7 +517,10 @@ mod tests {
 
     #[test]
     fn conditions_round_trip_and_unknown_is_other() {
-        assert_eq!(Condition::named("service-unavailable").name(), "service-unavailable");
+        assert_eq!(
+            Condition::named("service-unavailable").name(),
+            "service-unavailable"
+        );
         assert_eq!(Condition::named("made-up").name(), "other");
     }
 }

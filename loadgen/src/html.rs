@@ -154,18 +154,34 @@ fn percentile_plot(r: &Report) -> String {
             .fold(0.0, f64::max),
     );
     let mut p = Plot::new("Latency by percentile", 5.0, y_max, "latency (ms)");
-    for (k, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"].iter().enumerate() {
+    for (k, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
+        .iter()
+        .enumerate()
+    {
         p.x_tick(k as f64, label);
     }
     p.x_label("percentile (log scale towards the tail)");
     let to_x = |pct: f64| (100.0 / (100.0 - pct).max(1e-9)).log10().min(5.0);
-    let corrected: Vec<_> = curve.iter().map(|c| (to_x(c.percentile), c.corrected_ms)).collect();
+    let corrected: Vec<_> = curve
+        .iter()
+        .map(|c| (to_x(c.percentile), c.corrected_ms))
+        .collect();
     let uncorrected: Vec<_> = curve
         .iter()
         .map(|c| (to_x(c.percentile), c.uncorrected_ms))
         .collect();
-    p.line(&corrected, CORRECTED, "corrected (from intended send time)", 0);
-    p.line(&uncorrected, UNCORRECTED, "uncorrected (from actual send)", 1);
+    p.line(
+        &corrected,
+        CORRECTED,
+        "corrected (from intended send time)",
+        0,
+    );
+    p.line(
+        &uncorrected,
+        UNCORRECTED,
+        "uncorrected (from actual send)",
+        1,
+    );
     p.finish()
 }
 
@@ -181,11 +197,15 @@ fn throughput_plot(r: &Report) -> String {
     let mut p = Plot::new("Throughput over time", t_max, y_max, "requests / s");
     for i in 0..=5 {
         let v = t_max * i as f64 / 5.0;
-        p.x_tick(v, &format!("{}", fmt_num(v)));
+        p.x_tick(v, &fmt_num(v));
     }
     p.x_label("seconds since start");
     let sent: Vec<_> = r.timeline.iter().map(|s| (s.t, s.sent_per_s)).collect();
-    let done: Vec<_> = r.timeline.iter().map(|s| (s.t, s.completed_per_s)).collect();
+    let done: Vec<_> = r
+        .timeline
+        .iter()
+        .map(|s| (s.t, s.completed_per_s))
+        .collect();
     p.line(&sent, UNCORRECTED, "sent", 0);
     p.line(&done, CORRECTED, "completed", 1);
     p.finish()

@@ -52,12 +52,19 @@ fn main() -> ExitCode {
                 Ok(p) => p,
                 Err(e) => return usage(e),
             };
-            let addrs = match loadgen::cli::partner_addrs(a.partners.partner_listen, partners.len()) {
+            let addrs = match loadgen::cli::partner_addrs(a.partners.partner_listen, partners.len())
+            {
                 Ok(a) => a,
                 Err(e) => return usage(e),
             };
-            let text =
-                setup::router_toml(&ca, &partners, a.router_s2s, &addrs, a.connections, &a.shards);
+            let text = setup::router_toml(
+                &ca,
+                &partners,
+                a.router_s2s,
+                &addrs,
+                a.connections,
+                &a.shards,
+            );
             match std::fs::write(&a.out, text) {
                 Ok(()) => {
                     println!("wrote {}", a.out.display());

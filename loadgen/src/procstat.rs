@@ -95,14 +95,16 @@ mod tests {
 
     #[test]
     fn cpu_ticks_skips_a_command_name_with_spaces() {
-        let stat = "1234 (stanza (router) x) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0";
+        let stat =
+            "1234 (stanza (router) x) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0";
         assert_eq!(cpu_ticks(stat), Some(300));
         assert_eq!(cpu_ticks("garbage"), None);
     }
 
     #[test]
     fn vm_hwm_is_read_in_kib() {
-        let status = "Name:\tstanza-router\nVmPeak:\t  99999 kB\nVmHWM:\t   12345 kB\nVmRSS:\t 1 kB\n";
+        let status =
+            "Name:\tstanza-router\nVmPeak:\t  99999 kB\nVmHWM:\t   12345 kB\nVmRSS:\t 1 kB\n";
         assert_eq!(vm_hwm_kib(status), Some(12345));
         assert_eq!(vm_hwm_kib("Name: x\n"), None);
     }

@@ -368,7 +368,11 @@ impl Report {
         if let Some(why) = &self.router_process_error {
             let _ = writeln!(t, "  router process: {why}");
         }
-        let _ = writeln!(t, "  result: {}", if self.clean() { "clean" } else { "NOT CLEAN" });
+        let _ = writeln!(
+            t,
+            "  result: {}",
+            if self.clean() { "clean" } else { "NOT CLEAN" }
+        );
         t
     }
 }

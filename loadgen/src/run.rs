@@ -221,7 +221,8 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
     let mut listeners = Vec::with_capacity(plan.partners.len());
     for addr in &plan.partner_listen {
         let l = TcpListener::bind(addr).map_err(|e| RunError::Bind(*addr, e))?;
-        l.set_nonblocking(true).map_err(|e| RunError::Bind(*addr, e))?;
+        l.set_nonblocking(true)
+            .map_err(|e| RunError::Bind(*addr, e))?;
         listeners.push(l);
     }
     let streams = establish(plan, tls, &errors);
@@ -487,7 +488,9 @@ impl WriterJob {
             ok = self.flush(batch, scratch);
             if stalled {
                 // The pending table is a full lap behind: wait for answers (or the drain).
-                if Instant::now() > corr.epoch() + self.plan.warmup + self.plan.duration + self.plan.drain {
+                if Instant::now()
+                    > corr.epoch() + self.plan.warmup + self.plan.duration + self.plan.drain
+                {
                     break;
                 }
                 thread::sleep(Duration::from_millis(1));
@@ -567,7 +570,10 @@ fn stream_reader(mut est: Established, sh: &Shared) {
             Ok(Some(Event::Stanza(s))) if s.kind() == StanzaKind::StreamError => {
                 let text = String::from_utf8_lossy(&s.as_bytes()[..s.len().min(300)]).into_owned();
                 let errs = &sh.errors;
-                errs.note(&errs.closed_by_router, format!("router stream error: {text}"));
+                errs.note(
+                    &errs.closed_by_router,
+                    format!("router stream error: {text}"),
+                );
                 break;
             }
             Ok(Some(_)) => continue,
@@ -619,8 +625,12 @@ fn acceptor(
             Ok((tcp, _)) => {
                 n += 1;
                 let _ = tcp.set_nonblocking(false);
-                let (local, remote, tls, sh2) =
-                    (local.to_string(), remote.to_string(), tls.clone(), sh.clone());
+                let (local, remote, tls, sh2) = (
+                    local.to_string(),
+                    remote.to_string(),
+                    tls.clone(),
+                    sh.clone(),
+                );
                 let id = format!("lg-{local}-{n}");
                 let h = thread::Builder::new()
                     .name(format!("answers-{local}-{n}"))

@@ -341,12 +341,16 @@ pub fn connect(
     d.framer.reset();
     let name = rustls_pki_types::ServerName::try_from(remote.to_string())
         .map_err(|_| S2sError::Protocol(format!("{remote} is not a DNS name")))?;
-    d.duplex
-        .start_tls(Connection::Client(ClientConnection::new(tls, name)?), deadline)?;
+    d.duplex.start_tls(
+        Connection::Client(ClientConnection::new(tls, name)?),
+        deadline,
+    )?;
     d.send(&header)?;
     d.expect_header()?;
     d.expect_features_with("EXTERNAL", "features offering SASL EXTERNAL")?;
-    d.send(&format!("<auth xmlns='{NS_SASL}' mechanism='EXTERNAL'>=</auth>"))?;
+    d.send(&format!(
+        "<auth xmlns='{NS_SASL}' mechanism='EXTERNAL'>=</auth>"
+    ))?;
     d.expect(StanzaKind::SaslSuccess, "SASL <success/>")?;
     d.framer.reset();
     d.send(&header)?;
@@ -368,7 +372,11 @@ pub fn accept(
 ) -> Result<Established, S2sError> {
     let mut d = Dialogue::new(tcp, deadline)?;
     d.expect_header()?;
-    d.send(&stream_header(local, remote, Some(&format!("{stream_id}-1"))))?;
+    d.send(&stream_header(
+        local,
+        remote,
+        Some(&format!("{stream_id}-1")),
+    ))?;
     d.send(&format!(
         "<stream:features><starttls xmlns='{NS_TLS}'><required/></starttls></stream:features>"
     ))?;
@@ -378,7 +386,11 @@ pub fn accept(
     d.duplex
         .start_tls(Connection::Server(ServerConnection::new(tls)?), deadline)?;
     d.expect_header()?;
-    d.send(&stream_header(local, remote, Some(&format!("{stream_id}-2"))))?;
+    d.send(&stream_header(
+        local,
+        remote,
+        Some(&format!("{stream_id}-2")),
+    ))?;
     d.send(&format!(
         "<stream:features><mechanisms xmlns='{NS_SASL}'><mechanism>EXTERNAL</mechanism></mechanisms></stream:features>"
     ))?;
@@ -386,7 +398,11 @@ pub fn accept(
     d.send(&format!("<success xmlns='{NS_SASL}'/>"))?;
     d.framer.reset();
     d.expect_header()?;
-    d.send(&stream_header(local, remote, Some(&format!("{stream_id}-3"))))?;
+    d.send(&stream_header(
+        local,
+        remote,
+        Some(&format!("{stream_id}-3")),
+    ))?;
     d.send("<stream:features/>")?;
     Ok(d.done())
 }

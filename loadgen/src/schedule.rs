@@ -138,7 +138,13 @@ mod tests {
 
     #[test]
     fn count_bounds_measured_arrivals() {
-        let s = Schedule::new(1000.0, Duration::ZERO, Duration::from_millis(10), S, Some(7));
+        let s = Schedule::new(
+            1000.0,
+            Duration::ZERO,
+            Duration::from_millis(10),
+            S,
+            Some(7),
+        );
         assert_eq!(s.first_measured(), 10);
         assert_eq!(s.end_index(), 17);
         assert_eq!(s.measured_count(), 7);
@@ -181,7 +187,13 @@ mod tests {
 
     #[test]
     fn boundaries_agree_with_intended_times() {
-        let s = Schedule::new(333.3, Duration::from_millis(70), Duration::from_millis(40), S, None);
+        let s = Schedule::new(
+            333.3,
+            Duration::from_millis(70),
+            Duration::from_millis(40),
+            S,
+            None,
+        );
         let w = 40_000_000;
         assert!(s.intended_ns(s.first_measured()) >= w);
         assert!(s.intended_ns(s.first_measured() - 1) < w);

@@ -82,10 +82,15 @@ fn read(dir: &Path, name: &str) -> Result<String, SetupError> {
 /// Creates the CA and writes every file into `dir` (created if missing).
 pub fn write_ca(dir: &Path, router_domain: &str, partners: &[String]) -> Result<(), SetupError> {
     std::fs::create_dir_all(dir).map_err(|e| SetupError::Io(dir.to_path_buf(), e))?;
-    let ca = ThrowawayCa::new("stanza-router loadgen CA").map_err(|e| SetupError::Cert(e.to_string()))?;
-    let router = ca.issue(&[router_domain]).map_err(|e| SetupError::Cert(e.to_string()))?;
+    let ca = ThrowawayCa::new("stanza-router loadgen CA")
+        .map_err(|e| SetupError::Cert(e.to_string()))?;
+    let router = ca
+        .issue(&[router_domain])
+        .map_err(|e| SetupError::Cert(e.to_string()))?;
     let names: Vec<&str> = partners.iter().map(String::as_str).collect();
-    let partner = ca.issue(&names).map_err(|e| SetupError::Cert(e.to_string()))?;
+    let partner = ca
+        .issue(&names)
+        .map_err(|e| SetupError::Cert(e.to_string()))?;
     write_file(dir, CA_FILE, &ca.cert_pem(), false)?;
     write_file(dir, ROUTER_CERT, &router.cert_pem, false)?;
     write_file(dir, ROUTER_KEY, &router.key_pem, true)?;

@@ -73,7 +73,9 @@ impl std::str::FromStr for BodySize {
                     usize::try_from(n)
                         .ok()
                         .filter(|n| *n <= MAX_BODY)
-                        .ok_or_else(|| BodySizeError(format!("body size {t:?}: at most {MAX_BODY} bytes")))
+                        .ok_or_else(|| {
+                            BodySizeError(format!("body size {t:?}: at most {MAX_BODY} bytes"))
+                        })
                 })
         };
         let s = s.trim();
@@ -221,7 +223,8 @@ mod tests {
 
     #[test]
     fn ping_result_is_answered() {
-        let s = stanza("<iq type='result' id='lg-17' from='corp.test' to='lg0@p0.partner.test/lg'/>");
+        let s =
+            stanza("<iq type='result' id='lg-17' from='corp.test' to='lg0@p0.partner.test/lg'/>");
         assert_eq!(classify(&s), Some((17, Outcome::Answered)));
     }
 
@@ -260,7 +263,14 @@ mod tests {
         let body = String::from_utf8_lossy(s.as_bytes()).into_owned();
         assert_eq!(crate::correlator::seq_from_body(&body), Some(42));
         assert!(out.len() > 2000);
-        let p = Templates::new(Workload::Pings, "p0.partner.test", 0, "corp.test", 1, BodySize::Fixed { bytes: 0 });
+        let p = Templates::new(
+            Workload::Pings,
+            "p0.partner.test",
+            0,
+            "corp.test",
+            1,
+            BodySize::Fixed { bytes: 0 },
+        );
         out.clear();
         p.write(7, &mut out);
         let s = stanza(std::str::from_utf8(&out).unwrap());
@@ -272,7 +282,10 @@ mod tests {
     fn body_size_parses_fixed_and_uniform() {
         assert_eq!("100".parse(), Ok(BodySize::Fixed { bytes: 100 }));
         assert_eq!("fixed:1KiB".parse(), Ok(BodySize::Fixed { bytes: 1024 }));
-        assert_eq!("uniform:10-20".parse(), Ok(BodySize::Uniform { min: 10, max: 20 }));
+        assert_eq!(
+            "uniform:10-20".parse(),
+            Ok(BodySize::Uniform { min: 10, max: 20 })
+        );
         assert!("uniform:20-10".parse::<BodySize>().is_err());
         assert!("uniform:5".parse::<BodySize>().is_err());
         assert!("1GiB".parse::<BodySize>().is_err());

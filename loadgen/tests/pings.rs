@@ -24,7 +24,8 @@ impl TempDir {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let p = std::env::temp_dir().join(format!("loadgen-{label}-{}-{nanos}", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("loadgen-{label}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
     }
@@ -39,7 +40,11 @@ impl Drop for TempDir {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind((IP, 0)).unwrap().local_addr().unwrap().port()
+    TcpListener::bind((IP, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// `n` consecutive free ports (partner `i` listens on base + i).
@@ -86,7 +91,9 @@ fn bench(label: &str, partners: usize, connections: usize, mode: Mode, count: u6
     let ca = setup::read_ca_dir(&dir.0).unwrap();
     let router: SocketAddr = (IP, free_port()).into();
     let base = free_port_run(partners as u16);
-    let listen: Vec<SocketAddr> = (0..partners as u16).map(|i| (IP, base + i).into()).collect();
+    let listen: Vec<SocketAddr> = (0..partners as u16)
+        .map(|i| (IP, base + i).into())
+        .collect();
     let toml = setup::router_toml(&ca, &names, router, &listen, connections, "2");
     let path = dir.0.join("router.toml");
     std::fs::write(&path, &toml).unwrap();
@@ -132,7 +139,10 @@ fn open_loop_pings_are_all_answered_over_the_routers_outbound_streams() {
     assert_eq!(report.latency_ms.corrected.count, 300);
     assert!(report.clean(), "{}", report.text());
     assert_eq!(report.setup.connections_established, 4);
-    assert!(report.setup.router_streams >= 2, "each partner got a stream back");
+    assert!(
+        report.setup.router_streams >= 2,
+        "each partner got a stream back"
+    );
     assert!(report.router_process.is_some());
 }
 

@@ -111,11 +111,23 @@ impl Duplex {
                     return Ok((&self.tcp).write_all(data)?);
                 }
                 Some(conn) => {
-                    if !data.is_empty() {
-                        conn.writer().write_all(data)?;
-                    }
-                    while conn.wants_write() {
-                        conn.write_tls(scratch)?;
+                    // rustls buffers a bounded amount of records: seal in chunks, moving the
+                    // records out after each.
+                    let mut rest = data;
+                    loop {
+                        let n = conn.writer().write(rest)?;
+                        rest = &rest[n..];
+                        let mut moved = false;
+                        while conn.wants_write() {
+                            conn.write_tls(scratch)?;
+                            moved = true;
+                        }
+                        if rest.is_empty() {
+                            break;
+                        }
+                        if n == 0 && !moved {
+                            return Err(S2sError::Io(io::ErrorKind::WriteZero.into()));
+                        }
                     }
                 }
             }
@@ -410,6 +422,63 @@ pub fn accept(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A TLS pair over loopback: (client side, server side).
+    fn tls_pair() -> (Duplex, Duplex) {
+        use stanza_router::edge::tls::{client_config, identity_from_pem, server_config, Alpn};
+        let ca = stanza_router::pki::ThrowawayCa::new("test").unwrap();
+        let leaf = ca.issue(&["a.test"]).unwrap();
+        let id = identity_from_pem(&leaf.cert_pem, &leaf.key_pem).unwrap();
+        let (client, server) = (
+            client_config(&id, Alpn::None).unwrap(),
+            server_config(&id, &[], Alpn::None).unwrap(),
+        );
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let srv = std::thread::spawn(move || {
+            let d = Duplex::new(l.accept().unwrap().0).unwrap();
+            let conn = ServerConnection::new(server).unwrap();
+            d.start_tls(Connection::Server(conn), deadline).unwrap();
+            d
+        });
+        let c = Duplex::new(TcpStream::connect(addr).unwrap()).unwrap();
+        let name = rustls_pki_types::ServerName::try_from("a.test").unwrap();
+        let conn = ClientConnection::new(client, name).unwrap();
+        c.start_tls(Connection::Client(conn), deadline).unwrap();
+        (c, srv.join().unwrap())
+    }
+
+    #[test]
+    fn sends_larger_than_the_tls_buffer_arrive_whole() {
+        let (client, server) = tls_pair();
+        let stanza =
+            b"<message id='x'><body>0123456789012345678901234567890123456789</body></message>";
+        let count = 20_000;
+        let mut batch = stream_header("a.test", "b.test", None).into_bytes();
+        for _ in 0..count {
+            batch.extend_from_slice(stanza);
+        }
+        assert!(batch.len() > 1 << 20);
+        let sender = std::thread::spawn(move || {
+            client.send(&batch, &mut Vec::new()).unwrap();
+            client
+        });
+        let mut framer = Framer::new(FramerLimits::post_auth());
+        let mut buf = vec![0; 16384];
+        let mut got = 0;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while got < count && Instant::now() < deadline {
+            assert!(server.pump(&mut framer, &mut buf).unwrap());
+            while let Ok(Some(ev)) = framer.next_event() {
+                if matches!(ev, Event::Stanza(_)) {
+                    got += 1;
+                }
+            }
+        }
+        assert_eq!(got, count);
+        drop(sender.join().unwrap());
+    }
 
     #[test]
     fn stream_header_names_both_sides() {

@@ -19,6 +19,9 @@ use stanza_router::xml::{Event, Framer, FramerLimits, Stanza, StanzaKind, NS_SAS
 /// Socket read timeout: how often a blocked reader checks its deadline or stop flag.
 pub const READ_POLL: Duration = Duration::from_millis(100);
 
+/// A write blocked this long (the peer stopped reading) fails, so every run ends by itself.
+pub const WRITE_STALL: Duration = Duration::from_secs(30);
+
 /// Why a dialogue or an I/O step failed, naming the side that failed.
 #[derive(Debug)]
 pub enum S2sError {
@@ -91,6 +94,7 @@ impl Duplex {
     fn new(tcp: TcpStream) -> io::Result<Duplex> {
         tcp.set_nodelay(true)?;
         tcp.set_read_timeout(Some(READ_POLL))?;
+        tcp.set_write_timeout(Some(WRITE_STALL))?;
         Ok(Duplex {
             tcp,
             write: Mutex::new(()),

@@ -1,0 +1,590 @@
+//! Command line: `loadgen run | ca | config`, and the validation that turns arguments into a
+//! [`RunPlan`]. Every refusal is an [`ArgError`] (exit status 2).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::run::{Mode, RunPlan};
+use crate::setup::{self, CaDir};
+use crate::workload::{BodySize, Workload};
+
+/// Longest run accepted (warm-up + duration + drain).
+pub const MAX_RUN: Duration = Duration::from_secs(24 * 3600);
+/// Most connections accepted.
+pub const MAX_CONNECTIONS: usize = 10_000;
+/// Closed-loop window when none is given.
+pub const DEFAULT_WINDOW: u64 = 512;
+/// Highest open-loop rate accepted, requests/s.
+pub const MAX_RATE: f64 = 10_000_000.0;
+
+/// Load generator for stanza-router: plays federated XMPP partners over S2S (STARTTLS + SASL
+/// EXTERNAL) against the router and reports throughput and latency.
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Send load to a running router and report.
+    Run(RunArgs),
+    /// Write a throw-away CA, the router's certificate and the partners' certificate.
+    Ca(CaArgs),
+    /// Write a router config matching a CA directory and the partner listen addresses.
+    Config(ConfigArgs),
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    stanza_router::config::duration::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Which partners of the CA directory to play.
+#[derive(Debug, Clone, Args)]
+pub struct PartnerSel {
+    /// Play the first M partner domains of the CA directory (default: all of them).
+    #[arg(long, value_name = "M")]
+    pub partners: Option<usize>,
+    /// Partner `i` listens for the router's streams on this address's port + i.
+    #[arg(long, value_name = "IP:PORTBASE")]
+    pub partner_listen: SocketAddr,
+}
+
+/// `loadgen run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The router's STARTTLS S2S listener (IP literal and port; no name resolution).
+    #[arg(long, value_name = "IP:PORT")]
+    pub router_s2s: SocketAddr,
+    /// The router's domain (default: the CA directory's).
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Directory written by `loadgen ca`.
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: PathBuf,
+    /// Partners.
+    #[command(flatten)]
+    pub partners: PartnerSel,
+    /// S2S connections to the router, spread round-robin over the partners (default: one per
+    /// partner).
+    #[arg(long, value_name = "C")]
+    pub connections: Option<usize>,
+    /// Open loop: constant arrival rate, requests per second.
+    #[arg(
+        long,
+        value_name = "R",
+        required_unless_present = "closed_loop",
+        conflicts_with = "closed_loop"
+    )]
+    pub rate: Option<f64>,
+    /// Closed loop: send as answers come back, at most --window outstanding.
+    #[arg(long)]
+    pub closed_loop: bool,
+    /// Closed loop: outstanding requests over all connections [default: 512].
+    #[arg(long)]
+    pub window: Option<u64>,
+    /// Recorded phase, e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub duration: Duration,
+    /// Unrecorded phase before it.
+    #[arg(long, default_value = "0s", value_parser = duration)]
+    pub warmup: Duration,
+    /// Linear ramp of the rate (or window) from the start.
+    #[arg(long, default_value = "0s", value_parser = duration)]
+    pub ramp_up: Duration,
+    /// Stop after N measured requests (the duration still bounds the run).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Wait this long for outstanding answers after the last send.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    pub drain: Duration,
+    /// Message body size: N, fixed:N or uniform:MIN-MAX (bytes, KiB allowed).
+    #[arg(long, default_value = "100")]
+    pub body_size: BodySize,
+    /// Distinct recipients user0..user{K-1} of messages.
+    #[arg(long, value_name = "K", default_value_t = 1000)]
+    pub users: u64,
+    /// What to send.
+    #[arg(long, value_enum, default_value_t = Workload::Pings)]
+    pub workload: Workload,
+    /// Write the report as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the report as a self-contained HTML page.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Sample this router process's CPU time and peak RSS.
+    #[arg(long, value_name = "PID")]
+    pub router_pid: Option<u32>,
+    /// Accept addresses outside loopback (127.0.0.0/8, ::1).
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// No progress on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `loadgen ca`.
+#[derive(Debug, Clone, Args)]
+pub struct CaArgs {
+    /// Directory to write (created if missing; existing files are replaced).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The router's domain.
+    #[arg(long, default_value = "corp.test")]
+    pub router_domain: String,
+    /// Partner domains p0.partner.test … p{M-1}.partner.test.
+    #[arg(
+        long,
+        value_name = "M",
+        default_value_t = 4,
+        conflicts_with = "partner_domains"
+    )]
+    pub partners: usize,
+    /// Partner domains by name instead (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "DOMAIN,...")]
+    pub partner_domains: Vec<String>,
+}
+
+/// `loadgen config`.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// Directory written by `loadgen ca`.
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: PathBuf,
+    /// Where to write the router config.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// The router's S2S listen address.
+    #[arg(long, value_name = "IP:PORT")]
+    pub router_s2s: SocketAddr,
+    /// Partners.
+    #[command(flatten)]
+    pub partners: PartnerSel,
+    /// Connections `loadgen run` will open (sizes the connection limits).
+    #[arg(long, value_name = "C", default_value_t = 64)]
+    pub connections: usize,
+    /// Router shards: a number or "auto".
+    #[arg(long, default_value = "2")]
+    pub shards: String,
+    /// Accept addresses outside loopback.
+    #[arg(long)]
+    pub allow_remote: bool,
+}
+
+/// A refused argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgError(pub String);
+
+impl fmt::Display for ArgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ArgError {}
+
+fn bad(msg: impl Into<String>) -> ArgError {
+    ArgError(msg.into())
+}
+
+/// Refuses a non-loopback address unless `allow`.
+pub fn check_loopback(what: &str, addr: SocketAddr, allow: bool) -> Result<(), ArgError> {
+    if addr.ip().is_loopback() || allow {
+        Ok(())
+    } else {
+        Err(bad(format!(
+            "{what} {addr} is outside loopback; pass --allow-remote to target it"
+        )))
+    }
+}
+
+/// Checks an XMPP domain the loadgen writes into streams and certificates.
+pub fn check_domain(what: &str, d: &str) -> Result<(), ArgError> {
+    let ok = !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(format!(
+            "{what} {d:?} is not a lower-case DNS domain name"
+        )))
+    }
+}
+
+/// Partner `i`'s listen address: the base port + i.
+pub fn partner_addrs(base: SocketAddr, n: usize) -> Result<Vec<SocketAddr>, ArgError> {
+    (0..n)
+        .map(|i| {
+            u16::try_from(usize::from(base.port()) + i)
+                .ok()
+                .filter(|_| base.port() != 0)
+                .map(|p| SocketAddr::new(base.ip(), p))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "--partner-listen {base}: ports {}..{} do not fit (port 0 is not allowed)",
+                        base.port(),
+                        usize::from(base.port()) + n
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// The first `m` partners of the CA directory (all when `None`).
+pub fn select_partners(ca: &CaDir, m: Option<usize>) -> Result<Vec<String>, ArgError> {
+    let m = m.unwrap_or(ca.partners.len());
+    if m == 0 {
+        return Err(bad("--partners must be at least 1"));
+    }
+    if m > ca.partners.len() {
+        return Err(bad(format!(
+            "--partners {m}: the CA directory {} has certificates for {} partners (run `loadgen ca --partners {m}`)",
+            ca.dir.display(),
+            ca.partners.len()
+        )));
+    }
+    Ok(ca.partners[..m].to_vec())
+}
+
+impl RunArgs {
+    /// Checks everything that does not need the CA directory.
+    pub fn check(&self) -> Result<(), ArgError> {
+        check_loopback("--router-s2s", self.router_s2s, self.allow_remote)?;
+        check_loopback(
+            "--partner-listen",
+            self.partners.partner_listen,
+            self.allow_remote,
+        )?;
+        if let Some(r) = self.rate {
+            if !(r.is_finite() && r > 0.0 && r <= MAX_RATE) {
+                return Err(bad(format!(
+                    "--rate {r}: must be > 0 and at most {MAX_RATE}"
+                )));
+            }
+        }
+        if self.window.is_some() && !self.closed_loop {
+            return Err(bad("--window applies to --closed-loop only"));
+        }
+        if self.window == Some(0) {
+            return Err(bad("--window must be at least 1"));
+        }
+        if let Some(c) = self.connections {
+            if c == 0 || c > MAX_CONNECTIONS {
+                return Err(bad(format!(
+                    "--connections {c}: must be 1..={MAX_CONNECTIONS}"
+                )));
+            }
+        }
+        if self.duration.is_zero() {
+            return Err(bad("--duration must be positive"));
+        }
+        if self.warmup + self.duration + self.drain > MAX_RUN {
+            return Err(bad("--warmup + --duration + --drain must stay under 24h"));
+        }
+        if self.ramp_up > self.warmup + self.duration {
+            return Err(bad("--ramp-up is longer than --warmup + --duration"));
+        }
+        if self.count == Some(0) {
+            return Err(bad("--count must be at least 1"));
+        }
+        if self.users == 0 {
+            return Err(bad("--users must be at least 1"));
+        }
+        if let Some(d) = &self.domain {
+            check_domain("--domain", d)?;
+        }
+        Ok(())
+    }
+
+    /// The run plan, with the partners of `ca`.
+    pub fn plan(&self, ca: &CaDir) -> Result<RunPlan, ArgError> {
+        self.check()?;
+        let partners = select_partners(ca, self.partners.partners)?;
+        let connections = self.connections.unwrap_or(partners.len());
+        if connections < partners.len() {
+            return Err(bad(format!(
+                "--connections {connections} is fewer than the {} partners: every partner needs one",
+                partners.len()
+            )));
+        }
+        let window = self.window.unwrap_or(DEFAULT_WINDOW);
+        if self.closed_loop && window < connections as u64 {
+            return Err(bad(format!(
+                "--window {window} is smaller than --connections {connections}"
+            )));
+        }
+        let partner_listen = partner_addrs(self.partners.partner_listen, partners.len())?;
+        let domain = self
+            .domain
+            .clone()
+            .unwrap_or_else(|| ca.router_domain.clone());
+        if domain != ca.router_domain {
+            return Err(bad(format!(
+                "--domain {domain}: the CA directory's router certificate is for {}",
+                ca.router_domain
+            )));
+        }
+        Ok(RunPlan {
+            router: self.router_s2s,
+            domain,
+            partners,
+            partner_listen,
+            connections,
+            mode: match self.rate {
+                Some(rate) => Mode::Open { rate },
+                None => Mode::Closed { window },
+            },
+            duration: self.duration,
+            warmup: self.warmup,
+            ramp_up: self.ramp_up,
+            count: self.count,
+            drain: self.drain,
+            body: self.body_size,
+            users: self.users,
+            workload: self.workload,
+            router_pid: self.router_pid,
+            progress: !self.quiet,
+        })
+    }
+}
+
+impl CaArgs {
+    /// The partner domains to certify.
+    pub fn partner_domains(&self) -> Result<Vec<String>, ArgError> {
+        check_domain("--router-domain", &self.router_domain)?;
+        let list = if self.partner_domains.is_empty() {
+            if self.partners == 0 || self.partners > MAX_CONNECTIONS {
+                return Err(bad(format!(
+                    "--partners {}: must be 1..={MAX_CONNECTIONS}",
+                    self.partners
+                )));
+            }
+            setup::default_partners(self.partners)
+        } else {
+            self.partner_domains.clone()
+        };
+        for d in &list {
+            check_domain("partner domain", d)?;
+            if *d == self.router_domain {
+                return Err(bad(format!("partner domain {d} is the router's domain")));
+            }
+        }
+        let mut sorted = list.clone();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != list.len() {
+            return Err(bad("partner domains must be distinct"));
+        }
+        Ok(list)
+    }
+}
+
+impl ConfigArgs {
+    /// Checks addresses and counts.
+    pub fn check(&self) -> Result<(), ArgError> {
+        check_loopback("--router-s2s", self.router_s2s, self.allow_remote)?;
+        check_loopback(
+            "--partner-listen",
+            self.partners.partner_listen,
+            self.allow_remote,
+        )?;
+        if self.connections == 0 || self.connections > MAX_CONNECTIONS {
+            return Err(bad(format!("--connections must be 1..={MAX_CONNECTIONS}")));
+        }
+        if self.shards != "auto" && self.shards.parse::<usize>().map_or(true, |n| n == 0) {
+            return Err(bad(format!(
+                "--shards {:?}: a positive number or \"auto\"",
+                self.shards
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("loadgen").chain(args.split_whitespace()))
+    }
+
+    fn run_args(extra: &str) -> Result<RunArgs, String> {
+        let line = format!(
+            "run --router-s2s 127.0.0.1:5269 --ca-dir /tmp/x --partner-listen 127.0.0.1:6000 {extra}"
+        );
+        match parse(&line) {
+            Ok(Cli {
+                command: Command::Run(r),
+            }) => Ok(r),
+            Ok(_) => Err("not run".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn ca(n: usize) -> CaDir {
+        CaDir {
+            dir: "/tmp/x".into(),
+            router_domain: "corp.test".into(),
+            partners: setup::default_partners(n),
+        }
+    }
+
+    #[test]
+    fn rate_or_closed_loop_is_required_and_exclusive() {
+        assert!(run_args("").is_err());
+        assert!(run_args("--rate 10 --closed-loop").is_err());
+        assert!(run_args("--rate 10").is_ok());
+        assert!(run_args("--closed-loop").is_ok());
+        assert!(run_args("--rate 10 --window 5").unwrap().check().is_err());
+    }
+
+    #[test]
+    fn clap_errors_exit_with_status_2() {
+        let e = parse("run --rate 10").unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn host_names_are_refused_without_resolution() {
+        let e = run_args("--rate 1").map(|_| ());
+        assert!(e.is_ok());
+        let line =
+            "run --router-s2s localhost:5269 --ca-dir d --partner-listen 127.0.0.1:6000 --rate 1";
+        assert!(parse(line).is_err());
+    }
+
+    #[test]
+    fn non_loopback_targets_need_allow_remote() {
+        let line =
+            "run --router-s2s 10.0.0.1:5269 --ca-dir d --partner-listen 127.0.0.1:6000 --rate 1";
+        let Ok(Cli {
+            command: Command::Run(r),
+        }) = parse(line)
+        else {
+            panic!("parse")
+        };
+        assert!(r.check().unwrap_err().0.contains("outside loopback"));
+        let Ok(Cli {
+            command: Command::Run(r),
+        }) = parse(&format!("{line} --allow-remote"))
+        else {
+            panic!("parse")
+        };
+        assert!(r.check().is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for extra in [
+            "--rate 0",
+            "--rate -5",
+            "--rate nan",
+            "--rate 1 --connections 0",
+            "--rate 1 --count 0",
+            "--rate 1 --users 0",
+            "--rate 1 --duration 0s",
+            "--rate 1 --duration 30h",
+            "--rate 1 --ramp-up 20s --duration 10s",
+            "--rate 1 --domain Corp.Test",
+            "--closed-loop --window 0",
+        ] {
+            let r = run_args(extra);
+            let refused = match r {
+                Err(_) => true,
+                Ok(r) => r.check().is_err(),
+            };
+            assert!(refused, "accepted: {extra}");
+        }
+        assert!(
+            run_args("--rate 1 --duration 10").is_err(),
+            "unitless duration"
+        );
+        assert!(run_args("--rate 1 --body-size uniform:9-1").is_err());
+    }
+
+    #[test]
+    fn plan_takes_partners_from_the_ca_directory() {
+        let r = run_args("--rate 100 --partners 2 --connections 4").unwrap();
+        let p = r.plan(&ca(3)).unwrap();
+        assert_eq!(p.partners, ["p0.partner.test", "p1.partner.test"]);
+        assert_eq!(
+            p.partner_listen,
+            [
+                "127.0.0.1:6000".parse().unwrap(),
+                "127.0.0.1:6001".parse().unwrap()
+            ]
+        );
+        assert_eq!(p.domain, "corp.test");
+        assert_eq!(p.mode, Mode::Open { rate: 100.0 });
+        assert!(run_args("--rate 1 --partners 4")
+            .unwrap()
+            .plan(&ca(3))
+            .is_err());
+        assert!(run_args("--rate 1 --connections 2")
+            .unwrap()
+            .plan(&ca(3))
+            .is_err());
+        assert!(run_args("--rate 1 --domain other.test")
+            .unwrap()
+            .plan(&ca(3))
+            .is_err());
+        assert!(run_args("--closed-loop --window 2 --connections 3")
+            .unwrap()
+            .plan(&ca(3))
+            .is_err());
+    }
+
+    #[test]
+    fn partner_ports_must_fit() {
+        assert!(partner_addrs("127.0.0.1:65535".parse().unwrap(), 2).is_err());
+        assert!(partner_addrs("127.0.0.1:0".parse().unwrap(), 1).is_err());
+        assert_eq!(
+            partner_addrs("127.0.0.1:65534".parse().unwrap(), 2)
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn ca_partner_domains_are_checked() {
+        let ca_args = |extra: &str| match parse(&format!("ca --dir d {extra}")) {
+            Ok(Cli {
+                command: Command::Ca(c),
+            }) => c,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(ca_args("--partners 2").partner_domains().unwrap().len(), 2);
+        assert_eq!(
+            ca_args("--partner-domains a.test,b.test")
+                .partner_domains()
+                .unwrap(),
+            ["a.test", "b.test"]
+        );
+        assert!(ca_args("--partner-domains a.test,a.test")
+            .partner_domains()
+            .is_err());
+        assert!(ca_args("--partner-domains corp.test")
+            .partner_domains()
+            .is_err());
+        assert!(ca_args("--partners 0").partner_domains().is_err());
+        assert!(parse("ca --dir d --partners 2 --partner-domains a.test").is_err());
+    }
+}

@@ -1,0 +1,378 @@
+//! The end-of-run report: text on stdout, JSON for tools, and the data behind the HTML page.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::correlator::CONDITIONS;
+use crate::procstat::ProcUsage;
+use crate::run::{Mode, RunPlan, RunResult, Sample};
+use crate::workload::{BodySize, Workload};
+
+/// Latency summary, milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// Values recorded.
+    pub count: u64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+}
+
+impl Percentiles {
+    /// From a histogram of nanoseconds.
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        let ms = |ns: u64| ns as f64 / 1e6;
+        if h.is_empty() {
+            return Percentiles {
+                count: 0,
+                p50: 0.0,
+                p90: 0.0,
+                p99: 0.0,
+                p999: 0.0,
+                max: 0.0,
+                mean: 0.0,
+            };
+        }
+        Percentiles {
+            count: h.len(),
+            p50: ms(h.value_at_quantile(0.5)),
+            p90: ms(h.value_at_quantile(0.9)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+            mean: h.mean() / 1e6,
+        }
+    }
+}
+
+/// Latency at one percentile, for the percentile plot.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CurvePoint {
+    /// Percentile (0–100).
+    pub percentile: f64,
+    /// Corrected latency, ms.
+    pub corrected_ms: f64,
+    /// Uncorrected latency, ms.
+    pub uncorrected_ms: f64,
+}
+
+/// Both latency views.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Latency {
+    /// From the intended send time (coordinated omission corrected).
+    pub corrected: Percentiles,
+    /// From the actual send time.
+    pub uncorrected: Percentiles,
+    /// Percentile curve from 0 to 99.999 (log-spaced towards the tail).
+    pub curve: Vec<CurvePoint>,
+}
+
+/// What became of the requests.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcomes {
+    /// Requests sent, warm-up included.
+    pub sent: u64,
+    /// Measured requests planned but never sent.
+    pub not_sent: u64,
+    /// Iq results.
+    pub answered: u64,
+    /// Deliveries observed by a sink.
+    pub delivered: u64,
+    /// Bounces by stanza error condition.
+    pub bounced: BTreeMap<String, u64>,
+    /// Answers of another kind (or stanzas without a loadgen id).
+    pub unexpected: u64,
+    /// Answers matching no pending request (duplicates).
+    pub unmatched: u64,
+    /// Measured requests never answered after the drain (must be 0).
+    pub lost: u64,
+    /// Warm-up requests never answered after the drain (must be 0).
+    pub lost_warmup: u64,
+}
+
+/// Connection trouble.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Errors {
+    /// TCP connects to the router that failed.
+    pub connect: u64,
+    /// Our stream dialogues that failed.
+    pub handshake: u64,
+    /// The router's stream dialogues (to our partners) that failed.
+    pub accept: u64,
+    /// Socket/TLS/XML errors after the dialogue.
+    pub io: u64,
+    /// Streams the router closed or errored before the end.
+    pub closed_by_router: u64,
+    /// The first messages.
+    pub messages: Vec<String>,
+}
+
+/// The run's parameters as they were applied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Setup {
+    /// What was sent.
+    pub workload: Workload,
+    /// `open` or `closed`.
+    pub mode: &'static str,
+    /// Router address.
+    pub router: String,
+    /// Router domain.
+    pub domain: String,
+    /// Partner domains.
+    pub partners: usize,
+    /// Connections asked for.
+    pub connections: usize,
+    /// Connections established.
+    pub connections_established: usize,
+    /// Streams the router opened back to the partners.
+    pub router_streams: u64,
+    /// Closed loop: outstanding window.
+    pub window: Option<u64>,
+    /// Seconds of warm-up, ramp-up, recorded duration and drain.
+    pub warmup_s: f64,
+    /// Ramp-up seconds.
+    pub ramp_up_s: f64,
+    /// Recorded seconds planned.
+    pub duration_s: f64,
+    /// Measured request cap.
+    pub count: Option<u64>,
+    /// Message body sizes.
+    pub body_size: BodySize,
+    /// Distinct recipients.
+    pub users: u64,
+}
+
+/// The whole report (the JSON document).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// Version of the report layout.
+    pub schema: u32,
+    /// Parameters.
+    pub setup: Setup,
+    /// Open loop: target rate (requests/s); `None` in closed loop.
+    pub offered_rate: Option<f64>,
+    /// Measured completions per second over the measured phase.
+    pub achieved_rate: f64,
+    /// Seconds the achieved rate is computed over.
+    pub measured_seconds: f64,
+    /// Latencies, ms.
+    pub latency_ms: Latency,
+    /// Outcomes.
+    pub outcomes: Outcomes,
+    /// Errors.
+    pub errors: Errors,
+    /// Router CPU and memory (with `--router-pid`).
+    pub router_process: Option<ProcUsage>,
+    /// Why the router process could not be sampled.
+    pub router_process_error: Option<String>,
+    /// Per-second throughput.
+    pub timeline: Vec<Sample>,
+}
+
+/// Percentiles of the curve: 0, then 1 - 10^(-k/8) up to 99.999.
+fn curve_percentiles() -> impl Iterator<Item = f64> {
+    (0..=40).map(|k| 100.0 * (1.0 - 10f64.powf(-(k as f64) / 8.0)))
+}
+
+impl Report {
+    /// Builds the report of `result` under `plan`.
+    pub fn new(plan: &RunPlan, result: &RunResult) -> Report {
+        let rec = &result.recorder;
+        let mut bounced = BTreeMap::new();
+        for (i, n) in rec.bounced.iter().enumerate() {
+            if *n > 0 {
+                let name = CONDITIONS.get(i).copied().unwrap_or("other");
+                bounced.insert(name.to_string(), *n);
+            }
+        }
+        let curve = if rec.corrected.is_empty() {
+            Vec::new()
+        } else {
+            curve_percentiles()
+                .map(|p| CurvePoint {
+                    percentile: p,
+                    corrected_ms: rec.corrected.value_at_percentile(p) as f64 / 1e6,
+                    uncorrected_ms: rec.uncorrected.value_at_percentile(p) as f64 / 1e6,
+                })
+                .collect()
+        };
+        let measured = rec.corrected.len();
+        let e = &result.errors;
+        let (router_process, router_process_error) = match &result.router_usage {
+            Some(Ok(u)) => (Some(*u), None),
+            Some(Err(why)) => (None, Some(why.clone())),
+            None => (None, None),
+        };
+        Report {
+            schema: 1,
+            setup: Setup {
+                workload: plan.workload,
+                mode: match plan.mode {
+                    Mode::Open { .. } => "open",
+                    Mode::Closed { .. } => "closed",
+                },
+                router: plan.router.to_string(),
+                domain: plan.domain.clone(),
+                partners: plan.partners.len(),
+                connections: plan.connections,
+                connections_established: result.connections,
+                router_streams: result.router_streams,
+                window: match plan.mode {
+                    Mode::Closed { window } => Some(window),
+                    Mode::Open { .. } => None,
+                },
+                warmup_s: plan.warmup.as_secs_f64(),
+                ramp_up_s: plan.ramp_up.as_secs_f64(),
+                duration_s: plan.duration.as_secs_f64(),
+                count: plan.count,
+                body_size: plan.body,
+                users: plan.users,
+            },
+            offered_rate: match plan.mode {
+                Mode::Open { rate } => Some(rate),
+                Mode::Closed { .. } => None,
+            },
+            achieved_rate: if result.measured_seconds > 0.0 {
+                measured as f64 / result.measured_seconds
+            } else {
+                0.0
+            },
+            measured_seconds: result.measured_seconds,
+            latency_ms: Latency {
+                corrected: Percentiles::of(&rec.corrected),
+                uncorrected: Percentiles::of(&rec.uncorrected),
+                curve,
+            },
+            outcomes: Outcomes {
+                sent: result.sent,
+                not_sent: result.not_sent,
+                answered: rec.answered,
+                delivered: rec.delivered,
+                bounced,
+                unexpected: rec.unexpected,
+                unmatched: result.unmatched,
+                lost: result.lost,
+                lost_warmup: result.lost_warmup,
+            },
+            errors: Errors {
+                connect: e.connect.load(Ordering::Relaxed),
+                handshake: e.handshake.load(Ordering::Relaxed),
+                accept: e.accept.load(Ordering::Relaxed),
+                io: e.io.load(Ordering::Relaxed),
+                closed_by_router: e.closed_by_router.load(Ordering::Relaxed),
+                messages: e.messages(),
+            },
+            router_process,
+            router_process_error,
+            timeline: result.timeline.clone(),
+        }
+    }
+
+    /// Whether the run is clean: nothing lost or unsent, no unexpected answer, no error.
+    pub fn clean(&self) -> bool {
+        let o = &self.outcomes;
+        let e = &self.errors;
+        o.lost == 0
+            && o.lost_warmup == 0
+            && o.not_sent == 0
+            && o.unexpected == 0
+            && o.unmatched == 0
+            && e.connect + e.handshake + e.accept + e.io + e.closed_by_router == 0
+    }
+
+    /// Pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// The human-readable summary.
+    pub fn text(&self) -> String {
+        let mut t = String::new();
+        let s = &self.setup;
+        let _ = writeln!(
+            t,
+            "loadgen: {:?} {} loop against {} ({}), {} partners, {}/{} connections, {} router streams back",
+            s.workload, s.mode, s.router, s.domain, s.partners, s.connections_established,
+            s.connections, s.router_streams
+        );
+        match self.offered_rate {
+            Some(r) => {
+                let _ = write!(t, "  offered {r:.0}/s");
+            }
+            None => {
+                let _ = write!(t, "  window {}", s.window.unwrap_or(0));
+            }
+        }
+        let _ = writeln!(
+            t,
+            "  achieved {:.0}/s over {:.2} s ({} measured)",
+            self.achieved_rate, self.measured_seconds, self.latency_ms.corrected.count
+        );
+        let row = |t: &mut String, name: &str, p: &Percentiles| {
+            let _ = writeln!(
+                t,
+                "  {name:<12} p50 {:>9.3}  p90 {:>9.3}  p99 {:>9.3}  p99.9 {:>9.3}  max {:>9.3} ms",
+                p.p50, p.p90, p.p99, p.p999, p.max
+            );
+        };
+        row(&mut t, "corrected", &self.latency_ms.corrected);
+        row(&mut t, "uncorrected", &self.latency_ms.uncorrected);
+        let o = &self.outcomes;
+        let bounced: Vec<String> = o.bounced.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(
+            t,
+            "  outcomes: sent {}  answered {}  delivered {}  bounced [{}]  unexpected {}  unmatched {}  lost {} (+{} warm-up)  not sent {}",
+            o.sent,
+            o.answered,
+            o.delivered,
+            bounced.join(", "),
+            o.unexpected,
+            o.unmatched,
+            o.lost,
+            o.lost_warmup,
+            o.not_sent
+        );
+        let e = &self.errors;
+        let _ = writeln!(
+            t,
+            "  errors: connect {}  handshake {}  accept {}  io {}  closed by router {}",
+            e.connect, e.handshake, e.accept, e.io, e.closed_by_router
+        );
+        for m in &e.messages {
+            let _ = writeln!(t, "    {m}");
+        }
+        if let Some(p) = &self.router_process {
+            let _ = writeln!(
+                t,
+                "  router pid {}: {:.2} CPU s over {:.2} s ({:.2} cores), peak RSS {:.1} MiB",
+                p.pid,
+                p.cpu_seconds,
+                p.wall_seconds,
+                p.cores_busy,
+                p.peak_rss_kib as f64 / 1024.0
+            );
+        }
+        if let Some(why) = &self.router_process_error {
+            let _ = writeln!(t, "  router process: {why}");
+        }
+        let _ = writeln!(
+            t,
+            "  result: {}",
+            if self.clean() { "clean" } else { "NOT CLEAN" }
+        );
+        t
+    }
+}

@@ -1,0 +1,819 @@
+//! The run: threads that connect, send on schedule, read answers, and report progress.
+//!
+//! Threads: per established connection to the router, one *writer* (formats due requests into a
+//! batch buffer and sends it as one large TLS write) and one *reader* of the router's side of
+//! that stream (stream errors only; answers never come back on it). Per partner, one *acceptor*
+//! on its listen address, and per stream the router opens back, one *answer reader* that frames
+//! the stanzas with the project framer and completes them in the shared [`Correlator`]. The
+//! calling thread prints progress, then drains, stops everything and collects the recorders.
+
+use std::io::IsTerminal;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use rustls::{ClientConfig, ServerConfig};
+use stanza_router::xml::{Event, StanzaKind};
+
+use crate::correlator::{Correlator, Kind, Recorder};
+use crate::procstat::{self, ProcUsage};
+use crate::s2s::{self, Duplex, Established};
+use crate::schedule::Schedule;
+use crate::workload::{self, BodySize, Templates, Workload};
+
+/// Bytes collected before a batch is written (one large TLS write).
+const BATCH_BYTES: usize = 64 * 1024;
+/// Time allowed for each stream dialogue.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Smallest pending table (open loop: rate × worst latency must fit).
+const MIN_RING: usize = 1 << 20;
+/// Error messages kept for the report.
+const KEEP_MESSAGES: usize = 8;
+
+/// How requests are paced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    /// Constant arrival rate (requests/s), latency from the intended send time.
+    Open {
+        /// Target rate after the ramp-up.
+        rate: f64,
+    },
+    /// As fast as answers come back, at most `window` outstanding over all connections.
+    Closed {
+        /// Outstanding requests.
+        window: u64,
+    },
+}
+
+/// A validated run.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    /// The router's STARTTLS S2S listener.
+    pub router: SocketAddr,
+    /// The router's domain.
+    pub domain: String,
+    /// Partner domains; partner `i` listens on `partner_listen[i]`.
+    pub partners: Vec<String>,
+    /// Where each partner accepts the router's outbound streams.
+    pub partner_listen: Vec<SocketAddr>,
+    /// Connections to the router (spread round-robin over the partners).
+    pub connections: usize,
+    /// Pacing.
+    pub mode: Mode,
+    /// Recorded phase.
+    pub duration: Duration,
+    /// Unrecorded phase before it.
+    pub warmup: Duration,
+    /// Linear rate (or window) ramp from the start.
+    pub ramp_up: Duration,
+    /// Measured requests at most.
+    pub count: Option<u64>,
+    /// How long to wait for outstanding answers after the last send.
+    pub drain: Duration,
+    /// Message bodies.
+    pub body: BodySize,
+    /// Distinct recipients of messages.
+    pub users: u64,
+    /// What to send.
+    pub workload: Workload,
+    /// Router process to sample (CPU, peak RSS).
+    pub router_pid: Option<u32>,
+    /// Print progress on stderr.
+    pub progress: bool,
+}
+
+/// The partners' TLS material.
+#[derive(Clone)]
+pub struct PartnerTls {
+    /// Client side (our streams to the router), certificate covering every partner domain.
+    pub client: Arc<ClientConfig>,
+    /// Server side (the router's streams to us).
+    pub server: Arc<ServerConfig>,
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Sample {
+    /// Seconds since the start (end of the interval).
+    pub t: f64,
+    /// Requests sent per second in the interval.
+    pub sent_per_s: f64,
+    /// Requests completed per second in the interval.
+    pub completed_per_s: f64,
+    /// Outstanding at the end of the interval.
+    pub pending: u64,
+}
+
+/// Connection trouble, by kind.
+#[derive(Debug, Default)]
+pub struct ErrorCounts {
+    /// TCP connects to the router that failed.
+    pub connect: AtomicU64,
+    /// Stream dialogues with the router (ours) that failed.
+    pub handshake: AtomicU64,
+    /// Dialogues of the router's outbound streams that failed.
+    pub accept: AtomicU64,
+    /// Socket or TLS errors after the dialogue.
+    pub io: AtomicU64,
+    /// Streams the router closed (or stream errors) before we stopped.
+    pub closed_by_router: AtomicU64,
+    messages: Mutex<Vec<String>>,
+}
+
+impl ErrorCounts {
+    fn note(&self, counter: &AtomicU64, what: String) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut m) = self.messages.lock() {
+            if m.len() < KEEP_MESSAGES {
+                m.push(what);
+            }
+        }
+    }
+
+    /// The first few error messages.
+    pub fn messages(&self) -> Vec<String> {
+        self.messages.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// All errors.
+    pub fn total(&self) -> u64 {
+        [
+            &self.connect,
+            &self.handshake,
+            &self.accept,
+            &self.io,
+            &self.closed_by_router,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum()
+    }
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunResult {
+    /// Merged recorders of every observing thread.
+    pub recorder: Recorder,
+    /// Requests sent (registered), warm-up included.
+    pub sent: u64,
+    /// Measured requests planned but never sent (a connection failed, the pending table was
+    /// full at the deadline).
+    pub not_sent: u64,
+    /// Measured requests without an answer after the drain.
+    pub lost: u64,
+    /// Warm-up requests without an answer after the drain.
+    pub lost_warmup: u64,
+    /// Answers that matched no pending request.
+    pub unmatched: u64,
+    /// Connections established.
+    pub connections: usize,
+    /// Streams the router opened to the partners.
+    pub router_streams: u64,
+    /// Errors.
+    pub errors: ErrorCounts,
+    /// Per-second samples.
+    pub timeline: Vec<Sample>,
+    /// Seconds of the measured phase (warm-up end to last measured answer, or planned end).
+    pub measured_seconds: f64,
+    /// Router CPU seconds and peak RSS over the measured phase.
+    pub router_usage: Option<Result<ProcUsage, String>>,
+}
+
+/// Why the run could not start.
+#[derive(Debug)]
+pub enum RunError {
+    /// A partner listen address could not be bound.
+    Bind(SocketAddr, std::io::Error),
+    /// No connection to the router could be established.
+    NoConnection(String),
+    /// A thread could not be spawned.
+    Spawn(std::io::Error),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Bind(a, e) => write!(f, "cannot listen on {a} for a partner: {e}"),
+            RunError::NoConnection(e) => write!(f, "no connection to the router: {e}"),
+            RunError::Spawn(e) => write!(f, "cannot start a thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+struct Shared {
+    corr: Arc<Correlator>,
+    stop: AtomicBool,
+    errors: ErrorCounts,
+    not_sent: AtomicU64,
+    writers_left: AtomicUsize,
+    router_streams: AtomicU64,
+}
+
+/// Runs the plan to the end (bounded by duration, count and drain).
+pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
+    let errors = ErrorCounts::default();
+    // Listeners first: the router connects back as soon as it has an answer.
+    let mut listeners = Vec::with_capacity(plan.partners.len());
+    for addr in &plan.partner_listen {
+        let l = TcpListener::bind(addr).map_err(|e| RunError::Bind(*addr, e))?;
+        l.set_nonblocking(true)
+            .map_err(|e| RunError::Bind(*addr, e))?;
+        listeners.push(l);
+    }
+    let streams = establish(plan, tls, &errors);
+    if streams.is_empty() {
+        let why = errors.messages().first().cloned().unwrap_or_default();
+        return Err(RunError::NoConnection(why));
+    }
+    let nconn = streams.len();
+    let window = match plan.mode {
+        Mode::Closed { window } => window as usize,
+        Mode::Open { .. } => 0,
+    };
+    let epoch = Instant::now();
+    let shared = Arc::new(Shared {
+        corr: Arc::new(Correlator::new(epoch, MIN_RING.max(window * 4), nconn)),
+        stop: AtomicBool::new(false),
+        errors,
+        not_sent: AtomicU64::new(0),
+        writers_left: AtomicUsize::new(nconn),
+        router_streams: AtomicU64::new(0),
+    });
+
+    let mut acceptors = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        let sh = shared.clone();
+        let (local, remote) = (plan.partners[i].clone(), plan.domain.clone());
+        let server = tls.server.clone();
+        acceptors.push(spawn(&format!("accept-{i}"), move || {
+            acceptor(l, &local, &remote, server, &sh)
+        })?);
+    }
+    let schedule = match plan.mode {
+        Mode::Open { rate } => Some(Schedule::new(
+            rate,
+            plan.ramp_up,
+            plan.warmup,
+            plan.duration,
+            plan.count,
+        )),
+        Mode::Closed { .. } => None,
+    };
+    let closed = Arc::new(ClosedState {
+        next_seq: AtomicU64::new(0),
+        measured_left: AtomicU64::new(plan.count.unwrap_or(u64::MAX)),
+    });
+    let mut writers = Vec::new();
+    let mut stream_readers = Vec::new();
+    for (j, (partner, est)) in streams.into_iter().enumerate() {
+        let templates = Templates::new(
+            plan.workload,
+            &partner,
+            j,
+            &plan.domain,
+            plan.users,
+            plan.body,
+        );
+        let job = WriterJob {
+            conn: j,
+            nconn,
+            duplex: est.duplex.clone(),
+            templates,
+            kind: plan.workload.kind(),
+            plan: plan.clone(),
+            schedule,
+            closed: closed.clone(),
+            shared: shared.clone(),
+        };
+        writers.push(spawn(&format!("writer-{j}"), move || job.run())?);
+        let sh = shared.clone();
+        stream_readers.push(spawn(&format!("conn-reader-{j}"), move || {
+            stream_reader(est, &sh)
+        })?);
+    }
+
+    let mut progress = Progress::new(plan, epoch);
+    let usage_start = plan.router_pid.map(procstat::sample);
+    // Warm-up: usage is counted from its end.
+    let warm_end = epoch + plan.warmup;
+    let mut usage_start = if plan.warmup.is_zero() {
+        usage_start
+    } else {
+        None
+    };
+    while shared.writers_left.load(Ordering::Acquire) > 0 {
+        progress.tick(&shared, false);
+        if usage_start.is_none() && Instant::now() >= warm_end {
+            usage_start = plan.router_pid.map(procstat::sample);
+        }
+    }
+    let planned_end = epoch + plan.warmup + plan.duration;
+    let drain_deadline = Instant::now() + plan.drain;
+    while shared.corr.pending() > 0 && Instant::now() < drain_deadline {
+        progress.tick(&shared, true);
+    }
+    let usage = match (plan.router_pid, usage_start) {
+        (Some(pid), Some(start)) => Some(procstat::usage(pid, start)),
+        (Some(pid), None) => Some(procstat::usage(pid, procstat::sample(pid))),
+        _ => None,
+    };
+    progress.finish(&shared);
+    shared.stop.store(true, Ordering::Release);
+
+    let mut recorder = Recorder::new();
+    for w in writers {
+        let _ = w.join();
+    }
+    for r in stream_readers {
+        let _ = r.join();
+    }
+    for a in acceptors {
+        if let Ok(recs) = a.join() {
+            for r in recs {
+                recorder.merge(&r);
+            }
+        }
+    }
+    let corr = shared.corr.clone();
+    let (lost, lost_warmup) = corr.lost();
+    let start_ns = plan.warmup.as_nanos() as u64;
+    let end_ns = if recorder.last_done_ns > start_ns {
+        recorder.last_done_ns
+    } else {
+        corr.offset_ns(planned_end.min(Instant::now()))
+    };
+    let measured_seconds = (end_ns.saturating_sub(start_ns)) as f64 / 1e9;
+    let shared = Arc::try_unwrap(shared).map_err(|_| ()).ok();
+    let (errors, not_sent, router_streams) = match shared {
+        Some(s) => (
+            s.errors,
+            s.not_sent.into_inner(),
+            s.router_streams.into_inner(),
+        ),
+        None => (ErrorCounts::default(), 0, 0),
+    };
+    Ok(RunResult {
+        sent: corr.registered(),
+        unmatched: corr.unmatched(),
+        recorder,
+        not_sent,
+        lost,
+        lost_warmup,
+        connections: nconn,
+        router_streams,
+        errors,
+        timeline: progress.samples,
+        measured_seconds,
+        router_usage: usage,
+    })
+}
+
+fn spawn<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>, RunError> {
+    thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .map_err(RunError::Spawn)
+}
+
+/// Opens every connection in parallel; returns the established ones with their partner.
+fn establish(plan: &RunPlan, tls: &PartnerTls, errors: &ErrorCounts) -> Vec<(String, Established)> {
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    thread::scope(|scope| {
+        let handles: Vec<_> = (0..plan.connections)
+            .map(|c| {
+                let partner = plan.partners[c % plan.partners.len()].clone();
+                let cfg = tls.client.clone();
+                scope.spawn(move || {
+                    let r = s2s::connect(plan.router, &partner, &plan.domain, cfg, deadline);
+                    (partner, r)
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for h in handles {
+            match h.join() {
+                Ok((p, Ok(est))) => out.push((p, est)),
+                Ok((p, Err(e))) => {
+                    let counter = match e {
+                        s2s::S2sError::Connect(..) => &errors.connect,
+                        _ => &errors.handshake,
+                    };
+                    errors.note(counter, format!("{p} → {}: {e}", plan.domain));
+                }
+                Err(_) => errors.note(&errors.handshake, "connect thread panicked".into()),
+            }
+        }
+        out
+    })
+}
+
+struct ClosedState {
+    next_seq: AtomicU64,
+    measured_left: AtomicU64,
+}
+
+struct WriterJob {
+    conn: usize,
+    nconn: usize,
+    duplex: Arc<Duplex>,
+    templates: Templates,
+    kind: Kind,
+    plan: RunPlan,
+    schedule: Option<Schedule>,
+    closed: Arc<ClosedState>,
+    shared: Arc<Shared>,
+}
+
+impl WriterJob {
+    fn run(self) {
+        let mut batch = Vec::with_capacity(BATCH_BYTES + 64 * 1024);
+        let mut scratch = Vec::with_capacity(BATCH_BYTES + 16 * 1024);
+        match self.schedule {
+            Some(s) => self.open_loop(&s, &mut batch, &mut scratch),
+            None => self.closed_loop(&mut batch, &mut scratch),
+        }
+        self.shared.writers_left.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn flush(&self, batch: &mut Vec<u8>, scratch: &mut Vec<u8>) -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        let r = self.duplex.send(batch, scratch);
+        batch.clear();
+        match r {
+            Ok(()) => true,
+            Err(e) => {
+                let errs = &self.shared.errors;
+                errs.note(&errs.io, format!("writer {}: {e}", self.conn));
+                false
+            }
+        }
+    }
+
+    fn open_loop(&self, s: &Schedule, batch: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+        let corr = &self.shared.corr;
+        let step = self.nconn as u64;
+        let mut n = self.conn as u64;
+        let end = s.end_index();
+        let mut ok = true;
+        while n < end && ok && !self.shared.stop.load(Ordering::Relaxed) {
+            let now = corr.offset_ns(Instant::now());
+            let due = s.intended_ns(n);
+            if due > now {
+                thread::sleep(Duration::from_nanos((due - now).min(50_000_000)));
+                continue;
+            }
+            let mut stalled = false;
+            while n < end && batch.len() < BATCH_BYTES {
+                let due = s.intended_ns(n);
+                if due > now {
+                    break;
+                }
+                if !corr.register(n, due, now, self.conn, s.is_measured(n), self.kind) {
+                    stalled = true;
+                    break;
+                }
+                self.templates.write(n, batch);
+                n += step;
+            }
+            ok = self.flush(batch, scratch);
+            if stalled {
+                // The pending table is a full lap behind: wait for answers (or the drain).
+                if Instant::now()
+                    > corr.epoch() + self.plan.warmup + self.plan.duration + self.plan.drain
+                {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+        if n < end {
+            let left = (end - n).div_ceil(step);
+            self.shared.not_sent.fetch_add(left, Ordering::Relaxed);
+        }
+    }
+
+    fn closed_loop(&self, batch: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+        let Mode::Closed { window } = self.plan.mode else {
+            return;
+        };
+        let corr = &self.shared.corr;
+        let credit = corr.credit(self.conn);
+        let mine = window.div_ceil(self.nconn as u64).max(1);
+        let warm_ns = self.plan.warmup.as_nanos() as u64;
+        let end_ns = (self.plan.warmup + self.plan.duration).as_nanos() as u64;
+        let ramp_ns = self.plan.ramp_up.as_nanos() as u64;
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let now = corr.offset_ns(Instant::now());
+            if now >= end_ns {
+                break;
+            }
+            let w = if now < ramp_ns {
+                ((mine as u128 * now as u128 / ramp_ns as u128) as u64).max(1)
+            } else {
+                mine
+            };
+            let inflight = credit.inflight();
+            if inflight >= w {
+                credit.wait_below(w, Duration::from_millis(10));
+                continue;
+            }
+            let measured = now >= warm_ns;
+            let mut k = (w - inflight).min(256);
+            if measured {
+                let left = &self.closed.measured_left;
+                match left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |l| {
+                    (l > 0).then(|| l - k.min(l))
+                }) {
+                    Ok(l) => k = k.min(l),
+                    Err(_) => break,
+                }
+            }
+            let seq0 = self.closed.next_seq.fetch_add(k, Ordering::Relaxed);
+            for seq in seq0..seq0 + k {
+                if corr.register(seq, now, now, self.conn, measured, self.kind) {
+                    self.templates.write(seq, batch);
+                } else {
+                    // A request a full lap older is still pending: skip this number.
+                    self.shared.not_sent.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if !self.flush(batch, scratch) {
+                break;
+            }
+        }
+    }
+}
+
+/// Reads the router's side of one of our streams: it should stay silent until we close.
+fn stream_reader(mut est: Established, sh: &Shared) {
+    let mut buf = vec![0u8; 16384];
+    let mut scratch = Vec::new();
+    loop {
+        match est.framer.next_event() {
+            Ok(Some(Event::StreamClose)) => {
+                if !sh.stop.load(Ordering::Acquire) {
+                    let errs = &sh.errors;
+                    errs.note(&errs.closed_by_router, "router closed our stream".into());
+                }
+                break;
+            }
+            Ok(Some(Event::Stanza(s))) if s.kind() == StanzaKind::StreamError => {
+                let text = String::from_utf8_lossy(&s.as_bytes()[..s.len().min(300)]).into_owned();
+                let errs = &sh.errors;
+                errs.note(
+                    &errs.closed_by_router,
+                    format!("router stream error: {text}"),
+                );
+                break;
+            }
+            Ok(Some(_)) => continue,
+            Ok(None) => {}
+            Err(e) => {
+                let errs = &sh.errors;
+                errs.note(&errs.io, format!("router stream: {e}"));
+                break;
+            }
+        }
+        if sh.stop.load(Ordering::Acquire) {
+            let _ = est.duplex.send(b"</stream:stream>", &mut scratch);
+            break;
+        }
+        match est.duplex.pump(&mut est.framer, &mut buf) {
+            Ok(true) => {}
+            Ok(false) => {
+                if !sh.stop.load(Ordering::Acquire) {
+                    let errs = &sh.errors;
+                    errs.note(&errs.closed_by_router, "router closed our stream".into());
+                }
+                break;
+            }
+            Err(e) => {
+                if !sh.stop.load(Ordering::Acquire) {
+                    let errs = &sh.errors;
+                    errs.note(&errs.io, format!("our stream: {e}"));
+                }
+                break;
+            }
+        }
+    }
+    est.duplex.shutdown();
+}
+
+/// Accepts the router's outbound streams to one partner until stopped; returns the recorders
+/// of their answer readers.
+fn acceptor(
+    l: TcpListener,
+    local: &str,
+    remote: &str,
+    tls: Arc<ServerConfig>,
+    sh: &Arc<Shared>,
+) -> Vec<Recorder> {
+    let mut readers: Vec<JoinHandle<Recorder>> = Vec::new();
+    let mut n = 0;
+    while !sh.stop.load(Ordering::Acquire) {
+        match l.accept() {
+            Ok((tcp, _)) => {
+                n += 1;
+                let _ = tcp.set_nonblocking(false);
+                let (local, remote, tls, sh2) = (
+                    local.to_string(),
+                    remote.to_string(),
+                    tls.clone(),
+                    sh.clone(),
+                );
+                let id = format!("lg-{local}-{n}");
+                let h = thread::Builder::new()
+                    .name(format!("answers-{local}-{n}"))
+                    .spawn(move || {
+                        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+                        match s2s::accept(tcp, &local, &remote, tls, &id, deadline) {
+                            Ok(est) => {
+                                sh2.router_streams.fetch_add(1, Ordering::Relaxed);
+                                answer_reader(est, &sh2)
+                            }
+                            Err(e) => {
+                                let errs = &sh2.errors;
+                                errs.note(&errs.accept, format!("{remote} → {local}: {e}"));
+                                Recorder::new()
+                            }
+                        }
+                    });
+                match h {
+                    Ok(h) => readers.push(h),
+                    Err(e) => {
+                        let errs = &sh.errors;
+                        errs.note(&errs.accept, format!("spawn: {e}"));
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => {
+                let errs = &sh.errors;
+                errs.note(&errs.accept, format!("accept on {local}: {e}"));
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+    readers.into_iter().filter_map(|h| h.join().ok()).collect()
+}
+
+/// Frames the answers on one router stream and completes them.
+fn answer_reader(mut est: Established, sh: &Shared) -> Recorder {
+    let mut rec = Recorder::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut scratch = Vec::new();
+    let mut at = Instant::now();
+    loop {
+        loop {
+            match est.framer.next_event() {
+                Ok(Some(Event::Stanza(s))) => match workload::classify(&s) {
+                    Some((seq, outcome)) => {
+                        if let Some(done) = sh.corr.complete(seq, at) {
+                            rec.record(&done, outcome);
+                        }
+                    }
+                    None => rec.unexpected += 1,
+                },
+                Ok(Some(Event::StreamOpen(_))) => {}
+                Ok(Some(Event::StreamClose)) => {
+                    let _ = est.duplex.send(b"</stream:stream>", &mut scratch);
+                    est.duplex.shutdown();
+                    return rec;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let errs = &sh.errors;
+                    errs.note(&errs.io, format!("answer stream: {e}"));
+                    est.duplex.shutdown();
+                    return rec;
+                }
+            }
+        }
+        if sh.stop.load(Ordering::Acquire) {
+            let _ = est.duplex.send(b"</stream:stream>", &mut scratch);
+            break;
+        }
+        match est.duplex.pump(&mut est.framer, &mut buf) {
+            Ok(true) => at = Instant::now(),
+            Ok(false) => break,
+            Err(e) => {
+                if !sh.stop.load(Ordering::Acquire) {
+                    let errs = &sh.errors;
+                    errs.note(&errs.io, format!("answer stream: {e}"));
+                }
+                break;
+            }
+        }
+    }
+    est.duplex.shutdown();
+    rec
+}
+
+/// The stderr progress: a live one-line rate (terminals only) and an interval line a second.
+struct Progress {
+    epoch: Instant,
+    live: bool,
+    quiet: bool,
+    last: Instant,
+    last_sent: u64,
+    last_done: u64,
+    next_line: Instant,
+    line_sent: u64,
+    line_done: u64,
+    samples: Vec<Sample>,
+}
+
+const TICK: Duration = Duration::from_millis(250);
+
+impl Progress {
+    fn new(plan: &RunPlan, epoch: Instant) -> Progress {
+        Progress {
+            epoch,
+            live: plan.progress && std::io::stderr().is_terminal(),
+            quiet: !plan.progress,
+            last: epoch,
+            last_sent: 0,
+            last_done: 0,
+            next_line: epoch + Duration::from_secs(1),
+            line_sent: 0,
+            line_done: 0,
+            samples: Vec::new(),
+        }
+    }
+
+    fn tick(&mut self, sh: &Shared, draining: bool) {
+        thread::sleep(TICK);
+        let now = Instant::now();
+        let (sent, done) = (sh.corr.registered(), sh.corr.completed());
+        let dt = now.duration_since(self.last).as_secs_f64().max(1e-9);
+        if self.live {
+            eprint!(
+                "\r\x1b[K{:>6.1}s {} sent {:>9.0}/s  done {:>9.0}/s  pending {}",
+                now.duration_since(self.epoch).as_secs_f64(),
+                if draining { "drain" } else { "run  " },
+                (sent - self.last_sent) as f64 / dt,
+                (done - self.last_done) as f64 / dt,
+                sh.corr.pending(),
+            );
+        }
+        self.last = now;
+        self.last_sent = sent;
+        self.last_done = done;
+        if now >= self.next_line {
+            self.line(sh, now);
+        }
+    }
+
+    fn line(&mut self, sh: &Shared, now: Instant) {
+        let (sent, done) = (sh.corr.registered(), sh.corr.completed());
+        let span = now
+            .duration_since(self.next_line - Duration::from_secs(1))
+            .as_secs_f64()
+            .max(1e-9);
+        let s = Sample {
+            t: now.duration_since(self.epoch).as_secs_f64(),
+            sent_per_s: (sent - self.line_sent) as f64 / span,
+            completed_per_s: (done - self.line_done) as f64 / span,
+            pending: sh.corr.pending(),
+        };
+        if !self.quiet {
+            if self.live {
+                eprint!("\r\x1b[K");
+            }
+            eprintln!(
+                "[{:>6.1}s] sent {:>9.0}/s  completed {:>9.0}/s  pending {:>7}  errors {}",
+                s.t,
+                s.sent_per_s,
+                s.completed_per_s,
+                s.pending,
+                sh.errors.total()
+            );
+        }
+        self.samples.push(s);
+        self.line_sent = sent;
+        self.line_done = done;
+        self.next_line = now + Duration::from_secs(1);
+    }
+
+    fn finish(&mut self, sh: &Shared) {
+        let now = Instant::now();
+        if now > self.next_line - Duration::from_secs(1) + Duration::from_millis(100) {
+            self.line(sh, now);
+        }
+        if self.live {
+            eprint!("\r\x1b[K");
+        }
+    }
+}

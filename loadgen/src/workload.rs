@@ -1,0 +1,295 @@
+//! What the loadgen sends and how it reads the answers: stanza templates written into a reused
+//! batch buffer (no allocation per stanza), body sizes, and answer classification.
+
+use std::fmt;
+use std::io::Write;
+
+use stanza_router::xml::{HeaderAttr, Stanza, StanzaKind};
+
+use crate::correlator::{seq_from_id, Condition, Kind, Outcome, BODY_MARKER, ID_PREFIX};
+
+/// Which requests to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    /// `message` to `userN@DOMAIN` (bounced without a SIP gateway, delivered with one).
+    Messages,
+    /// `iq get` XEP-0199 ping to `DOMAIN`, answered by the router.
+    Pings,
+}
+
+impl Workload {
+    /// The request kind.
+    pub fn kind(self) -> Kind {
+        match self {
+            Workload::Messages => Kind::Message,
+            Workload::Pings => Kind::Ping,
+        }
+    }
+}
+
+/// Message body sizes (bytes of padding after the sequence marker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum BodySize {
+    /// Always `bytes`.
+    Fixed {
+        /// Body bytes.
+        bytes: usize,
+    },
+    /// Uniform in `min..=max`, chosen by a hash of the sequence number (reproducible).
+    Uniform {
+        /// Smallest body.
+        min: usize,
+        /// Largest body.
+        max: usize,
+    },
+}
+
+/// Largest body accepted: well under the router's 512 KiB stanza cap.
+pub const MAX_BODY: usize = 256 * 1024;
+
+/// Why a body size was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodySizeError(String);
+
+impl fmt::Display for BodySizeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BodySizeError {}
+
+impl std::str::FromStr for BodySize {
+    type Err = BodySizeError;
+
+    /// `N`, `fixed:N` or `uniform:A-B` (bytes; `KiB` units allowed).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let size = |t: &str| {
+            stanza_router::config::size::parse_size(t)
+                .map_err(|e| BodySizeError(format!("body size {t:?}: {e}")))
+                .and_then(|n| {
+                    usize::try_from(n)
+                        .ok()
+                        .filter(|n| *n <= MAX_BODY)
+                        .ok_or_else(|| {
+                            BodySizeError(format!("body size {t:?}: at most {MAX_BODY} bytes"))
+                        })
+                })
+        };
+        let s = s.trim();
+        if let Some(range) = s.strip_prefix("uniform:") {
+            let (a, b) = range
+                .split_once('-')
+                .ok_or_else(|| BodySizeError(format!("{s:?}: expected uniform:MIN-MAX")))?;
+            let (min, max) = (size(a)?, size(b)?);
+            if min > max {
+                return Err(BodySizeError(format!("{s:?}: MIN is larger than MAX")));
+            }
+            return Ok(BodySize::Uniform { min, max });
+        }
+        let n = s.strip_prefix("fixed:").unwrap_or(s);
+        Ok(BodySize::Fixed { bytes: size(n)? })
+    }
+}
+
+impl BodySize {
+    /// The body length for request `seq`.
+    pub fn for_seq(self, seq: u64) -> usize {
+        match self {
+            BodySize::Fixed { bytes } => bytes,
+            BodySize::Uniform { min, max } => {
+                // splitmix64: a well-spread reproducible choice per sequence number.
+                let mut z = seq.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^= z >> 31;
+                min + (z % (max - min + 1) as u64) as usize
+            }
+        }
+    }
+}
+
+/// Writes one connection's requests. The constant parts are rendered once.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    workload: Workload,
+    /// `' from='…' to='` (messages) or `' from='…' to='DOMAIN'><ping…/></iq>` (pings).
+    middle: String,
+    domain: String,
+    users: u64,
+    body: BodySize,
+}
+
+const PADDING: [u8; 1024] = [b'x'; 1024];
+
+impl Templates {
+    /// Requests from `lg<conn>@<partner>/lg` to `domain` (pings) or `user<N>@domain`, N over
+    /// `users` (messages).
+    pub fn new(
+        workload: Workload,
+        partner: &str,
+        conn: usize,
+        domain: &str,
+        users: u64,
+        body: BodySize,
+    ) -> Templates {
+        let middle = match workload {
+            Workload::Pings => format!(
+                "' from='lg{conn}@{partner}/lg' to='{domain}'><ping xmlns='urn:xmpp:ping'/></iq>"
+            ),
+            Workload::Messages => format!("' from='lg{conn}@{partner}/lg' to='user"),
+        };
+        Templates {
+            workload,
+            middle,
+            domain: domain.to_string(),
+            users: users.max(1),
+            body,
+        }
+    }
+
+    /// Appends request `seq` to `out`.
+    pub fn write(&self, seq: u64, out: &mut Vec<u8>) {
+        // Writes into a Vec cannot fail.
+        let _ = match self.workload {
+            Workload::Pings => write!(out, "<iq type='get' id='{ID_PREFIX}{seq}{}", self.middle),
+            Workload::Messages => {
+                let _ = write!(
+                    out,
+                    "<message type='chat' id='{ID_PREFIX}{seq}{}{}@{}'><body>{BODY_MARKER}{seq} ",
+                    self.middle,
+                    seq % self.users,
+                    self.domain
+                );
+                let mut left = self.body.for_seq(seq);
+                while left > 0 {
+                    let n = left.min(PADDING.len());
+                    out.extend_from_slice(&PADDING[..n]);
+                    left -= n;
+                }
+                out.write_all(b"</body></message>")
+            }
+        };
+    }
+}
+
+/// Classifies an answer from the router: its sequence number (from the id) and outcome.
+/// `None` for stanzas that carry no loadgen id.
+pub fn classify(s: &Stanza) -> Option<(u64, Outcome)> {
+    let seq = seq_from_id(s.attr_raw(HeaderAttr::Id)?)?;
+    let ty = s.attr_raw(HeaderAttr::Type).unwrap_or("");
+    let outcome = match (s.kind(), ty) {
+        (StanzaKind::Iq, "result") => Outcome::Answered,
+        (_, "error") => Outcome::Bounced(condition(s.as_bytes())),
+        _ => Outcome::Unexpected,
+    };
+    Some((seq, outcome))
+}
+
+/// The stanza error condition: the name of the element declared in the stanzas namespace.
+fn condition(bytes: &[u8]) -> Condition {
+    const NS: &[u8] = b"urn:ietf:params:xml:ns:xmpp-stanzas";
+    let Some(at) = bytes.windows(NS.len()).position(|w| w == NS) else {
+        return Condition(None);
+    };
+    let Some(lt) = bytes[..at].iter().rposition(|b| *b == b'<') else {
+        return Condition(None);
+    };
+    let name = &bytes[lt + 1..at];
+    let end = name
+        .iter()
+        .position(|b| b.is_ascii_whitespace() || *b == b'/' || *b == b'>')
+        .unwrap_or(name.len());
+    std::str::from_utf8(&name[..end]).map_or(Condition(None), Condition::named)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stanza_router::xml::{Event, Framer, FramerLimits};
+
+    fn stanza(xml: &str) -> Stanza {
+        let mut f = Framer::new(FramerLimits::post_auth());
+        f.feed(b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>");
+        f.feed(xml.as_bytes());
+        assert!(matches!(f.next_event(), Ok(Some(Event::StreamOpen(_)))));
+        match f.next_event() {
+            Ok(Some(Event::Stanza(s))) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn ping_result_is_answered() {
+        let s =
+            stanza("<iq type='result' id='lg-17' from='corp.test' to='lg0@p0.partner.test/lg'/>");
+        assert_eq!(classify(&s), Some((17, Outcome::Answered)));
+    }
+
+    #[test]
+    fn bounce_reports_its_condition() {
+        let s = stanza(
+            "<message type='error' id='lg-5'><error type='cancel'>\
+             <service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>",
+        );
+        assert_eq!(
+            classify(&s),
+            Some((5, Outcome::Bounced(Condition::named("service-unavailable"))))
+        );
+    }
+
+    #[test]
+    fn foreign_ids_are_ignored() {
+        assert_eq!(classify(&stanza("<iq type='result' id='x1'/>")), None);
+    }
+
+    #[test]
+    fn written_requests_parse_and_carry_the_sequence() {
+        let t = Templates::new(
+            Workload::Messages,
+            "p1.partner.test",
+            3,
+            "corp.test",
+            10,
+            BodySize::Fixed { bytes: 2000 },
+        );
+        let mut out = Vec::new();
+        t.write(42, &mut out);
+        let s = stanza(std::str::from_utf8(&out).unwrap());
+        assert_eq!(s.attr_raw(HeaderAttr::To), Some("user2@corp.test"));
+        assert_eq!(s.attr_raw(HeaderAttr::Id), Some("lg-42"));
+        let body = String::from_utf8_lossy(s.as_bytes()).into_owned();
+        assert_eq!(crate::correlator::seq_from_body(&body), Some(42));
+        assert!(out.len() > 2000);
+        let p = Templates::new(
+            Workload::Pings,
+            "p0.partner.test",
+            0,
+            "corp.test",
+            1,
+            BodySize::Fixed { bytes: 0 },
+        );
+        out.clear();
+        p.write(7, &mut out);
+        let s = stanza(std::str::from_utf8(&out).unwrap());
+        assert_eq!(s.kind(), StanzaKind::Iq);
+        assert_eq!(s.attr_raw(HeaderAttr::To), Some("corp.test"));
+    }
+
+    #[test]
+    fn body_size_parses_fixed_and_uniform() {
+        assert_eq!("100".parse(), Ok(BodySize::Fixed { bytes: 100 }));
+        assert_eq!("fixed:1KiB".parse(), Ok(BodySize::Fixed { bytes: 1024 }));
+        assert_eq!(
+            "uniform:10-20".parse(),
+            Ok(BodySize::Uniform { min: 10, max: 20 })
+        );
+        assert!("uniform:20-10".parse::<BodySize>().is_err());
+        assert!("uniform:5".parse::<BodySize>().is_err());
+        assert!("1GiB".parse::<BodySize>().is_err());
+        let u = BodySize::Uniform { min: 10, max: 20 };
+        assert!((0..1000).all(|s| (10..=20).contains(&u.for_seq(s))));
+    }
+}

@@ -1,0 +1,179 @@
+//! Scenario: stanza-router in-process with a config from `setup::router_toml`, the loadgen
+//! sending pings over STARTTLS + SASL EXTERNAL streams and reading the answers on the router's
+//! outbound streams. Every ping must be answered, none lost.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use loadgen::report::Report;
+use loadgen::run::{self, Mode, RunPlan};
+use loadgen::setup;
+use loadgen::workload::{BodySize, Workload};
+use stanza_router::config::Config;
+use stanza_router::runtime::shards;
+
+const IP: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let p =
+            std::env::temp_dir().join(format!("loadgen-{label}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((IP, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `n` consecutive free ports (partner `i` listens on base + i).
+fn free_port_run(n: u16) -> u16 {
+    for _ in 0..100 {
+        let base = free_port();
+        if base.checked_add(n).is_none() {
+            continue;
+        }
+        if (1..n).all(|i| TcpListener::bind((IP, base + i)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no run of {n} free ports");
+}
+
+fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "router did not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+struct Bench {
+    _dir: TempDir,
+    router: Option<shards::RouterHandle>,
+    plan: RunPlan,
+    tls: run::PartnerTls,
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        if let Some(r) = self.router.take() {
+            r.shutdown();
+        }
+    }
+}
+
+fn bench(label: &str, partners: usize, connections: usize, mode: Mode, count: u64) -> Bench {
+    let dir = TempDir::new(label);
+    let names = setup::default_partners(partners);
+    setup::write_ca(&dir.0, "corp.test", &names).unwrap();
+    let ca = setup::read_ca_dir(&dir.0).unwrap();
+    let router: SocketAddr = (IP, free_port()).into();
+    let base = free_port_run(partners as u16);
+    let listen: Vec<SocketAddr> = (0..partners as u16)
+        .map(|i| (IP, base + i).into())
+        .collect();
+    let toml = setup::router_toml(&ca, &names, router, &listen, connections, "2");
+    let path = dir.0.join("router.toml");
+    std::fs::write(&path, &toml).unwrap();
+    let cfg = Config::load(&path).unwrap_or_else(|e| panic!("config invalid:\n{e}\n{toml}"));
+    let handle = shards::start(Arc::new(cfg)).expect("router starts");
+    wait_listening(router);
+    let tls = setup::partner_tls(&dir.0).unwrap();
+    let plan = RunPlan {
+        router,
+        domain: "corp.test".into(),
+        partners: names,
+        partner_listen: listen,
+        connections,
+        mode,
+        duration: Duration::from_secs(20),
+        warmup: Duration::ZERO,
+        ramp_up: Duration::ZERO,
+        count: Some(count),
+        drain: Duration::from_secs(10),
+        body: BodySize::Fixed { bytes: 100 },
+        users: 10,
+        workload: Workload::Pings,
+        router_pid: Some(std::process::id()),
+        progress: false,
+    };
+    Bench {
+        _dir: dir,
+        router: Some(handle),
+        plan,
+        tls,
+    }
+}
+
+#[test]
+fn open_loop_pings_are_all_answered_over_the_routers_outbound_streams() {
+    let b = bench("open", 2, 4, Mode::Open { rate: 2000.0 }, 300);
+    let result = run::run(&b.plan, &b.tls).expect("run starts");
+    let report = Report::new(&b.plan, &result);
+    let o = &report.outcomes;
+    assert_eq!(o.lost, 0, "{}", report.text());
+    assert_eq!(o.answered, 300, "{}", report.text());
+    assert_eq!(o.sent, 300);
+    assert_eq!(report.latency_ms.corrected.count, 300);
+    assert!(report.clean(), "{}", report.text());
+    assert_eq!(report.setup.connections_established, 4);
+    assert!(
+        report.setup.router_streams >= 2,
+        "each partner got a stream back"
+    );
+    assert!(report.router_process.is_some());
+}
+
+#[test]
+fn closed_loop_pings_are_all_answered_and_the_report_has_its_shape() {
+    let b = bench("closed", 1, 2, Mode::Closed { window: 16 }, 500);
+    let result = run::run(&b.plan, &b.tls).expect("run starts");
+    let report = Report::new(&b.plan, &result);
+    assert_eq!(report.outcomes.lost, 0, "{}", report.text());
+    assert_eq!(report.outcomes.answered, 500, "{}", report.text());
+    assert!(report.clean(), "{}", report.text());
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    for key in [
+        "setup",
+        "offered_rate",
+        "achieved_rate",
+        "latency_ms",
+        "outcomes",
+        "errors",
+        "router_process",
+        "timeline",
+    ] {
+        assert!(json.get(key).is_some(), "no {key} in {json}");
+    }
+    for key in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(json["latency_ms"]["corrected"][key].is_number());
+        assert!(json["latency_ms"]["uncorrected"][key].is_number());
+    }
+    assert_eq!(json["outcomes"]["lost"], 0);
+    assert_eq!(json["setup"]["mode"], "closed");
+    assert!(json["offered_rate"].is_null());
+    let page = loadgen::html::render(&report);
+    assert!(page.contains("<svg") && page.contains("Latency by percentile"));
+}

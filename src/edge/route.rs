@@ -119,25 +119,25 @@ pub async fn serve_mesh(ctx: Rc<EdgeContext>, rx: ConnectedReceiver<MeshMsg>) {
                 origin,
                 key,
             } => {
-                let gw = ctx.gateway.get().cloned();
-                let (bytes, later) = match &gw {
-                    Some(gw) => {
-                        let a = gw.on_sip_request(&ctx, &msg).await;
-                        (a.response, a.later)
+                let Some(gw) = ctx.gateway.get().cloned() else {
+                    // This shard's gateway failed to start: still answer.
+                    let resp = crate::sip::transaction::response_to(
+                        &msg,
+                        500,
+                        "Server Internal Error",
+                        None,
+                    )
+                    .and_then(|b| b.finish());
+                    if let Ok(bytes) = resp {
+                        ctx.mesh_post(reply_shard, MeshMsg::SipResponse { origin, key, bytes });
                     }
-                    None => (None, Vec::new()),
+                    continue;
                 };
-                let bytes = bytes.or_else(|| {
-                    crate::sip::transaction::response_to(&msg, 500, "Server Internal Error", None)
-                        .and_then(|b| b.finish())
-                        .ok()
-                });
-                if let Some(bytes) = bytes {
+                let answer = gw.on_sip_request(&ctx, &msg).await;
+                if let Some(bytes) = answer.response {
                     ctx.mesh_post(reply_shard, MeshMsg::SipResponse { origin, key, bytes });
                 }
-                if let Some(gw) = gw {
-                    gw.send_later(&ctx, later).await;
-                }
+                gw.send_later(&ctx, answer.later).await;
             }
             MeshMsg::SipResponse { origin, key, bytes } => {
                 if let Some(ingress) = ctx.sip_ingress.get().cloned() {

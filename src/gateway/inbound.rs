@@ -21,6 +21,8 @@ use tracing::debug;
 use super::address::sip_uri_to_jid;
 use super::errors::sip_status_for;
 use super::message::{write_message_stanza, xmpp_from_sip, MessageLimits, SipMessage as SipText};
+use super::MapError;
+use crate::config::Config;
 use crate::edge::context::{AckTo, Delivery, EdgeContext};
 use crate::edge::route::send_acked;
 use crate::runtime::mesh::MeshMsg;
@@ -30,7 +32,7 @@ use crate::sip::message::SipMessage;
 use crate::sip::transaction::{response_to, ServerEvent, ServerTransactions, TxConfig, TxKey};
 use crate::sip::transport::{ConnId, ListenerEvent, ListenerHandle, SipHandle};
 use crate::xmpp::answer::Reply;
-use crate::xmpp::jid::domain_of;
+use crate::xmpp::jid::{bare_of, domain_of, Jid};
 
 /// Methods we answer (RFC 3261 §20.5 `Allow`).
 const ALLOW: &str = "MESSAGE, SUBSCRIBE, NOTIFY, OPTIONS";
@@ -114,11 +116,6 @@ impl SipIngress {
     pub fn on_delivery(&self, token: u64, what: Delivery) {
         // Unbounded: this is called from the outbound writer, which must never wait here.
         let _ = self.done.try_send((token, what));
-    }
-
-    /// MESSAGEs waiting for their stanza's fate.
-    pub fn waiting(&self) -> usize {
-        self.waiting.borrow().len()
     }
 
     /// Handles one message from `origin` (requests only; responses are not ours).
@@ -237,25 +234,17 @@ impl SipIngress {
             // Presence needs the next hop for our own requests.
             return self.answer(origin, &key, &m, 501, "Not Implemented").await;
         };
+        // Not ours or malformed: refused by the presence tables, on this shard.
         let owner = m
             .from()
             .ok()
-            .and_then(|f| sip_uri_to_jid(f.uri).ok())
-            .and_then(|jid| {
-                let (local, domain) = jid.split_once('@')?;
-                let d = ctx.config.xmpp_domain_for_sip(domain)?;
-                Some(user_shard(&format!("{local}@{d}"), ctx.shards))
-            })
-            .unwrap_or(ctx.shard);
+            .and_then(|f| internal_jid(&ctx.config, f.uri).ok().flatten())
+            .map_or(ctx.shard, |jid| user_shard(bare_of(&jid).0, ctx.shards));
         if owner == ctx.shard {
             let answer = gw.on_sip_request(ctx, &m).await;
-            let resp = match answer.response {
-                Some(b) => Ok(b),
-                None => {
-                    response_to(&m, 500, "Server Internal Error", None).and_then(|b| b.finish())
-                }
-            };
-            self.answer_built(origin, &key, resp).await;
+            if let Some(bytes) = answer.response {
+                self.respond(origin, &key, bytes).await;
+            }
             return gw.send_later(ctx, answer.later).await;
         }
         let msg = MeshMsg::SipRequest {
@@ -275,12 +264,9 @@ impl SipIngress {
     /// The stanza for a MESSAGE, or why it is refused.
     fn translate(&self, ctx: &EdgeContext, m: &SipMessage, token: u64) -> Result<Reply, Refusal> {
         let from_uri = m.from().map_err(|_| (400, "Bad Request"))?;
-        let from = sip_uri_to_jid(from_uri.uri).map_err(|e| refusal(e.sip_status()))?;
-        let from_domain = ctx
-            .config
-            .xmpp_domain_for_sip(domain_of(&from))
+        let from = internal_jid(&ctx.config, from_uri.uri)
+            .map_err(|e| refusal(e.sip_status()))?
             .ok_or((403, "Forbidden"))?;
-        let from = with_domain(&from, from_domain);
         let target = m.request_uri().ok_or((400, "Bad Request"))?;
         let to = sip_uri_to_jid(target).map_err(|e| refusal(e.sip_status()))?;
         let to_domain = domain_of(&to).to_ascii_lowercase();
@@ -307,7 +293,7 @@ impl SipIngress {
         let id = format!("sip{}-{token}", ctx.shard);
         write_message_stanza(&from, &to, Some(&id), &xm, &mut bytes);
         Ok(Reply {
-            from_domain: from_domain.to_owned(),
+            from_domain: domain_of(&from).to_owned(),
             to_domain,
             bytes,
         })
@@ -407,16 +393,28 @@ fn refusal(code: u16) -> Refusal {
     (code, crate::sip::reason_phrase(code))
 }
 
-/// `jid` with its domain replaced by `domain` (SIP domain → XMPP domain).
-fn with_domain(jid: &str, domain: &str) -> String {
-    let d = domain_of(jid);
-    if d.eq_ignore_ascii_case(domain) {
-        return jid.to_owned();
+/// The XMPP address of an internal SIP user's URI: mapped (RFC 7247), with its SIP domain
+/// replaced by the XMPP domain it stands for (`sip.domains`). `Ok(None)`: the domain is not ours.
+pub(super) fn internal_jid(cfg: &Config, uri: &str) -> Result<Option<String>, MapError> {
+    let jid = sip_uri_to_jid(uri)?;
+    let j = Jid::parse(&jid).map_err(|_| MapError::BadJid("mapped SIP URI"))?;
+    let Some(domain) = cfg.xmpp_domain_for_sip(j.domain) else {
+        return Ok(None);
+    };
+    if domain == j.domain {
+        return Ok(Some(jid));
     }
-    match jid.find('@') {
-        Some(at) => format!("{}@{domain}", &jid[..at]),
-        None => domain.to_owned(),
+    let mut out = String::with_capacity(jid.len() + domain.len());
+    if let Some(l) = j.local {
+        out.push_str(l);
+        out.push('@');
     }
+    out.push_str(domain);
+    if let Some(r) = j.resource {
+        out.push('/');
+        out.push_str(r);
+    }
+    Ok(Some(out))
 }
 
 async fn run_listener(ingress: Rc<SipIngress>, events: LocalReceiver<(ConnId, ListenerEvent)>) {

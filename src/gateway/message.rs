@@ -477,14 +477,7 @@ pub fn write_message_stanza(
     m: &XmppMessage,
     out: &mut Vec<u8>,
 ) {
-    use crate::xml::escape_attr;
-    let attr = |out: &mut Vec<u8>, name: &[u8], v: &str| {
-        out.push(b' ');
-        out.extend_from_slice(name);
-        out.extend_from_slice(b"='");
-        escape_attr(v, out);
-        out.push(b'\'');
-    };
+    use crate::xml::{escape_attr, open_stanza};
     let text_el = |out: &mut Vec<u8>, name: &[u8], lang: Option<&str>, v: &str| {
         out.push(b'<');
         out.extend_from_slice(name);
@@ -499,15 +492,12 @@ pub fn write_message_stanza(
         out.extend_from_slice(name);
         out.push(b'>');
     };
-    out.extend_from_slice(b"<message");
-    attr(out, b"from", from);
-    attr(out, b"to", to);
-    if let Some(id) = id {
-        attr(out, b"id", id);
-    }
-    attr(out, b"type", m.kind.unwrap_or(MessageType::Normal).as_str());
+    let ty = m.kind.unwrap_or(MessageType::Normal).as_str();
+    open_stanza(out, "message", from, to, id, Some(ty));
     if let Some(l) = &m.lang {
-        attr(out, b"xml:lang", l);
+        out.extend_from_slice(b" xml:lang='");
+        escape_attr(l, out);
+        out.push(b'\'');
     }
     out.push(b'>');
     if let Some(s) = &m.subject {

@@ -10,6 +10,7 @@
 //! RFC 3994 element names were checked against several independent implementations.
 
 pub mod address;
+pub mod children;
 pub mod errors;
 pub mod inbound;
 pub mod message;

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
-use quick_xml::events::Event as QEvent;
 use tracing::{debug, warn};
 
 use super::address::jid_to_sip_uri;
+use super::children::for_each_child;
 use super::errors::SipFailure;
 use super::inbound::Origin;
 use super::message::{
@@ -360,57 +360,17 @@ pub fn xmpp_message(s: &Stanza) -> Option<XmppMessage> {
         lang: s.lang().map(|l| l.into_owned()),
         ..XmppMessage::default()
     };
-    let mut r = quick_xml::Reader::from_reader(s.as_bytes());
-    let mut depth = 0usize;
-    // (element, xml:lang) of the depth-1 child being read, and its text.
-    let mut current: Option<(Vec<u8>, Option<String>)> = None;
-    let mut text = String::new();
-    loop {
-        match r.read_event().ok()? {
-            QEvent::Start(e) => {
-                depth += 1;
-                if depth == 2 {
-                    let lang = e
-                        .attributes()
-                        .flatten()
-                        .find(|a| a.key.as_ref() == b"xml:lang")
-                        .and_then(|a| a.unescape_value().ok().map(|v| v.into_owned()));
-                    current = Some((e.local_name().as_ref().to_vec(), lang));
-                    text.clear();
-                }
+    for_each_child(s, |c| match c.name {
+        b"body" => m.bodies.push((c.lang, c.text)),
+        b"subject" if m.subject.is_none() => m.subject = Some(c.text),
+        b"thread" => m.thread = Some(c.text),
+        // XEP-0085: a chat state is a child in its namespace.
+        name if c.xmlns == Some(NS_CHATSTATES.as_bytes()) => {
+            if let Some(cs) = ChatState::from_name(name) {
+                m.chat_state = Some(cs);
             }
-            QEvent::Empty(e) if depth == 1 => {
-                // XEP-0085: a chat state is an empty child in its namespace.
-                let ns = e
-                    .attributes()
-                    .flatten()
-                    .any(|a| a.key.as_ref() == b"xmlns" && &*a.value == NS_CHATSTATES.as_bytes());
-                if ns {
-                    if let Some(cs) = ChatState::from_name(e.local_name().as_ref()) {
-                        m.chat_state = Some(cs);
-                    }
-                }
-            }
-            QEvent::Text(t) if depth == 2 => text.push_str(&t.unescape().ok()?),
-            QEvent::CData(t) if depth == 2 => text.push_str(std::str::from_utf8(&t).ok()?),
-            QEvent::End(_) => {
-                if depth == 2 {
-                    if let Some((name, lang)) = current.take() {
-                        match name.as_slice() {
-                            b"body" => m.bodies.push((lang, std::mem::take(&mut text))),
-                            b"subject" if m.subject.is_none() => {
-                                m.subject = Some(std::mem::take(&mut text))
-                            }
-                            b"thread" => m.thread = Some(std::mem::take(&mut text)),
-                            _ => {}
-                        }
-                    }
-                }
-                depth = depth.saturating_sub(1);
-            }
-            QEvent::Eof => break,
-            _ => {}
         }
-    }
+        _ => {}
+    })?;
     Some(m)
 }

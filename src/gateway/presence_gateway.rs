@@ -21,10 +21,11 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use quick_xml::events::Event as QEvent;
 use tracing::debug;
 
 use super::address::{jid_to_sip_uri, sip_uri_to_jid};
+use super::children::for_each_child;
+use super::inbound::internal_jid;
 use super::outbound_message::{MessageGateway, Pending};
 use super::presence::{pidf_from_presence, presence_from_pidf, Show, XmppPresence};
 use super::subscription::{
@@ -36,7 +37,7 @@ use crate::edge::context::EdgeContext;
 use crate::edge::route::send_reply;
 use crate::sip::message::SipMessage;
 use crate::sip::transaction::{random_hex, response_to, Outcome};
-use crate::xml::{escape_attr, escape_text, Stanza};
+use crate::xml::{escape_attr, escape_text, open_stanza, Stanza};
 use crate::xmpp::answer::Reply;
 use crate::xmpp::jid::{bare_of, domain_of};
 
@@ -102,16 +103,6 @@ impl PresenceTables {
         }
     }
 
-    /// Subscriber dialogs (partner user → internal user).
-    pub fn subscribers(&self) -> usize {
-        self.subscribers.len()
-    }
-
-    /// Notifier dialogs (internal user → partner user).
-    pub fn notifier_dialogs(&self) -> usize {
-        self.notifiers.len()
-    }
-
     fn forget_subscriber(&mut self, key: &SubKey) {
         self.subscribers.remove(key);
         self.last.remove(key);
@@ -125,8 +116,6 @@ pub enum Later {
     Subscribe(SubKey, OutRequest),
     /// A NOTIFY of a notifier dialog.
     Notify(DialogKey, OutRequest),
-    /// Already sent.
-    Done,
 }
 
 /// What a SUBSCRIBE/NOTIFY from the internal side produced.
@@ -313,6 +302,15 @@ impl MessageGateway {
     /// response to send on the request's flow and the requests to send after it (a NOTIFY
     /// must not overtake the 200 that creates its dialog): hand those to [`Self::send_later`].
     pub async fn on_sip_request(&self, ctx: &Rc<EdgeContext>, m: &SipMessage) -> SipAnswer {
+        let mut answer = self.sip_request(ctx, m).await;
+        if answer.response.is_none() {
+            // Every request gets an answer, even when a dialog produced none.
+            answer.response = refuse(m, 500, "Server Internal Error");
+        }
+        answer
+    }
+
+    async fn sip_request(&self, ctx: &Rc<EdgeContext>, m: &SipMessage) -> SipAnswer {
         let now = Instant::now();
         match m.method() {
             Some("NOTIFY") => {
@@ -473,11 +471,9 @@ impl MessageGateway {
 
     /// Sends the requests an event produced; a request the transaction table refuses fails
     /// its dialog as a transport failure would (and what that produces is sent in turn).
-    pub async fn send_later(&self, ctx: &Rc<EdgeContext>, mut later: Vec<Later>) {
-        let mut i = 0;
-        while i < later.len() {
-            let item = std::mem::replace(&mut later[i], Later::Done);
-            i += 1;
+    pub async fn send_later(&self, ctx: &Rc<EdgeContext>, later: Vec<Later>) {
+        let mut queue = std::collections::VecDeque::from(later);
+        while let Some(item) = queue.pop_front() {
             let transport = super::errors::SipFailure::Transport;
             let mut more = Vec::new();
             match item {
@@ -513,9 +509,8 @@ impl MessageGateway {
                         .on_notify_failure(&dk, transport);
                     self.notifier_events(ctx, evs, &mut more).await;
                 }
-                Later::Done => {}
             }
-            later.extend(more);
+            queue.extend(more);
         }
     }
 
@@ -601,10 +596,8 @@ impl MessageGateway {
 /// (partner user, internal user) of a SUBSCRIBE: From must be ours, the target a partner user
 /// federation allows.
 fn subscribe_pair(ctx: &EdgeContext, m: &SipMessage) -> Option<SubKey> {
-    let from = sip_uri_to_jid(m.from().ok()?.uri).ok()?;
-    let internal_domain = ctx.config.xmpp_domain_for_sip(domain_of(&from))?;
-    let local = from.split_once('@').map(|(l, _)| l)?;
-    let internal = format!("{local}@{internal_domain}");
+    let from = internal_jid(&ctx.config, m.from().ok()?.uri).ok()??;
+    let internal = bare_of(&from).0.to_ascii_lowercase();
     let target = sip_uri_to_jid(m.request_uri()?).ok()?;
     let partner = bare_of(&target).0.to_ascii_lowercase();
     let partner_domain = domain_of(&partner);
@@ -626,20 +619,11 @@ pub fn write_presence_stanza(
     p: Option<&XmppPresence>,
     out: &mut Vec<u8>,
 ) {
-    out.extend_from_slice(b"<presence from='");
-    escape_attr(from, out);
-    out.extend_from_slice(b"' to='");
-    escape_attr(to, out);
-    out.push(b'\'');
     let kind = kind.or(match p {
         Some(p) if !p.available => Some("unavailable"),
         _ => None,
     });
-    if let Some(k) = kind {
-        out.extend_from_slice(b" type='");
-        escape_attr(k, out);
-        out.push(b'\'');
-    }
+    open_stanza(out, "presence", from, to, None, kind);
     let Some(p) = p.filter(|p| p.show.is_some() || !p.status.is_empty() || p.priority != 0) else {
         out.extend_from_slice(b"/>");
         return;
@@ -683,55 +667,20 @@ pub fn xmpp_presence(s: &Stanza) -> XmppPresence {
         available: true,
         ..XmppPresence::default()
     };
-    let mut r = quick_xml::Reader::from_reader(s.as_bytes());
-    let mut depth = 0usize;
-    let mut current: Option<(Vec<u8>, Option<String>)> = None;
-    let mut text = String::new();
-    while let Ok(ev) = r.read_event() {
-        match ev {
-            QEvent::Start(e) => {
-                depth += 1;
-                if depth == 2 {
-                    let lang = e
-                        .attributes()
-                        .flatten()
-                        .find(|a| a.key.as_ref() == b"xml:lang")
-                        .and_then(|a| a.unescape_value().ok().map(|v| v.into_owned()));
-                    current = Some((e.local_name().as_ref().to_vec(), lang));
-                    text.clear();
-                }
+    // A stanza that cannot be read to its end keeps what was read before the fault.
+    let _ = for_each_child(s, |c| match c.name {
+        b"show" => {
+            p.show = match c.text.trim() {
+                "away" => Some(Show::Away),
+                "chat" => Some(Show::Chat),
+                "dnd" => Some(Show::Dnd),
+                "xa" => Some(Show::Xa),
+                _ => None,
             }
-            QEvent::Text(t) if depth == 2 => {
-                if let Ok(v) = t.unescape() {
-                    text.push_str(&v);
-                }
-            }
-            QEvent::End(_) => {
-                if depth == 2 {
-                    if let Some((name, lang)) = current.take() {
-                        match name.as_slice() {
-                            b"show" => {
-                                p.show = match text.trim() {
-                                    "away" => Some(Show::Away),
-                                    "chat" => Some(Show::Chat),
-                                    "dnd" => Some(Show::Dnd),
-                                    "xa" => Some(Show::Xa),
-                                    _ => None,
-                                }
-                            }
-                            b"status" if p.status.len() < 16 => {
-                                p.status.push((lang, std::mem::take(&mut text)))
-                            }
-                            b"priority" => p.priority = text.trim().parse().unwrap_or(0),
-                            _ => {}
-                        }
-                    }
-                }
-                depth = depth.saturating_sub(1);
-            }
-            QEvent::Eof => break,
-            _ => {}
         }
-    }
+        b"status" if p.status.len() < 16 => p.status.push((c.lang, c.text)),
+        b"priority" => p.priority = c.text.trim().parse().unwrap_or(0),
+        _ => {}
+    });
     p
 }

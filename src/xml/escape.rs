@@ -27,6 +27,34 @@ pub fn escape_attr(s: &str, out: &mut Vec<u8>) {
     escape(s, out, true)
 }
 
+/// Appends `<NAME from='…' to='…' [id='…'] [type='…']` (values escaped, start tag left open
+/// for more attributes or `>`): the head every stanza the router writes starts with.
+pub fn open_stanza(
+    out: &mut Vec<u8>,
+    name: &str,
+    from: &str,
+    to: &str,
+    id: Option<&str>,
+    ty: Option<&str>,
+) {
+    out.push(b'<');
+    out.extend_from_slice(name.as_bytes());
+    for (k, v) in [
+        ("from", Some(from)),
+        ("to", Some(to)),
+        ("id", id),
+        ("type", ty),
+    ] {
+        if let Some(v) = v {
+            out.push(b' ');
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"='");
+            escape_attr(v, out);
+            out.push(b'\'');
+        }
+    }
+}
+
 fn escape(s: &str, out: &mut Vec<u8>, attr: bool) {
     let bytes = s.as_bytes();
     out.reserve(bytes.len());

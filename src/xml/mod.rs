@@ -16,7 +16,7 @@ mod scan;
 mod stanza;
 
 pub use error::{FramerError, Limit};
-pub use escape::{escape_attr, escape_text, is_xml_char, unescape};
+pub use escape::{escape_attr, escape_text, is_xml_char, open_stanza, unescape};
 pub use framer::{Event, Framer};
 pub use header::StreamHeader;
 pub use limits::FramerLimits;

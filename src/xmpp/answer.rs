@@ -4,7 +4,7 @@
 //! Replies are built from parsed, checked fields and escaped; the original payload is never echoed
 //! (no smuggling, no depth to recurse on). An error is never answered with an error, nor a result.
 
-use crate::xml::escape_attr;
+use crate::xml::open_stanza;
 use crate::xml::{Stanza, StanzaKind};
 use crate::xmpp::error::StanzaCondition;
 use crate::xmpp::jid;
@@ -27,25 +27,6 @@ pub struct Reply {
     pub bytes: Vec<u8>,
 }
 
-fn open(out: &mut Vec<u8>, name: &str, from: &str, to: &str, id: Option<&str>, ty: &str) {
-    out.push(b'<');
-    out.extend_from_slice(name.as_bytes());
-    for (k, v) in [
-        ("from", Some(from)),
-        ("to", Some(to)),
-        ("id", id),
-        ("type", Some(ty)),
-    ] {
-        if let Some(v) = v {
-            out.push(b' ');
-            out.extend_from_slice(k.as_bytes());
-            out.extend_from_slice(b"='");
-            escape_attr(v, out);
-            out.push(b'\'');
-        }
-    }
-}
-
 /// `<NAME from to id type='error'><error type><COND/></error></NAME>` answering `s`.
 pub fn error_reply(s: &Stanza, name: &str, cond: StanzaCondition) -> Option<Reply> {
     let (from, to) = (s.from()?, s.to()?);
@@ -61,7 +42,7 @@ pub fn error_to(
     cond: StanzaCondition,
 ) -> Reply {
     let mut out = Vec::with_capacity(256);
-    open(&mut out, name, from, to, id, "error");
+    open_stanza(&mut out, name, from, to, id, Some("error"));
     out.extend_from_slice(b"><error type='");
     out.extend_from_slice(cond.error_type().as_str().as_bytes());
     out.extend_from_slice(b"'><");
@@ -142,13 +123,13 @@ pub fn answer_user(s: &Stanza) -> Option<Reply> {
                 let bare_to = &to[..jid::Jid::parse(&to).ok()?.bare_len()];
                 let bare_from_len = jid::Jid::parse(&from).ok()?.bare_len();
                 let mut out = Vec::with_capacity(128);
-                open(
+                open_stanza(
                     &mut out,
                     "presence",
                     bare_to,
                     &from[..bare_from_len],
                     None,
-                    "unsubscribed",
+                    Some("unsubscribed"),
                 );
                 out.extend_from_slice(b"/>");
                 Some(Reply {
@@ -166,7 +147,14 @@ pub fn answer_user(s: &Stanza) -> Option<Reply> {
 fn iq_result(s: &Stanza, payload: Option<&str>) -> Option<Reply> {
     let (from, to) = (s.from()?, s.to()?);
     let mut out = Vec::with_capacity(128 + payload.map_or(0, str::len));
-    open(&mut out, "iq", &to, &from, s.id().as_deref(), "result");
+    open_stanza(
+        &mut out,
+        "iq",
+        &to,
+        &from,
+        s.id().as_deref(),
+        Some("result"),
+    );
     match payload {
         None => out.extend_from_slice(b"/>"),
         Some(p) => {

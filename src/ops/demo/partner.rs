@@ -353,7 +353,6 @@ pub fn run(p: PartnerRun<'_>) -> Res<Outcome> {
         let mut answered = vec![false; total];
         let mut bounced = 0usize;
         let mut partner_done: Option<Instant> = None;
-        let sip_done = |o: &Outcome| o.sip_report.is_some();
         loop {
             let delivered = p
                 .counters
@@ -366,25 +365,16 @@ pub fn run(p: PartnerRun<'_>) -> Res<Outcome> {
             {
                 partner_done = Some(Instant::now());
             }
-            if o.pings_answered == p.pings
-                && bounced + delivered >= p.messages
-                && sip_done(&o)
-                && o.sip_messages_received
-                    >= o.sip_report
-                        .as_ref()
-                        .map_or(0, |r| r.by_status.get(&200).copied().unwrap_or(0) as usize)
-            {
+            // The pool's report arrives with its thread's join, below; stragglers are read there.
+            if partner_done.is_some() && sender.is_finished() {
                 break;
-            }
-            if sender.is_finished() && o.sip_report.is_none() {
-                // Joined below; keep reading meanwhile.
             }
             if Instant::now() > deadline {
                 break;
             }
             let Ok((at, e)) = rx.recv_timeout(Duration::from_millis(50)) else {
-                if o.sip_report.is_none() && sender.is_finished() {
-                    break;
+                if sender.is_finished() {
+                    break; // quiet, and the pool is done: what is missing is counted below
                 }
                 continue;
             };

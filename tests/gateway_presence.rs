@@ -79,12 +79,18 @@ fn partner_subscription_becomes_sip_subscribe_and_notify_becomes_presence() {
         presence.contains("<status xml:lang='de'>Im Meeting</status>"),
         "status text and its language survive: {presence}"
     );
-    drop(router);
 }
 
-#[test]
-fn public_unverified_partner_cannot_start_a_subscription() {
-    let r = 174;
+/// Router at 127.0.0.`r` whose next hop is a plain listener at `r+2` (the test plays the pool);
+/// partner a.test (`public-unverified`) listens at `r+1`.
+fn with_scripted_pool(
+    r: u8,
+) -> (
+    TestRouter,
+    support::dialogue::Peer,
+    support::s2s_peer::PeerListener,
+    TcpListener,
+) {
     let ca = ThrowawayCa::new("gateway CA").unwrap();
     let peer = peer_tls(&ca.issue_with(&["a.test"], false).unwrap());
     let l = listener(r + 1);
@@ -99,6 +105,13 @@ fn public_unverified_partner_cannot_start_a_subscription() {
         pool.local_addr().unwrap()
     );
     let router = TestRouter::start(setup);
+    (router, peer, l, pool)
+}
+
+#[test]
+fn public_unverified_partner_cannot_start_a_subscription() {
+    let r = 174;
+    let (router, peer, l, pool) = with_scripted_pool(r);
     let mut c = inbound_sasl(&router, &peer);
     c.send("<presence type='subscribe' from='alice@a.test' to='bob@corp.test'/>");
     let mut o = outbound_sasl(&l, &peer);
@@ -114,20 +127,7 @@ fn public_unverified_partner_cannot_start_a_subscription() {
 #[test]
 fn internal_subscription_asks_the_partner_and_its_answer_and_presence_become_notifies() {
     let r = 178;
-    let ca = ThrowawayCa::new("gateway CA").unwrap();
-    let peer = peer_tls(&ca.issue_with(&["a.test"], false).unwrap());
-    let l = listener(r + 1);
-    let pool = TcpListener::bind((ip(r + 2), 0)).unwrap();
-    let mut setup = RouterSetup::new(ip(r), &ca);
-    setup.partners.push(partner(
-        &l,
-        "type = \"public-unverified\"\ntls = \"required\"\nsasl = \"optional\"\ndialback = true",
-    ));
-    setup.extra = format!(
-        "[sip]\nnext_hop = \"sip:{};transport=tcp\"\n",
-        pool.local_addr().unwrap()
-    );
-    let router = TestRouter::start(setup);
+    let (router, peer, l, pool) = with_scripted_pool(r);
     let mut flows = ScriptedPool::accept_all(&pool, router_shards());
     let subscribe = "SUBSCRIBE sip:alice@a.test SIP/2.0\r\n\
         Via: SIP/2.0/TCP 127.0.0.180;branch=z9hG4bKsub1\r\n\

@@ -14,6 +14,7 @@ use glommio::net::{TcpStream, UdpSocket};
 use super::error::ResolveError;
 use super::exchange::{QueryToken, Transmit, Transport};
 use super::plan::{AddressOrder, DnsMachine, HostResolution, S2sOptions, S2sResolution, S2sTarget};
+use super::sip_plan::{SipResolution, SipTarget, SipUriHints};
 
 /// Largest UDP answer read; we advertise 1232 bytes with EDNS(0), this leaves room for
 /// servers that ignore it (a datagram cut here fails to decode and counts as malformed).
@@ -68,6 +69,19 @@ pub async fn resolve_host(
         seed()?,
         Instant::now(),
     )?;
+    drive(machine).await
+}
+
+/// Locates a SIP next hop given by name per RFC 3263 §4 ([`SipResolution`]): the targets
+/// in the order to try. Same server and timeout rules as [`resolve_s2s`]. Must run inside a
+/// glommio executor; `host` must be a name (IP literals need no resolution).
+pub async fn resolve_sip(
+    host: &str,
+    hints: SipUriHints,
+    servers: &[SocketAddr],
+    timeout: Duration,
+) -> Result<Vec<SipTarget>, ResolveError> {
+    let machine = SipResolution::new(host, hints, servers, timeout, seed()?, Instant::now())?;
     drive(machine).await
 }
 

@@ -66,10 +66,11 @@ pub enum ResolveError {
         /// The domain or host that was resolved.
         name: String,
     },
-    /// Remote domain: its SRV records say the XMPP server service is decidedly not
-    /// available (a single SRV record with target "."; RFC 2782, RFC 6120 §3.2.1).
+    /// Remote domain: its SRV records say the service (XMPP server, or SIP for the next hop)
+    /// is decidedly not available (a single SRV record with target "."; RFC 2782, RFC 6120
+    /// §3.2.1).
     ServiceUnavailable {
-        /// The XMPP domain.
+        /// The domain (XMPP domain, or the SIP next hop host).
         domain: String,
     },
     /// Our host: a local socket operation failed (bind, send, connect).
@@ -142,7 +143,7 @@ impl fmt::Display for ResolveError {
             Self::NoAddresses { name } => write!(f, "no A/AAAA address found for {name}"),
             Self::ServiceUnavailable { domain } => write!(
                 f,
-                "{domain} publishes that its XMPP server service is not available (SRV target \".\")"
+                "{domain} publishes that the service is not available (SRV target \".\")"
             ),
             Self::Io { server, kind } => match server {
                 Some(s) => write!(f, "local socket error talking to DNS server {s}: {kind}"),

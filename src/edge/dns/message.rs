@@ -35,6 +35,23 @@ pub struct SrvRecord {
     pub target: Name,
 }
 
+/// One NAPTR record (RFC 3403), as RFC 3263 §4.1 uses it: service, flags and replacement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NaptrRecord {
+    /// Lower is processed first.
+    pub order: u16,
+    /// Among equal `order`, lower is preferred.
+    pub preference: u16,
+    /// Flags (e.g. `S`: the replacement is an SRV owner name), as sent.
+    pub flags: Vec<u8>,
+    /// Service field (e.g. `SIPS+D2T`), as sent.
+    pub services: Vec<u8>,
+    /// Regular expression; RFC 3263 records leave it empty and use the replacement.
+    pub regexp: Vec<u8>,
+    /// Next name to look up.
+    pub replacement: Name,
+}
+
 /// What a response that matched the query says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Digest {
@@ -44,6 +61,8 @@ pub enum Digest {
         owner: Name,
         /// SRV records (for SRV queries).
         srv: Vec<SrvRecord>,
+        /// NAPTR records (for NAPTR queries).
+        naptr: Vec<NaptrRecord>,
         /// Addresses (for A/AAAA queries).
         addrs: Vec<IpAddr>,
         /// A/AAAA records from the additional section, with their owner names: SRV target
@@ -138,6 +157,7 @@ fn digest_answer(msg: &Message, qname: &Name, qtype: RecordType) -> Result<Diges
     // Iterative and bounded: a CNAME loop in the answer ends here as malformed.
     for _ in 0..=MAX_CNAME_CHAIN {
         let mut srv = Vec::new();
+        let mut naptr = Vec::new();
         let mut addrs = Vec::new();
         let mut found = false;
         let mut next: Option<&Name> = None;
@@ -154,6 +174,19 @@ fn digest_answer(msg: &Message, qname: &Name, qtype: RecordType) -> Result<Diges
                             weight: s.weight(),
                             port: s.port(),
                             target: s.target().clone(),
+                        });
+                    }
+                }
+                (Some(RData::NAPTR(r)), RecordType::NAPTR) => {
+                    found = true;
+                    if naptr.len() < MAX_RECORDS {
+                        naptr.push(NaptrRecord {
+                            order: r.order(),
+                            preference: r.preference(),
+                            flags: r.flags().to_vec(),
+                            services: r.services().to_vec(),
+                            regexp: r.regexp().to_vec(),
+                            replacement: r.replacement().clone(),
                         });
                     }
                 }
@@ -177,6 +210,7 @@ fn digest_answer(msg: &Message, qname: &Name, qtype: RecordType) -> Result<Diges
             return Ok(Digest::Answer {
                 owner,
                 srv,
+                naptr,
                 addrs,
                 additional: additional_addrs(msg),
             });
@@ -290,6 +324,40 @@ mod tests {
                 name("xmpp.example.org."),
                 IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))
             )]
+        );
+    }
+
+    #[test]
+    fn parses_naptr_answer() {
+        use hickory_proto::rr::rdata::NAPTR;
+        let mut m = response(11, "corp.test.", RecordType::NAPTR);
+        m.add_answer(Record::from_rdata(
+            name("corp.test."),
+            60,
+            RData::NAPTR(NAPTR::new(
+                10,
+                20,
+                b"s".to_vec().into_boxed_slice(),
+                b"SIPS+D2T".to_vec().into_boxed_slice(),
+                Vec::new().into_boxed_slice(),
+                name("_sips._tcp.corp.test."),
+            )),
+        ));
+        let d = digest_response(&bytes(&m), 11, &name("corp.test."), RecordType::NAPTR).unwrap();
+        let Digest::Answer { naptr, srv, .. } = d else {
+            panic!("expected an answer, got {d:?}");
+        };
+        assert!(srv.is_empty());
+        assert_eq!(
+            naptr,
+            vec![NaptrRecord {
+                order: 10,
+                preference: 20,
+                flags: b"s".to_vec(),
+                services: b"SIPS+D2T".to_vec(),
+                regexp: Vec::new(),
+                replacement: name("_sips._tcp.corp.test."),
+            }]
         );
     }
 

@@ -1,4 +1,5 @@
-//! DNS resolution for outbound federation: where to connect for an XMPP domain.
+//! DNS resolution for outbound federation (where to connect for an XMPP domain) and for the
+//! SIP next hop.
 //!
 //! The protocol logic is sans-IO: [`S2sResolution`] and [`HostResolution`] yield
 //! [`Transmit`]s (DNS queries to send), consume the bytes that come back, and are told the
@@ -10,7 +11,8 @@
 //! XEP-0368 (`_xmpps-server` direct-TLS records mixed with `_xmpp-server` ones),
 //! RFC 2782 (priority/weight ordering, target "." means "decidedly not available"),
 //! RFC 2181 §9 (a truncated answer is discarded and asked again over TCP),
-//! RFC 5452 (responses must match ID, source and question).
+//! RFC 5452 (responses must match ID, source and question); for the SIP next hop, RFC 3263 §4
+//! (NAPTR, then SRV `_sips._tcp` / `_sip._tcp`, then A/AAAA: [`SipResolution`]).
 
 mod driver;
 mod error;
@@ -19,14 +21,16 @@ mod message;
 mod order;
 mod plan;
 mod resolv_conf;
+mod sip_plan;
 
-pub use driver::{resolve_host, resolve_s2s};
+pub use driver::{resolve_host, resolve_s2s, resolve_sip};
 pub use error::ResolveError;
 pub use exchange::{QueryToken, Transmit, Transport};
-pub use message::{build_query, digest_response, Digest, Reject, SrvRecord};
+pub use message::{build_query, digest_response, Digest, NaptrRecord, Reject, SrvRecord};
 pub use order::{order_srv, SplitMix64, TlsPreference};
 pub use plan::{
     AddressOrder, DnsMachine, HostResolution, S2sOptions, S2sResolution, S2sTarget,
     DEFAULT_S2S_PORT,
 };
 pub use resolv_conf::servers_from_resolv_conf;
+pub use sip_plan::{SipResolution, SipTarget, SipUriHints, MAX_NAPTR};

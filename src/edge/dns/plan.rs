@@ -33,7 +33,7 @@ const MAX_ALIAS_RESTARTS: u8 = 4;
 
 /// How many distinct SRV targets are resolved at most; a hostile SRV set must not make us
 /// send hundreds of queries.
-const MAX_TARGETS: usize = 16;
+pub(super) const MAX_TARGETS: usize = 16;
 
 /// One place to connect to, in the order to try.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,14 +95,18 @@ struct Lookup {
 
 /// Lookups of one resolution and the exchanges that serve them.
 #[derive(Debug)]
-struct Core {
-    ex: Exchanges,
-    rng: SplitMix64,
+pub(super) struct Core {
+    pub(super) ex: Exchanges,
+    pub(super) rng: SplitMix64,
     lookups: Vec<Lookup>,
 }
 
 impl Core {
-    fn new(servers: &[SocketAddr], timeout: Duration, seed: u64) -> Result<Self, ResolveError> {
+    pub(super) fn new(
+        servers: &[SocketAddr],
+        timeout: Duration,
+        seed: u64,
+    ) -> Result<Self, ResolveError> {
         Ok(Self {
             ex: Exchanges::new(servers, timeout)?,
             rng: SplitMix64::new(seed),
@@ -110,7 +114,7 @@ impl Core {
         })
     }
 
-    fn start(&mut self, name: Name, rtype: RecordType, now: Instant) -> usize {
+    pub(super) fn start(&mut self, name: Name, rtype: RecordType, now: Instant) -> usize {
         let key = self.lookups.len();
         let res = self.ex.start(key, name.clone(), rtype, &mut self.rng, now);
         self.lookups.push(Lookup {
@@ -122,11 +126,11 @@ impl Core {
         key
     }
 
-    fn done(&self, key: usize) -> bool {
+    pub(super) fn done(&self, key: usize) -> bool {
         self.lookups.get(key).is_some_and(|l| l.result.is_some())
     }
 
-    fn result(&self, key: usize) -> Option<&LookupResult> {
+    pub(super) fn result(&self, key: usize) -> Option<&LookupResult> {
         self.lookups.get(key).and_then(|l| l.result.as_ref())
     }
 
@@ -157,26 +161,31 @@ impl Core {
         }
     }
 
-    fn handle_response(&mut self, token: QueryToken, bytes: &[u8], now: Instant) {
+    pub(super) fn handle_response(&mut self, token: QueryToken, bytes: &[u8], now: Instant) {
         let done = self.ex.handle_response(token, bytes, &mut self.rng, now);
         self.absorb(done, now);
     }
 
-    fn handle_transport_error(&mut self, token: QueryToken, kind: io::ErrorKind, now: Instant) {
+    pub(super) fn handle_transport_error(
+        &mut self,
+        token: QueryToken,
+        kind: io::ErrorKind,
+        now: Instant,
+    ) {
         let done = self
             .ex
             .handle_transport_error(token, kind, &mut self.rng, now);
         self.absorb(done, now);
     }
 
-    fn handle_timeout(&mut self, now: Instant) {
+    pub(super) fn handle_timeout(&mut self, now: Instant) {
         let done = self.ex.handle_timeout(&mut self.rng, now);
         self.absorb(done, now);
     }
 }
 
 /// Parses a domain given by configuration or a JID into an absolute DNS name.
-fn parse_name(text: &str) -> Result<Name, ResolveError> {
+pub(super) fn parse_name(text: &str) -> Result<Name, ResolveError> {
     let invalid = || ResolveError::InvalidName {
         name: text.to_owned(),
     };
@@ -189,7 +198,7 @@ fn parse_name(text: &str) -> Result<Name, ResolveError> {
     Ok(name)
 }
 
-fn display_name(name: &Name) -> String {
+pub(super) fn display_name(name: &Name) -> String {
     let s = name.to_ascii();
     match s.strip_suffix('.') {
         Some(t) if !t.is_empty() => t.to_owned(),
@@ -199,13 +208,13 @@ fn display_name(name: &Name) -> String {
 
 /// Addresses of one host from its A and AAAA lookups, in `order`, with whether both said
 /// NXDOMAIN and the first lookup error.
-struct HostAddrs {
-    addrs: Vec<IpAddr>,
-    nxdomain: bool,
-    error: Option<ResolveError>,
+pub(super) struct HostAddrs {
+    pub(super) addrs: Vec<IpAddr>,
+    pub(super) nxdomain: bool,
+    pub(super) error: Option<ResolveError>,
 }
 
-fn host_addrs(
+pub(super) fn host_addrs(
     a: Option<&LookupResult>,
     aaaa: Option<&LookupResult>,
     order: AddressOrder,
@@ -238,7 +247,7 @@ fn host_addrs(
     out
 }
 
-fn sort_family(addrs: &mut [IpAddr], order: AddressOrder) {
+pub(super) fn sort_family(addrs: &mut [IpAddr], order: AddressOrder) {
     addrs.sort_by_key(|a| match order {
         AddressOrder::Ipv6First => a.is_ipv4(),
         AddressOrder::Ipv4First => a.is_ipv6(),
@@ -246,7 +255,7 @@ fn sort_family(addrs: &mut [IpAddr], order: AddressOrder) {
 }
 
 /// What one SRV lookup said.
-enum SrvSet {
+pub(super) enum SrvSet {
     Records(Vec<SrvRecord>, Vec<(Name, IpAddr)>),
     /// A single record with target ".".
     Unavailable,
@@ -255,7 +264,7 @@ enum SrvSet {
     Failed(ResolveError),
 }
 
-fn classify(res: Option<&LookupResult>) -> SrvSet {
+pub(super) fn classify(res: Option<&LookupResult>) -> SrvSet {
     match res {
         Some(Ok(Digest::Answer {
             srv, additional, ..
@@ -286,7 +295,7 @@ fn classify(res: Option<&LookupResult>) -> SrvSet {
 
 /// Addresses of one SRV target: from the additional section, or lookups in flight.
 #[derive(Debug)]
-enum TargetAddrs {
+pub(super) enum TargetAddrs {
     Known(Vec<IpAddr>),
     Lookups { a: usize, aaaa: usize },
 }

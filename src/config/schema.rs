@@ -272,7 +272,9 @@ impl Default for RuntimeConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SipConfig {
-    /// The internal pool: `sip:IP:port;transport=tcp` or `sips:host:port` (static or A/AAAA).
+    /// The internal pool: `sip:IP:port;transport=tcp`, or a name located per RFC 3263
+    /// (`sip:pool.corp.test;transport=tcp`: SRV; `sips:pool.corp.test`: NAPTR, SRV, A/AAAA;
+    /// with a port: A/AAAA only).
     pub next_hop: Option<String>,
     /// Listeners for requests from the internal side (parsed; served by a later change).
     pub listen: Vec<SocketAddr>,
@@ -281,6 +283,11 @@ pub struct SipConfig {
     /// RFC 3261 T1 (default 500 ms); a MESSAGE unanswered for 64·T1 (Timer F) counts as 408.
     #[serde(deserialize_with = "duration::deserialize")]
     pub t1: Duration,
+    /// OPTIONS health probe to the next hop on each shard's flow, this often (default 30 s;
+    /// 0 = off). No final response within Timer F, or a 503, ends the flow: the router
+    /// reconnects, trying the next target first.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub options_interval: Duration,
 }
 
 impl Default for SipConfig {
@@ -290,6 +297,7 @@ impl Default for SipConfig {
             listen: Vec::new(),
             domains: Vec::new(),
             t1: Duration::from_millis(500),
+            options_interval: Duration::from_secs(30),
         }
     }
 }

@@ -785,3 +785,17 @@ fn rejects_a_bare_number_for_spin_before_park() {
     assert_eq!(e.key, "runtime.spin_before_park");
     assert!(e.message.contains("bare number"), "{e}");
 }
+
+#[test]
+fn sip_options_interval_defaults_to_30s_allows_off_and_refuses_tiny_values() {
+    assert_eq!(
+        parse(MINIMAL).unwrap().sip.options_interval,
+        Duration::from_secs(30)
+    );
+    let off =
+        format!("{MINIMAL}[sip]\nnext_hop = \"sips:pool.corp.test\"\noptions_interval = \"0s\"\n");
+    assert_eq!(parse(&off).unwrap().sip.options_interval, Duration::ZERO);
+    let tiny = format!("{MINIMAL}[sip]\noptions_interval = \"10ms\"\n");
+    let e = one_error(&tiny);
+    assert_eq!(e.key, "sip.options_interval");
+}

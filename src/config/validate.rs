@@ -166,6 +166,9 @@ pub(crate) fn validate_tuning(runtime: &RuntimeConfig, outbound_queue: usize) ->
     v.problems
 }
 
+/// Shortest OPTIONS probe interval: shorter only loads the pool.
+const MIN_OPTIONS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 struct Validator {
     problems: Vec<Problem>,
     check_files: bool,
@@ -185,6 +188,13 @@ impl Validator {
         }
         if cfg.sip.t1.is_zero() {
             self.report("sip.t1", "expected a duration above zero, e.g. \"500ms\"");
+        }
+        let probe = cfg.sip.options_interval;
+        if !probe.is_zero() && probe < MIN_OPTIONS_INTERVAL {
+            self.report(
+                "sip.options_interval",
+                "expected 0 (off) or at least \"100ms\", e.g. \"30s\"",
+            );
         }
         for (i, d) in cfg.sip.domains.iter().enumerate() {
             self.domain(format!("sip.domains[{i}]"), d);

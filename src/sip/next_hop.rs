@@ -1,10 +1,11 @@
-//! The configured SIP next hop (`[sip] next_hop = "sip:127.0.0.1:5070;transport=tcp"`): where
+//! The configured SIP next hop (`[sip] next_hop = "sip:pool.corp.test;transport=tcp"`): where
 //! the gateway's one connection per shard goes. An IP literal is used as is; a host name is
-//! resolved to A/AAAA through the configured DNS servers ([`resolve_host`]).
+//! located per RFC 3263 §4 through the configured DNS servers ([`resolve_sip`]): an explicit
+//! port means A/AAAA only, an explicit transport means SRV `_sip._tcp` / `_sips._tcp` then
+//! A/AAAA, neither means NAPTR first. The result is an ordered list of [`HopTarget`]s, each
+//! with its transport and the TLS name to check (the URI's host, RFC 5922 §4).
 //!
-//! Not done: RFC 3263 (NAPTR to pick the transport, SRV `_sip._tcp` / `_sips._tcp` to pick
-//! targets and ports). A name without a port gets the default port of its transport (5060 for
-//! TCP, 5061 for TLS) on every address it resolves to. UDP, SCTP and WebSocket are refused.
+//! UDP, SCTP and WebSocket are refused in the URI and ignored in NAPTR records.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -13,7 +14,7 @@ use std::time::Duration;
 use rustls_pki_types::ServerName;
 
 use super::uri::{SipUri, UriError};
-use crate::edge::dns::{resolve_host, ResolveError};
+use crate::edge::dns::{resolve_sip, ResolveError, SipUriHints};
 
 /// Default port of SIP over TCP (RFC 3261 §19.1.2).
 pub const DEFAULT_TCP_PORT: u16 = 5060;
@@ -41,12 +42,26 @@ pub enum HopHost {
 /// A parsed next-hop URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NextHop {
-    /// Transport.
+    /// Transport the URI implies (explicit, else TLS for `sips:`, TCP for `sip:`). For a host
+    /// name, DNS (NAPTR) may pick another one per target.
     pub transport: HopTransport,
     /// Host.
     pub host: HopHost,
-    /// Port (explicit, or the transport's default).
+    /// Port (explicit, or the transport's default); for a host name, SRV may pick others.
     pub port: u16,
+    /// What the URI said explicitly (scheme, transport, port): drives RFC 3263.
+    pub hints: SipUriHints,
+}
+
+/// One place to connect to, in the order to try.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HopTarget {
+    /// Address and port.
+    pub addr: SocketAddr,
+    /// Transport.
+    pub transport: HopTransport,
+    /// TLS server name to send (SNI) and verify: the URI's host (not an SRV target).
+    pub server_name: ServerName<'static>,
 }
 
 /// Why a next-hop URI was refused. The configuration is at fault.
@@ -91,6 +106,7 @@ impl NextHop {
         if uri.user.is_some() || uri.password.is_some() || uri.headers.is_some() {
             return Err(NextHopError::NotAHostUri);
         }
+        let explicit = uri.param("transport").is_some();
         let transport = match uri.param("transport") {
             None => {
                 if uri.secure {
@@ -124,6 +140,11 @@ impl NextHop {
             transport,
             host,
             port,
+            hints: SipUriHints {
+                secure: uri.secure,
+                transport: explicit.then_some(transport),
+                port: uri.port,
+            },
         })
     }
 
@@ -137,20 +158,40 @@ impl NextHop {
         }
     }
 
-    /// The addresses to try, in order: the literal, or the name's AAAA then A records through
+    /// The targets to try, in order: the literal, or the name located per RFC 3263 through
     /// `servers` (`timeout` per query). Must run inside a glommio executor for a name.
     pub async fn resolve(
         &self,
         servers: &[SocketAddr],
         timeout: Duration,
-    ) -> Result<Vec<SocketAddr>, ResolveError> {
+    ) -> Result<Vec<HopTarget>, ResolveError> {
+        let server_name = self.server_name().map_err(|_| ResolveError::InvalidName {
+            name: self.host.to_string(),
+        })?;
         match &self.host {
-            HopHost::Ip(ip) => Ok(vec![SocketAddr::new(*ip, self.port)]),
-            HopHost::Name(n) => Ok(resolve_host(n, servers, timeout)
+            HopHost::Ip(ip) => Ok(vec![HopTarget {
+                addr: SocketAddr::new(*ip, self.port),
+                transport: self.transport,
+                server_name,
+            }]),
+            HopHost::Name(n) => Ok(resolve_sip(n, self.hints, servers, timeout)
                 .await?
                 .into_iter()
-                .map(|ip| SocketAddr::new(ip, self.port))
+                .map(|t| HopTarget {
+                    addr: t.addr,
+                    transport: t.transport,
+                    server_name: server_name.clone(),
+                })
                 .collect()),
+        }
+    }
+}
+
+impl fmt::Display for HopHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HopHost::Ip(ip) => write!(f, "{ip}"),
+            HopHost::Name(n) => f.write_str(n),
         }
     }
 }
@@ -213,6 +254,31 @@ mod tests {
         assert_eq!(h.transport, HopTransport::Tls);
         assert_eq!(h.host, HopHost::Ip("::1".parse().unwrap()));
         assert_eq!(h.port, 5071);
+    }
+
+    #[test]
+    fn hints_keep_what_the_uri_said_explicitly() {
+        let h = NextHop::parse("sip:pool.corp.test;transport=tcp").unwrap();
+        assert_eq!(
+            h.hints,
+            SipUriHints {
+                secure: false,
+                transport: Some(HopTransport::Tcp),
+                port: None
+            }
+        );
+        let h = NextHop::parse("sips:pool.corp.test").unwrap();
+        assert_eq!(
+            h.hints,
+            SipUriHints {
+                secure: true,
+                transport: None,
+                port: None
+            }
+        );
+        let h = NextHop::parse("sip:pool.corp.test:5070").unwrap();
+        assert_eq!(h.hints.port, Some(5070));
+        assert_eq!(h.hints.transport, None);
     }
 
     #[test]

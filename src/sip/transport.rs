@@ -1,16 +1,20 @@
 //! Thin glommio transport for SIP over TCP/TLS (RFC 3261 §18): moves framed messages, nothing
 //! about transactions.
 //!
-//! * [`SipConnection`]: the one outbound flow per shard to the internal next hop. Connects to
-//!   the first reachable target (failing over in order), reconnects with jittered exponential
-//!   backoff, keeps the flow alive with RFC 5626 §4.4.1 CRLF pings (a missing pong declares the
-//!   flow dead), and reports [`Incoming::Up`] / [`Incoming::Message`] / [`Incoming::Down`].
+//! * [`SipConnection`]: the one outbound flow per shard to the internal next hop. Every
+//!   (re)connection locates the next hop afresh (RFC 3263 for a name, see
+//!   [`NextHop::resolve`]) and connects to the first reachable target in order; the target whose
+//!   flow just went down is tried last, so a dead or unhealthy pool member fails over to the
+//!   next one. Reconnects with jittered exponential backoff after a round where no target
+//!   answered, keeps the flow alive with RFC 5626 §4.4.1 CRLF pings (a missing pong declares
+//!   the flow dead), and reports [`Incoming::Up`] / [`Incoming::Message`] / [`Incoming::Down`].
 //! * [`SipListener`]: accepts flows from the internal side, answers their CRLF pings, delivers
 //!   messages with a [`ConnId`] and writes answers back on the same connection.
 //!
 //! Messages are delivered as framed (structurally parsed); the caller runs
-//! [`SipMessage::validate`] before acting on them. No OPTIONS health probe is sent: the CRLF
-//! keepalive is the liveness check.
+//! [`SipMessage::validate`] before acting on them. The transport sends no SIP request of its
+//! own: the OPTIONS health probe is the owner's (it has the transactions), which ends a flow
+//! that fails it with [`SipHandle::reset_flow`].
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -31,7 +35,7 @@ use tracing::{debug, info, warn};
 
 use super::framer::{Framed, FramerError, SipFramer};
 use super::message::SipMessage;
-use super::next_hop::{HopTransport, NextHop};
+use super::next_hop::{HopTarget, HopTransport, NextHop};
 use super::parse::Limits;
 use crate::edge::dns::SplitMix64;
 use crate::edge::pump::{self, Wake};
@@ -56,6 +60,9 @@ pub enum FlowEnd {
     Framing(FramerError),
     /// The SIP peer did not answer our CRLF ping within the pong timeout (RFC 5626 §4.4.1).
     KeepaliveTimeout,
+    /// The SIP peer failed the owner's health probe (OPTIONS unanswered or answered 503) and
+    /// the owner ended the flow ([`SipHandle::reset_flow`]).
+    ProbeFailed,
     /// We closed it (handle dropped, connection closed by the caller).
     LocalClose,
 }
@@ -67,6 +74,7 @@ impl fmt::Display for FlowEnd {
             FlowEnd::Io(k) => write!(f, "SIP connection failed: {k}"),
             FlowEnd::Framing(e) => write!(f, "{e}"),
             FlowEnd::KeepaliveTimeout => f.write_str("SIP peer did not answer the CRLF keepalive"),
+            FlowEnd::ProbeFailed => f.write_str("SIP peer failed the OPTIONS health probe"),
             FlowEnd::LocalClose => f.write_str("closed locally"),
         }
     }
@@ -168,6 +176,8 @@ impl ConnectionConfig {
 struct Outgoing {
     epoch: u64,
     bytes: Vec<u8>,
+    /// End that flow (after writing what was queued before this).
+    reset: bool,
 }
 
 /// State shared between handles and the driver (one shard, no locks).
@@ -259,7 +269,11 @@ impl SipHandle {
             future::or(shared.changed(), glommio::timer::sleep(deadline - now)).await;
         }
         let epoch = shared.epoch.get();
-        let item = Outgoing { epoch, bytes };
+        let item = Outgoing {
+            epoch,
+            bytes,
+            reset: false,
+        };
         let queued = async { Some(self.inner.tx.send(item).await.is_ok()) };
         let flow_lost = async {
             loop {
@@ -280,6 +294,28 @@ impl SipHandle {
     /// Whether a flow is up now.
     pub fn is_up(&self) -> bool {
         self.inner.shared.up.get()
+    }
+
+    /// The flow that is up now, as a number that changes with every new flow; `None` when
+    /// no flow is up. Pass it to [`reset_flow`](Self::reset_flow).
+    pub fn flow_epoch(&self) -> Option<u64> {
+        let shared = &self.inner.shared;
+        shared.up.get().then(|| shared.epoch.get())
+    }
+
+    /// Ends flow `epoch` (if it is still the current one) as [`FlowEnd::ProbeFailed`]: the
+    /// connection then reconnects, trying that flow's target last. What was queued before is
+    /// written first. A newer flow is left alone.
+    pub async fn reset_flow(&self, epoch: u64) {
+        if self.flow_epoch() != Some(epoch) {
+            return;
+        }
+        let item = Outgoing {
+            epoch,
+            bytes: Vec::new(),
+            reset: true,
+        };
+        let _ = self.inner.tx.send(item).await;
     }
 }
 
@@ -320,8 +356,10 @@ async fn run_connection(
 ) {
     let mut rng = SplitMix64::new(seed());
     let mut backoff = cfg.backoff_initial;
+    // The target of the last flow that went down: tried last next time (failover).
+    let mut demote: Option<SocketAddr> = None;
     while !shared.closed.get() {
-        match connect(&cfg).await {
+        match connect(&cfg, demote).await {
             Ok((stream, peer)) => {
                 let started = Instant::now();
                 shared.epoch.set(shared.epoch.get().wrapping_add(1));
@@ -346,6 +384,7 @@ async fn run_connection(
                     Err(ReceiverGone) => break,
                 };
                 warn!(%peer, reason = %end, "SIP next hop flow down");
+                demote = Some(peer);
                 if events.send(Incoming::Down(end)).await.is_err() {
                     break;
                 }
@@ -408,29 +447,42 @@ impl fmt::Display for ConnectError {
     }
 }
 
-async fn connect(cfg: &ConnectionConfig) -> Result<(Stream, SocketAddr), ConnectError> {
-    let targets = cfg
+/// Moves `demote` (the target whose flow just ended) to the end of `targets`, keeping the rest
+/// in order.
+fn demote_target(targets: &mut Vec<HopTarget>, demote: Option<SocketAddr>) {
+    let Some(d) = demote else { return };
+    let (mut keep, last): (Vec<_>, Vec<_>) = targets.drain(..).partition(|t| t.addr != d);
+    keep.extend(last);
+    *targets = keep;
+}
+
+async fn connect(
+    cfg: &ConnectionConfig,
+    demote: Option<SocketAddr>,
+) -> Result<(Stream, SocketAddr), ConnectError> {
+    let mut targets = cfg
         .next_hop
         .resolve(&cfg.dns_servers, cfg.dns_timeout)
         .await
         .map_err(ConnectError::Resolve)?;
-    // Checked before any socket: these are our configuration's faults, not the targets'.
-    let tls = match cfg.next_hop.transport {
-        HopTransport::Tcp => None,
-        HopTransport::Tls => {
-            let c = cfg
-                .tls
-                .clone()
-                .ok_or(ConnectError::Config("TLS next hop without TLS settings"))?;
-            let name = cfg
-                .next_hop
-                .server_name()
-                .map_err(|_| ConnectError::Config("next hop has no usable TLS name"))?;
-            Some((c, name))
-        }
-    };
+    demote_target(&mut targets, demote);
+    // Checked before any socket: our configuration's fault, not the targets'.
+    if cfg.tls.is_none() && targets.iter().all(|t| t.transport == HopTransport::Tls) {
+        return Err(ConnectError::Config("TLS next hop without TLS settings"));
+    }
     let mut last = String::from("no address for the next hop");
-    for addr in targets {
+    for target in targets {
+        let addr = target.addr;
+        let tls = match target.transport {
+            HopTransport::Tcp => None,
+            HopTransport::Tls => match &cfg.tls {
+                Some(c) => Some((Arc::clone(c), target.server_name.clone())),
+                None => {
+                    last = format!("{addr}: TLS target without TLS settings");
+                    continue;
+                }
+            },
+        };
         let attempt = async {
             let tcp = TcpStream::connect_timeout(addr, cfg.connect_timeout)
                 .await
@@ -549,6 +601,10 @@ where
                 // Batch what is already queued into one write.
                 while let Some(o) = item.take() {
                     if o.epoch == epoch {
+                        if o.reset {
+                            end = Some(FlowEnd::ProbeFailed);
+                            break;
+                        }
                         out.extend_from_slice(&o.bytes);
                     }
                     if out.len() >= READ_CHUNK * 4 {
@@ -651,9 +707,13 @@ impl ListenerHandle {
             .get(&conn)
             .cloned()
             .ok_or(SendError::UnknownConnection)?;
-        tx.send(Outgoing { epoch: 0, bytes })
-            .await
-            .map_err(|_| SendError::UnknownConnection)
+        tx.send(Outgoing {
+            epoch: 0,
+            bytes,
+            reset: false,
+        })
+        .await
+        .map_err(|_| SendError::UnknownConnection)
     }
 
     /// Closes connection `conn` after what is queued for it (no-op if gone).
@@ -775,5 +835,38 @@ async fn serve(
             warn!(conn = %id, reason = %end, "SIP connection closed");
         }
         let _ = events.send((id, ListenerEvent::Closed(end))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls_pki_types::ServerName;
+
+    fn target(addr: &str) -> HopTarget {
+        HopTarget {
+            addr: addr.parse().unwrap(),
+            transport: HopTransport::Tcp,
+            server_name: ServerName::try_from("pool.corp.test").unwrap(),
+        }
+    }
+
+    #[test]
+    fn target_of_the_flow_that_went_down_is_tried_last() {
+        let mut t = vec![
+            target("192.0.2.1:5060"),
+            target("192.0.2.2:5060"),
+            target("192.0.2.3:5060"),
+        ];
+        demote_target(&mut t, Some("192.0.2.1:5060".parse().unwrap()));
+        let order: Vec<String> = t.iter().map(|x| x.addr.to_string()).collect();
+        assert_eq!(
+            order,
+            ["192.0.2.2:5060", "192.0.2.3:5060", "192.0.2.1:5060"]
+        );
+        demote_target(&mut t, None);
+        demote_target(&mut t, Some("198.51.100.1:5060".parse().unwrap()));
+        assert_eq!(t.len(), 3);
+        assert_eq!(t[0].addr.to_string(), "192.0.2.2:5060");
     }
 }

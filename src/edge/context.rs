@@ -45,6 +45,11 @@ pub struct SharedCounters {
     pub sip_messages_delivered: AtomicU64,
     /// SIP MESSAGEs answered with an error (refused, or the partner could not be reached).
     pub sip_messages_refused: AtomicU64,
+    /// OPTIONS health probes sent to the SIP next hop (`[sip] options_interval`).
+    pub sip_options_sent: AtomicU64,
+    /// Probes that failed (no final response within Timer F, or 503): each ended its flow and
+    /// made the shard reconnect, trying the next target first.
+    pub sip_options_failed: AtomicU64,
     /// Set by the signal thread: stop accepting, close every stream.
     pub shutdown: AtomicBool,
 }

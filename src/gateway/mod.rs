@@ -14,6 +14,7 @@ pub mod children;
 pub mod errors;
 pub mod inbound;
 pub mod message;
+pub mod options_probe;
 pub mod outbound_message;
 pub mod presence;
 pub mod presence_gateway;

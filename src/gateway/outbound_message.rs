@@ -2,6 +2,9 @@
 //! SIP MESSAGE to the internal next hop; the SIP outcome decides what the sender sees — nothing on
 //! 2xx, the RFC 7247 error otherwise (SIP error, Timer F → remote-server-timeout, transport failure →
 //! service-unavailable). Every message accepted ends in exactly one of the two, and both are counted.
+//!
+//! It also probes the next hop with OPTIONS every `[sip] options_interval` ([`OptionsProbe`]) and
+//! ends a flow that fails the probe, so that the connection fails over to the next target.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -20,6 +23,7 @@ use super::inbound::Origin;
 use super::message::{
     sip_from_xmpp, ChatState, MessageLimits, MessageType, XmppMessage, NS_CHATSTATES,
 };
+use super::options_probe::{options_request, OptionsProbe, Verdict};
 use crate::edge::context::EdgeContext;
 use crate::edge::route::send_reply;
 use crate::sip::headers::HeaderName;
@@ -51,6 +55,8 @@ pub(super) enum Pending {
     Subscribe(super::presence_gateway::SubKey),
     /// A NOTIFY of an internal user's subscription to a partner user.
     Notify(super::subscription::DialogKey),
+    /// An OPTIONS health probe of the next hop.
+    Options,
 }
 
 /// The gateway's SIP side on one shard.
@@ -65,11 +71,31 @@ pub struct MessageGateway {
     pub(super) presence: RefCell<super::presence_gateway::PresenceTables>,
     /// Wakes the event loop when a transaction starts (its Timer F may be the earliest deadline).
     kick: LocalSender<()>,
+    /// OPTIONS health probe schedule of the next-hop flow.
+    probe: RefCell<OptionsProbe>,
+    /// Request-URI of the probe: the configured next hop.
+    probe_uri: String,
+    /// From of the probe: our first domain.
+    probe_from: String,
 }
 
 impl MessageGateway {
     /// Connects this shard to the internal next hop and starts the event loop.
     pub fn start(ctx: &Rc<EdgeContext>, next_hop: NextHop) -> Result<Rc<MessageGateway>, String> {
+        let probe_uri = ctx
+            .config
+            .sip
+            .next_hop
+            .clone()
+            .unwrap_or_else(|| next_hop_uri(&next_hop));
+        let probe_from = format!(
+            "sip:{}",
+            ctx.config
+                .server
+                .domains
+                .first()
+                .map_or("localhost", String::as_str)
+        );
         let mut cfg = ConnectionConfig::new(next_hop);
         cfg.dns_servers = ctx.dns_servers.clone();
         cfg.dns_timeout = ctx.dns_timeout();
@@ -100,6 +126,9 @@ impl MessageGateway {
             )?),
             via_host,
             kick,
+            probe: RefCell::new(OptionsProbe::new(ctx.config.sip.options_interval)),
+            probe_uri,
+            probe_from,
         });
         glommio::spawn_local(run(ctx.clone(), gw.clone(), incoming, kicked)).detach();
         Ok(gw)
@@ -151,6 +180,21 @@ impl MessageGateway {
         method: &str,
         pending: Pending,
     ) -> bool {
+        if self.start_tx(bytes, branch, method, pending).is_none() {
+            return false;
+        }
+        self.flush(ctx).await;
+        true
+    }
+
+    /// Starts a client transaction for `bytes` and remembers what it is for.
+    fn start_tx(
+        &self,
+        bytes: Vec<u8>,
+        branch: &str,
+        method: &str,
+        pending: Pending,
+    ) -> Option<TxId> {
         let started =
             self.txs
                 .borrow_mut()
@@ -159,11 +203,16 @@ impl MessageGateway {
             Ok(tx) => tx,
             Err(e) => {
                 warn!(error = ?e, method, "SIP transaction table refused a request");
-                return false;
+                return None;
             }
         };
         self.pending.borrow_mut().insert(tx, pending);
         let _ = self.kick.try_send(());
+        Some(tx)
+    }
+
+    /// Writes what the transactions queued; a failed write fails every pending transaction.
+    async fn flush(&self, ctx: &Rc<EdgeContext>) {
         let out = self.txs.borrow_mut().poll_transmit();
         if let Some(bytes) = out {
             if self.sip.send(bytes.to_vec()).await.is_err() {
@@ -173,7 +222,48 @@ impl MessageGateway {
                 }
             }
         }
-        true
+    }
+
+    /// Sends an OPTIONS probe on flow `epoch`.
+    async fn send_probe(&self, ctx: &Rc<EdgeContext>, epoch: u64, now: Instant) {
+        let branch = self.branches.borrow_mut().next_branch();
+        let request = random_hex(8).and_then(|tag| Ok((tag, random_hex(16)?)));
+        let bytes = request.ok().and_then(|(tag, call_id)| {
+            options_request(
+                &self.probe_uri,
+                &self.via_host,
+                &self.probe_from,
+                &branch,
+                &tag,
+                &call_id,
+            )
+            .ok()
+        });
+        let tx = bytes.and_then(|b| self.start_tx(b, &branch, "OPTIONS", Pending::Options));
+        let Some(tx) = tx else {
+            self.probe.borrow_mut().not_sent(now);
+            return;
+        };
+        self.probe.borrow_mut().sent(tx, epoch, now);
+        ctx.counters
+            .sip_options_sent
+            .fetch_add(1, Ordering::Relaxed);
+        self.flush(ctx).await;
+    }
+
+    /// A probe ended: a failed one ends its flow (the connection fails over).
+    async fn probe_outcome(&self, ctx: &Rc<EdgeContext>, tx: TxId, outcome: Outcome) {
+        let verdict = self.probe.borrow_mut().on_outcome(tx, outcome);
+        if let Verdict::Down { epoch } = verdict {
+            ctx.counters
+                .sip_options_failed
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(
+                status = outcome.status(),
+                "SIP next hop failed the OPTIONS probe; failing over"
+            );
+            self.sip.reset_flow(epoch).await;
+        }
     }
 
     /// The SIP MESSAGE for `s`, with its branch; `Err` is the XMPP condition to bounce with.
@@ -240,6 +330,7 @@ impl MessageGateway {
                 return self.subscribe_outcome(ctx, key, outcome, response).await;
             }
             Pending::Notify(key) => return self.notify_outcome(ctx, key, outcome).await,
+            Pending::Options => return self.probe_outcome(ctx, tx, outcome).await,
         };
         match outcome {
             Outcome::Success(_) => {
@@ -265,6 +356,17 @@ impl MessageGateway {
     }
 }
 
+/// The next hop as a URI, when the configured text is not at hand.
+fn next_hop_uri(hop: &NextHop) -> String {
+    let scheme = if hop.hints.secure { "sips" } else { "sip" };
+    match &hop.host {
+        crate::sip::next_hop::HopHost::Ip(std::net::IpAddr::V6(ip)) => {
+            format!("{scheme}:[{ip}]:{}", hop.port)
+        }
+        host => format!("{scheme}:{host}:{}", hop.port),
+    }
+}
+
 /// The XMPP condition for a SIP failure (RFC 7247 table, in `errors.rs`).
 fn failure_condition(f: SipFailure) -> StanzaCondition {
     f.condition()
@@ -277,13 +379,14 @@ async fn run(
     kicked: LocalReceiver<()>,
 ) {
     loop {
-        let deadline = match (
+        let deadline = [
             gw.txs.borrow().poll_timeout(),
             gw.presence.borrow().poll_timeout(),
-        ) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+            gw.probe.borrow().poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let wait_timer = async {
             match deadline {
                 Some(d) => glommio::timer::sleep(d.saturating_duration_since(Instant::now())).await,
@@ -328,18 +431,36 @@ async fn run(
             }
             Some(Some(Incoming::Down(why))) => {
                 debug!(%why, "SIP flow down");
+                gw.probe.borrow_mut().on_flow_down();
                 gw.txs.borrow_mut().on_transport_failure(now)
             }
-            Some(Some(Incoming::Up(_))) => Vec::new(),
+            Some(Some(Incoming::Up(peer))) => {
+                debug!(%peer, "SIP next hop flow up: probing it");
+                // No epoch: that flow is already gone again, and its Down follows.
+                if let Some(epoch) = gw.sip.flow_epoch() {
+                    gw.probe.borrow_mut().on_flow_up(epoch, now);
+                }
+                Vec::new()
+            }
             None => {
                 gw.presence_timers(&ctx, now).await;
+                let due = gw.probe.borrow().due(now);
+                if let (Some(epoch), false) = (due, ctx.shutting_down()) {
+                    gw.send_probe(&ctx, epoch, now).await;
+                }
                 gw.txs.borrow_mut().handle_timeout(now)
             }
         };
         for (tx, outcome) in settled {
             gw.settle(&ctx, tx, outcome, response.as_ref()).await;
         }
-        if ctx.shutting_down() && gw.pending.borrow().is_empty() {
+        // A probe in flight does not hold shutdown up.
+        let idle = gw
+            .pending
+            .borrow()
+            .values()
+            .all(|p| matches!(p, Pending::Options));
+        if ctx.shutting_down() && idle {
             return;
         }
     }

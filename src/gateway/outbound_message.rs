@@ -434,8 +434,7 @@ async fn run(
                 gw.probe.borrow_mut().on_flow_down();
                 gw.txs.borrow_mut().on_transport_failure(now)
             }
-            Some(Some(Incoming::Up(peer))) => {
-                debug!(%peer, "SIP next hop flow up: probing it");
+            Some(Some(Incoming::Up(_))) => {
                 // No epoch: that flow is already gone again, and its Down follows.
                 if let Some(epoch) = gw.sip.flow_epoch() {
                     gw.probe.borrow_mut().on_flow_up(epoch, now);

@@ -8,7 +8,7 @@
 //! assert_eq!(dns.queries("xmpp.example.test", RecordType::A), 0);
 //! ```
 //!
-//! Serves SRV/A/AAAA/CNAME records from a table shared with the test (records can be added
+//! Serves NAPTR/SRV/A/AAAA/CNAME records from a table shared with the test (records can be added
 //! while it runs), follows CNAMEs like a recursive server would, puts SRV target addresses in
 //! the additional section (switchable), answers NXDOMAIN for names it has no record for,
 //! and counts queries per (name, type). Answers over UDP and over TCP on the same port.
@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, SRV};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, NAPTR, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 /// Longest CNAME chain the server follows in one answer.
@@ -123,6 +123,30 @@ impl DnsServer {
     /// Adds `name SRV prio weight port target` (`target` "." for "not available").
     pub fn srv(&self, name: &str, prio: u16, weight: u16, port: u16, target: &str) -> &Self {
         self.add(name, RData::SRV(SRV::new(prio, weight, port, fqdn(target))))
+    }
+
+    /// Adds `name NAPTR order pref "flags" "services" "" replacement` (RFC 3403, empty regexp,
+    /// as RFC 3263 uses it).
+    pub fn naptr(
+        &self,
+        name: &str,
+        order: u16,
+        pref: u16,
+        flags: &str,
+        services: &str,
+        replacement: &str,
+    ) -> &Self {
+        self.add(
+            name,
+            RData::NAPTR(NAPTR::new(
+                order,
+                pref,
+                flags.as_bytes().into(),
+                services.as_bytes().into(),
+                Box::default(),
+                fqdn(replacement),
+            )),
+        )
     }
 
     /// Adds `name A ip`.

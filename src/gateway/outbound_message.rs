@@ -16,12 +16,13 @@ use tracing::{debug, warn};
 use super::address::jid_to_sip_uri;
 use super::children::for_each_child;
 use super::errors::SipFailure;
-use super::inbound::Origin;
+use super::inbound::{ListenerFlow, Origin};
 use super::message::{
     sip_from_xmpp, ChatState, MessageLimits, MessageType, XmppMessage, NS_CHATSTATES,
 };
 use crate::edge::context::EdgeContext;
 use crate::edge::route::send_reply;
+use crate::runtime::mesh::MeshMsg;
 use crate::sip::headers::HeaderName;
 use crate::sip::next_hop::NextHop;
 use crate::sip::serialize::Request;
@@ -97,6 +98,7 @@ impl MessageGateway {
             presence: RefCell::new(super::presence_gateway::PresenceTables::new(
                 &ctx.config,
                 &via_host,
+                Instant::now(),
             )?),
             via_host,
             kick,
@@ -151,6 +153,21 @@ impl MessageGateway {
         method: &str,
         pending: Pending,
     ) -> bool {
+        self.transmit_on(ctx, bytes, branch, method, pending, None)
+            .await
+    }
+
+    /// [`Self::transmit`] over listener flow `flow` when given (falling back to the next hop
+    /// when it is closed). Its response may come on either: both feed the same transactions.
+    pub(super) async fn transmit_on(
+        &self,
+        ctx: &Rc<EdgeContext>,
+        bytes: Vec<u8>,
+        branch: &str,
+        method: &str,
+        pending: Pending,
+        flow: Option<ListenerFlow>,
+    ) -> bool {
         let started =
             self.txs
                 .borrow_mut()
@@ -166,14 +183,60 @@ impl MessageGateway {
         let _ = self.kick.try_send(());
         let out = self.txs.borrow_mut().poll_transmit();
         if let Some(bytes) = out {
-            if self.sip.send(bytes.to_vec()).await.is_err() {
-                let failed = self.txs.borrow_mut().on_transport_failure(Instant::now());
-                for (tx, outcome) in failed {
-                    Box::pin(self.settle(ctx, tx, outcome, None)).await;
-                }
+            match flow {
+                Some(f) => self.write_on_flow(ctx, f, bytes.to_vec()).await,
+                None => self.write_next_hop(ctx, bytes.to_vec()).await,
             }
         }
         true
+    }
+
+    /// Writes a request to the next hop; a dead flow fails its transactions.
+    async fn write_next_hop(&self, ctx: &Rc<EdgeContext>, bytes: Vec<u8>) {
+        if self.sip.send(bytes).await.is_err() {
+            let failed = self.txs.borrow_mut().on_transport_failure(Instant::now());
+            for (tx, outcome) in failed {
+                Box::pin(self.settle(ctx, tx, outcome, None)).await;
+            }
+        }
+    }
+
+    /// Writes a request on a listener connection, which may belong to another shard (then that
+    /// shard writes it, and hands it back through [`Self::flow_gone`] if it is closed).
+    async fn write_on_flow(&self, ctx: &Rc<EdgeContext>, flow: ListenerFlow, bytes: Vec<u8>) {
+        if flow.shard != ctx.shard {
+            let msg = MeshMsg::SipOnFlow {
+                conn: flow.conn,
+                bytes,
+                owner: ctx.shard,
+            };
+            // False only at shutdown: the transaction's Timer F then ends it.
+            ctx.mesh_send(flow.shard, msg).await;
+            return;
+        }
+        let sent = match ctx.sip_ingress.get().cloned() {
+            Some(ingress) => ingress.send_on_listener(flow.conn, bytes).await,
+            None => Err(bytes),
+        };
+        if let Err(bytes) = sent {
+            self.flow_gone(ctx, flow, bytes).await;
+        }
+    }
+
+    /// Listener connection `flow` is closed: the dialogs that used it send to the next hop from
+    /// now on, starting with `bytes` (a request that could not be written there).
+    pub async fn flow_gone(&self, ctx: &Rc<EdgeContext>, flow: ListenerFlow, bytes: Vec<u8>) {
+        debug!(?flow, "SIP listener flow closed; next hop instead");
+        self.presence.borrow_mut().forget_flow(flow);
+        self.write_next_hop(ctx, bytes).await;
+    }
+
+    /// A response to one of our requests that arrived on a listener connection.
+    pub async fn on_flow_response(&self, ctx: &Rc<EdgeContext>, m: &crate::sip::SipMessage) {
+        let done = self.txs.borrow_mut().on_response(m, Instant::now());
+        if let Some((tx, outcome)) = done {
+            self.settle(ctx, tx, outcome, Some(m)).await;
+        }
     }
 
     /// The SIP MESSAGE for `s`, with its branch; `Err` is the XMPP condition to bounce with.

@@ -4,12 +4,15 @@
 //! * an internal user subscribes to a partner user: a scripted pool on the next-hop flow sends
 //!   SUBSCRIBE, the partner is asked with `subscribe`, its `subscribed` and presence come back as
 //!   NOTIFYs (pending → active with PIDF);
-//! * a `public-unverified` partner may not start a subscription (answered `unsubscribed`).
+//! * a `public-unverified` partner may not start a subscription (answered `unsubscribed`);
+//! * an internal user's subscription made by SIPp over the router's `[sip] listen` gets its
+//!   whole dialog — 200, NOTIFY pending, active, active with PIDF, and after its own
+//!   `Expires: 0` the NOTIFY terminated — over SIPp's own connection, none over the next hop.
 
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use stanza_router::pki::ThrowawayCa;
@@ -17,6 +20,7 @@ use stanza_router::sip::{Framed, Limits, SipFramer, SipMessage};
 use support::dialogue::{inbound_sasl, ip, listener, outbound_sasl, partner, peer_tls};
 use support::router::{RouterSetup, TestRouter};
 use support::sipp::{Scenario, Sipp, SippOptions};
+use support::workdir::free_port;
 
 fn deadline() -> Instant {
     Instant::now() + Duration::from_secs(30)
@@ -174,6 +178,99 @@ fn internal_subscription_asks_the_partner_and_its_answer_and_presence_become_not
     assert!(body.contains("<basic>open</basic>"), "{body}");
     assert!(body.contains("xml:lang=\"fr\""), "{body}");
     assert!(body.contains("En réunion"), "{body}");
+}
+
+#[test]
+fn sipp_subscription_over_the_listener_gets_its_notifies_on_its_own_connection() {
+    let r = 240;
+    let ca = ThrowawayCa::new("gateway CA").unwrap();
+    let peer = peer_tls(&ca.issue_with(&["a.test"], false).unwrap());
+    let l = listener(r + 1);
+    let pool = TcpListener::bind((ip(r + 2), 0)).unwrap();
+    let sip = SocketAddr::new(ip(r).into(), free_port(ip(r)).unwrap());
+    let mut setup = RouterSetup::new(ip(r), &ca);
+    setup.partners.push(partner(
+        &l,
+        "type = \"federated\"\ntls = \"required\"\nsasl = \"optional\"\ndialback = true",
+    ));
+    setup.extra = format!(
+        "[sip]\nnext_hop = \"sip:{};transport=tcp\"\nlisten = [\"{sip}\"]\n",
+        pool.local_addr().unwrap()
+    );
+    let router = TestRouter::start(setup);
+    let mut flows = ScriptedPool::accept_all(&pool, router_shards());
+    let scenario = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp_scenarios/uac_subscribe_dialog.xml");
+    let mut opts = SippOptions::new(ip(r + 3))
+        .calls(1)
+        .key("to_uri", "sip:alice@a.test")
+        .key("from_uri", "sip:bob@corp.test")
+        .key("expires", "600");
+    opts.timeout = Duration::from_secs(30);
+    let uac = Sipp::uac(Scenario::File(scenario), sip, opts).expect("sipp uac starts");
+    // SIPp treats a NOTIFY arriving while it is still answering the previous one as
+    // unexpected: each step below waits until SIPp has answered the NOTIFY before.
+    // The partner user is asked; it approves and tells its presence.
+    let mut o = outbound_sasl(&l, &peer);
+    let ask = o.expect("type='subscribe'");
+    assert!(
+        ask.contains("from='bob@corp.test'") && ask.contains("to='alice@a.test'"),
+        "{ask}"
+    );
+    let mut c = inbound_sasl(&router, &peer);
+    notifies_answered(&uac, 1);
+    c.send("<presence type='subscribed' from='alice@a.test' to='bob@corp.test'/>");
+    notifies_answered(&uac, 2);
+    c.send(
+        "<presence from='alice@a.test/home' to='bob@corp.test'><show>dnd</show>\
+         <status xml:lang='de'>Im Meeting</status></presence>",
+    );
+    // SIPp ends the subscription itself: the partner hears `unsubscribe`.
+    let unsub = o.expect("type='unsubscribe'");
+    assert!(unsub.contains("from='bob@corp.test'"), "{unsub}");
+    let out = uac.wait(deadline()).expect("sipp ends");
+    assert!(out.all_ok(), "{}\n{}", out.diagnostics, out.messages);
+    let states: Vec<&str> = out
+        .logs
+        .lines()
+        .filter_map(|l| l.strip_prefix("notify "))
+        .map(str::trim)
+        .collect();
+    assert_eq!(states.len(), 4, "{}", out.logs);
+    assert!(states[0].starts_with("pending;expires="), "{states:?}");
+    assert!(states[1].starts_with("active;expires="), "{states:?}");
+    assert!(states[2].starts_with("active;expires="), "{states:?}");
+    assert!(states[3].starts_with("terminated"), "{states:?}");
+    assert!(
+        out.logs.contains("note <note xml:lang=\"de\">Im Meeting"),
+        "the status and its language reach SIPp: {}",
+        out.logs
+    );
+    // Nothing of that dialog went over the next hop.
+    assert!(flows
+        .iter_mut()
+        .all(|p| p.try_request(Duration::from_millis(300)).is_none()));
+}
+
+/// Waits until SIPp's trace shows it answered `n` NOTIFYs (it writes the trace as it goes).
+fn notifies_answered(sipp: &Sipp, n: usize) {
+    let until = deadline();
+    loop {
+        let answered = support::sipp::parse_trace(&sipp.messages())
+            .iter()
+            .filter(|m| m.direction == support::sipp::Direction::Sent)
+            .filter(|m| m.status().is_some())
+            .filter(|m| m.header("CSeq").is_some_and(|c| c.ends_with("NOTIFY")))
+            .count();
+        if answered >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "SIPp answered {answered} of {n} NOTIFYs"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn header(m: &SipMessage, name: &str) -> String {

@@ -252,6 +252,117 @@ fn sipp_subscription_over_the_listener_gets_its_notifies_on_its_own_connection()
         .all(|p| p.try_request(Duration::from_millis(300)).is_none()));
 }
 
+/// Two internal users on one listener connection, one owned by each shard: whichever shard
+/// accepted the connection, one dialog is run by the other shard, whose NOTIFYs must still come
+/// back on that connection (through the shard holding it) and whose responses must reach it.
+#[test]
+fn listener_dialogs_of_users_on_either_shard_get_their_notifies_on_that_connection() {
+    use stanza_router::runtime::placement::user_shard;
+    use support::sip_script::{header as sip_header, SipFlow};
+    let r = 250;
+    let ca = ThrowawayCa::new("gateway CA").unwrap();
+    let peer = peer_tls(&ca.issue_with(&["a.test"], false).unwrap());
+    let l = listener(r + 1);
+    let pool = TcpListener::bind((ip(r + 2), 0)).unwrap();
+    let sip = SocketAddr::new(ip(r).into(), free_port(ip(r)).unwrap());
+    let mut setup = RouterSetup::new(ip(r), &ca);
+    setup.partners.push(partner(
+        &l,
+        "type = \"federated\"\ntls = \"required\"\nsasl = \"optional\"\ndialback = true",
+    ));
+    setup.extra = format!(
+        "[sip]\nnext_hop = \"sip:{};transport=tcp\"\nlisten = [\"{sip}\"]\n",
+        pool.local_addr().unwrap()
+    );
+    let router = TestRouter::start(setup);
+    let mut flows = ScriptedPool::accept_all(&pool, router_shards());
+    let users: Vec<String> = {
+        let first = (0..)
+            .map(|i| format!("user{i}"))
+            .find(|u| user_shard(&format!("{u}@corp.test"), router_shards()) == 0);
+        let second = (0..)
+            .map(|i| format!("user{i}"))
+            .find(|u| user_shard(&format!("{u}@corp.test"), router_shards()) == 1);
+        vec![first.unwrap(), second.unwrap()]
+    };
+    let mut ua = SipFlow::connect(sip);
+    let me = ua.local_addr();
+    for (n, u) in users.iter().enumerate() {
+        let req = stanza_router::sip::Request::builder("SUBSCRIBE", "sip:alice@a.test")
+            .via(
+                "TCP",
+                &me.ip().to_string(),
+                Some(me.port()),
+                &format!("z9hG4bKu{n}"),
+                false,
+            )
+            .max_forwards(70)
+            .from(
+                None,
+                &format!("sip:{u}@corp.test"),
+                Some(&format!("tag{n}")),
+            )
+            .to(None, "sip:alice@a.test", None)
+            .call_id(&format!("call-{n}"))
+            .cseq(1, "SUBSCRIBE")
+            .contact(&format!("sip:{u}@{me};transport=tcp"))
+            .header(stanza_router::sip::HeaderName::Event, "presence")
+            .expires(600)
+            .finish()
+            .unwrap();
+        ua.send(&req);
+    }
+    // Per dialog: the 200, then NOTIFY pending (dialogs may interleave).
+    let mut states: Vec<(String, String)> = Vec::new();
+    let mut oks = 0;
+    while oks < 2 || states.len() < 2 {
+        let m = ua
+            .next(deadline())
+            .expect("the router answers on the connection");
+        match m.status() {
+            Some(code) => {
+                assert_eq!(code, 200, "{}", String::from_utf8_lossy(&m.bytes()));
+                oks += 1;
+            }
+            None => {
+                assert_eq!(m.method(), Some("NOTIFY"));
+                ua.answer(&m, 200);
+                let state = sip_header(&m, stanza_router::sip::HeaderName::SubscriptionState);
+                states.push((m.call_id().unwrap().to_owned(), state));
+            }
+        }
+    }
+    assert!(
+        states.iter().all(|(_, s)| s.starts_with("pending")),
+        "{states:?}"
+    );
+    // The partner is asked for both and approves both.
+    let mut o = outbound_sasl(&l, &peer);
+    let mut c = inbound_sasl(&router, &peer);
+    for u in &users {
+        let ask = o.expect("type='subscribe'");
+        assert!(ask.contains("to='alice@a.test'"), "{ask}");
+        c.send(&format!(
+            "<presence type='subscribed' from='alice@a.test' to='{u}@corp.test'/>"
+        ));
+    }
+    let mut active = Vec::new();
+    while active.len() < 2 {
+        let m = ua.expect_request("NOTIFY");
+        ua.answer(&m, 200);
+        let state = sip_header(&m, stanza_router::sip::HeaderName::SubscriptionState);
+        assert!(state.starts_with("active"), "{state}");
+        active.push(m.call_id().unwrap().to_owned());
+    }
+    active.sort();
+    assert_eq!(active, vec!["call-0".to_owned(), "call-1".to_owned()]);
+    // The NOTIFY transactions ended with our 200s, on whichever shard: no retransmission or
+    // failure reached the next hop.
+    assert!(flows
+        .iter_mut()
+        .all(|p| p.try_request(Duration::from_millis(300)).is_none()));
+}
+
 /// Waits until SIPp's trace shows it answered `n` NOTIFYs (it writes the trace as it goes).
 fn notifies_answered(sipp: &Sipp, n: usize) {
     let until = deadline();

@@ -234,8 +234,18 @@ impl MessageGateway {
     /// A response to one of our requests that arrived on a listener connection.
     pub async fn on_flow_response(&self, ctx: &Rc<EdgeContext>, m: &crate::sip::SipMessage) {
         let done = self.txs.borrow_mut().on_response(m, Instant::now());
-        if let Some((tx, outcome)) = done {
-            self.settle(ctx, tx, outcome, Some(m)).await;
+        match done {
+            Some((tx, outcome)) => {
+                debug!(
+                    shard = ctx.shard,
+                    "response on a listener flow settled its request"
+                );
+                self.settle(ctx, tx, outcome, Some(m)).await;
+            }
+            None => debug!(
+                shard = ctx.shard,
+                "response on a listener flow matches nothing"
+            ),
         }
     }
 
@@ -347,12 +357,14 @@ async fn run(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        // Shutdown is noticed within a second even when the next deadline is far (the
+        // presence tables' sweep is always due some time).
+        let idle = Duration::from_secs(1);
+        let wait = deadline.map_or(idle, |d| {
+            d.saturating_duration_since(Instant::now()).min(idle)
+        });
         let wait_timer = async {
-            match deadline {
-                Some(d) => glommio::timer::sleep(d.saturating_duration_since(Instant::now())).await,
-                // Shutdown is noticed within a second even when idle.
-                None => glommio::timer::sleep(Duration::from_secs(1)).await,
-            }
+            glommio::timer::sleep(wait).await;
             None
         };
         let ev = futures_lite::future::or(

@@ -8,17 +8,19 @@
 //! * an internal user's subscription made by SIPp over the router's `[sip] listen` gets its
 //!   whole dialog — 200, NOTIFY pending, active, active with PIDF, and after its own
 //!   `Expires: 0` the NOTIFY terminated — over SIPp's own connection, none over the next hop.
+//! * two internal users on one listener connection, one owned by each shard: NOTIFYs of both
+//!   dialogs come back on that connection and their responses settle them on the owning shard.
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use stanza_router::pki::ThrowawayCa;
-use stanza_router::sip::{Framed, Limits, SipFramer, SipMessage};
+use stanza_router::sip::SipMessage;
 use support::dialogue::{inbound_sasl, ip, listener, outbound_sasl, partner, peer_tls};
 use support::router::{RouterSetup, TestRouter};
+use support::sip_script::{header as sip_header, SipFlow};
 use support::sipp::{Scenario, Sipp, SippOptions};
 use support::workdir::free_port;
 
@@ -122,17 +124,17 @@ fn public_unverified_partner_cannot_start_a_subscription() {
     let answer = o.expect("type='unsubscribed'");
     assert!(answer.contains("from='bob@corp.test'"), "{answer}");
     // Nothing reached the pool: the shards' flows carry no SUBSCRIBE.
-    let mut pool_conns = ScriptedPool::accept_all(&pool, router_shards());
-    assert!(pool_conns
-        .iter_mut()
-        .all(|p| p.try_request(Duration::from_millis(300)).is_none()));
+    let mut pool_conns = SipFlow::accept_all(&pool, router_shards());
+    assert!(pool_conns.iter_mut().all(|p| p
+        .next(Instant::now() + Duration::from_millis(300))
+        .is_none()));
 }
 
 #[test]
 fn internal_subscription_asks_the_partner_and_its_answer_and_presence_become_notifies() {
     let r = 178;
     let (router, peer, l, pool) = with_scripted_pool(r);
-    let mut flows = ScriptedPool::accept_all(&pool, router_shards());
+    let mut flows = SipFlow::accept_all(&pool, router_shards());
     let subscribe = "SUBSCRIBE sip:alice@a.test SIP/2.0\r\n\
         Via: SIP/2.0/TCP 127.0.0.180;branch=z9hG4bKsub1\r\n\
         Max-Forwards: 70\r\n\
@@ -151,7 +153,7 @@ fn internal_subscription_asks_the_partner_and_its_answer_and_presence_become_not
         .into_owned();
     assert!(to.contains(";tag="), "the 200 creates the dialog: {to}");
     // NOTIFYs come on the flow of the shard owning bob, which may be another one.
-    let (i, pending) = ScriptedPool::expect_request_any(&mut flows, "NOTIFY");
+    let (i, pending) = SipFlow::expect_request_any(&mut flows, "NOTIFY");
     assert!(header(&pending, "Subscription-State").starts_with("pending"));
     flows[i].answer(&pending, 200);
     // The partner is asked.
@@ -165,14 +167,14 @@ fn internal_subscription_asks_the_partner_and_its_answer_and_presence_become_not
     // public-unverified partner may answer.
     let mut c = inbound_sasl(&router, &peer);
     c.send("<presence type='subscribed' from='alice@a.test' to='bob@corp.test'/>");
-    let (i, active) = ScriptedPool::expect_request_any(&mut flows, "NOTIFY");
+    let (i, active) = SipFlow::expect_request_any(&mut flows, "NOTIFY");
     assert!(header(&active, "Subscription-State").starts_with("active"));
     flows[i].answer(&active, 200);
     c.send(
         "<presence from='alice@a.test/home' to='bob@corp.test'><show>away</show>\
          <status xml:lang='fr'>En réunion</status></presence>",
     );
-    let (i, notify) = ScriptedPool::expect_request_any(&mut flows, "NOTIFY");
+    let (i, notify) = SipFlow::expect_request_any(&mut flows, "NOTIFY");
     flows[i].answer(&notify, 200);
     let body = String::from_utf8_lossy(&notify.body()).into_owned();
     assert!(body.contains("<basic>open</basic>"), "{body}");
@@ -198,7 +200,7 @@ fn sipp_subscription_over_the_listener_gets_its_notifies_on_its_own_connection()
         pool.local_addr().unwrap()
     );
     let router = TestRouter::start(setup);
-    let mut flows = ScriptedPool::accept_all(&pool, router_shards());
+    let mut flows = SipFlow::accept_all(&pool, router_shards());
     let scenario = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/sipp_scenarios/uac_subscribe_dialog.xml");
     let mut opts = SippOptions::new(ip(r + 3))
@@ -247,9 +249,9 @@ fn sipp_subscription_over_the_listener_gets_its_notifies_on_its_own_connection()
         out.logs
     );
     // Nothing of that dialog went over the next hop.
-    assert!(flows
-        .iter_mut()
-        .all(|p| p.try_request(Duration::from_millis(300)).is_none()));
+    assert!(flows.iter_mut().all(|p| p
+        .next(Instant::now() + Duration::from_millis(300))
+        .is_none()));
 }
 
 /// Two internal users on one listener connection, one owned by each shard: whichever shard
@@ -258,7 +260,6 @@ fn sipp_subscription_over_the_listener_gets_its_notifies_on_its_own_connection()
 #[test]
 fn listener_dialogs_of_users_on_either_shard_get_their_notifies_on_that_connection() {
     use stanza_router::runtime::placement::user_shard;
-    use support::sip_script::{header as sip_header, SipFlow};
     let r = 250;
     let ca = ThrowawayCa::new("gateway CA").unwrap();
     let peer = peer_tls(&ca.issue_with(&["a.test"], false).unwrap());
@@ -275,7 +276,7 @@ fn listener_dialogs_of_users_on_either_shard_get_their_notifies_on_that_connecti
         pool.local_addr().unwrap()
     );
     let router = TestRouter::start(setup);
-    let mut flows = ScriptedPool::accept_all(&pool, router_shards());
+    let mut flows = SipFlow::accept_all(&pool, router_shards());
     let users: Vec<String> = {
         let first = (0..)
             .map(|i| format!("user{i}"))
@@ -358,9 +359,9 @@ fn listener_dialogs_of_users_on_either_shard_get_their_notifies_on_that_connecti
     assert_eq!(active, vec!["call-0".to_owned(), "call-1".to_owned()]);
     // The NOTIFY transactions ended with our 200s, on whichever shard: no retransmission or
     // failure reached the next hop.
-    assert!(flows
-        .iter_mut()
-        .all(|p| p.try_request(Duration::from_millis(300)).is_none()));
+    assert!(flows.iter_mut().all(|p| p
+        .next(Instant::now() + Duration::from_millis(300))
+        .is_none()));
 }
 
 /// Waits until SIPp's trace shows it answered `n` NOTIFYs (it writes the trace as it goes).
@@ -393,100 +394,4 @@ fn header(m: &SipMessage, name: &str) -> String {
 
 fn router_shards() -> usize {
     2
-}
-
-/// The pool side of the router's next-hop flows, scripted by the test.
-struct ScriptedPool {
-    tcp: TcpStream,
-    framer: SipFramer,
-}
-
-impl ScriptedPool {
-    /// Accepts one flow per shard (each shard opens its own).
-    fn accept_all(l: &TcpListener, shards: usize) -> Vec<ScriptedPool> {
-        (0..shards)
-            .map(|_| {
-                let (tcp, _) = l.accept().expect("router connects to the pool");
-                tcp.set_read_timeout(Some(Duration::from_millis(50)))
-                    .unwrap();
-                ScriptedPool {
-                    tcp,
-                    framer: SipFramer::new(Limits::default()),
-                }
-            })
-            .collect()
-    }
-
-    fn send(&mut self, b: &[u8]) {
-        self.tcp.write_all(b).unwrap();
-    }
-
-    fn next(&mut self, until: Instant) -> Option<SipMessage> {
-        let mut buf = [0u8; 8192];
-        loop {
-            while let Some(f) = self.framer.poll() {
-                match f.expect("router sends valid SIP") {
-                    Framed::Message(m) => return Some(m),
-                    Framed::Ping => self.send(b"\r\n"),
-                    Framed::Pong => {}
-                }
-            }
-            if Instant::now() >= until {
-                return None;
-            }
-            match self.tcp.read(&mut buf) {
-                Ok(0) => return None,
-                Ok(n) => self.framer.feed(&buf[..n]).expect("framing"),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => panic!("pool flow: {e}"),
-            }
-        }
-    }
-
-    fn try_request(&mut self, wait: Duration) -> Option<SipMessage> {
-        self.next(Instant::now() + wait)
-    }
-
-    fn expect_response(&mut self, code: u16) -> SipMessage {
-        let m = self.next(deadline()).expect("a response");
-        assert_eq!(
-            m.status(),
-            Some(code),
-            "{}",
-            String::from_utf8_lossy(&m.bytes())
-        );
-        m
-    }
-
-    /// The next message on any of `flows`, which must be a `method` request.
-    fn expect_request_any(flows: &mut [ScriptedPool], method: &str) -> (usize, SipMessage) {
-        let until = deadline();
-        while Instant::now() < until {
-            for (i, f) in flows.iter_mut().enumerate() {
-                if let Some(m) = f.next(Instant::now() + Duration::from_millis(20)) {
-                    assert_eq!(
-                        m.method(),
-                        Some(method),
-                        "{}",
-                        String::from_utf8_lossy(&m.bytes())
-                    );
-                    m.validate().expect("valid request");
-                    return (i, m);
-                }
-            }
-        }
-        panic!("no {method} on any flow");
-    }
-
-    fn answer(&mut self, req: &SipMessage, code: u16) {
-        let b = stanza_router::sip::transaction::response_to(req, code, "OK", None)
-            .unwrap()
-            .finish()
-            .unwrap();
-        self.send(&b);
-    }
 }

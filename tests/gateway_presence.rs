@@ -4,19 +4,25 @@
 //! * an internal user subscribes to a partner user: a scripted pool on the next-hop flow sends
 //!   SUBSCRIBE, the partner is asked with `subscribe`, its `subscribed` and presence come back as
 //!   NOTIFYs (pending → active with PIDF);
-//! * a `public-unverified` partner may not start a subscription (answered `unsubscribed`).
+//! * a `public-unverified` partner may not start a subscription (answered `unsubscribed`);
+//! * an internal user's subscription made by SIPp over the router's `[sip] listen` gets its
+//!   whole dialog — 200, NOTIFY pending, active, active with PIDF, and after its own
+//!   `Expires: 0` the NOTIFY terminated — over SIPp's own connection, none over the next hop.
+//! * two internal users on one listener connection, one owned by each shard: NOTIFYs of both
+//!   dialogs come back on that connection and their responses settle them on the owning shard.
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use stanza_router::pki::ThrowawayCa;
-use stanza_router::sip::{Framed, Limits, SipFramer, SipMessage};
+use stanza_router::sip::SipMessage;
 use support::dialogue::{inbound_sasl, ip, listener, outbound_sasl, partner, peer_tls};
 use support::router::{RouterSetup, TestRouter};
+use support::sip_script::{header as sip_header, SipFlow};
 use support::sipp::{Scenario, Sipp, SippOptions};
+use support::workdir::free_port;
 
 fn deadline() -> Instant {
     Instant::now() + Duration::from_secs(30)
@@ -118,17 +124,17 @@ fn public_unverified_partner_cannot_start_a_subscription() {
     let answer = o.expect("type='unsubscribed'");
     assert!(answer.contains("from='bob@corp.test'"), "{answer}");
     // Nothing reached the pool: the shards' flows carry no SUBSCRIBE.
-    let mut pool_conns = ScriptedPool::accept_all(&pool, router_shards());
-    assert!(pool_conns
-        .iter_mut()
-        .all(|p| p.try_request(Duration::from_millis(300)).is_none()));
+    let mut pool_conns = SipFlow::accept_all(&pool, router_shards());
+    assert!(pool_conns.iter_mut().all(|p| p
+        .next(Instant::now() + Duration::from_millis(300))
+        .is_none()));
 }
 
 #[test]
 fn internal_subscription_asks_the_partner_and_its_answer_and_presence_become_notifies() {
     let r = 178;
     let (router, peer, l, pool) = with_scripted_pool(r);
-    let mut flows = ScriptedPool::accept_all(&pool, router_shards());
+    let mut flows = SipFlow::accept_all(&pool, router_shards());
     let subscribe = "SUBSCRIBE sip:alice@a.test SIP/2.0\r\n\
         Via: SIP/2.0/TCP 127.0.0.180;branch=z9hG4bKsub1\r\n\
         Max-Forwards: 70\r\n\
@@ -147,7 +153,7 @@ fn internal_subscription_asks_the_partner_and_its_answer_and_presence_become_not
         .into_owned();
     assert!(to.contains(";tag="), "the 200 creates the dialog: {to}");
     // NOTIFYs come on the flow of the shard owning bob, which may be another one.
-    let (i, pending) = ScriptedPool::expect_request_any(&mut flows, "NOTIFY");
+    let (i, pending) = SipFlow::expect_request_any(&mut flows, "NOTIFY");
     assert!(header(&pending, "Subscription-State").starts_with("pending"));
     flows[i].answer(&pending, 200);
     // The partner is asked.
@@ -161,19 +167,222 @@ fn internal_subscription_asks_the_partner_and_its_answer_and_presence_become_not
     // public-unverified partner may answer.
     let mut c = inbound_sasl(&router, &peer);
     c.send("<presence type='subscribed' from='alice@a.test' to='bob@corp.test'/>");
-    let (i, active) = ScriptedPool::expect_request_any(&mut flows, "NOTIFY");
+    let (i, active) = SipFlow::expect_request_any(&mut flows, "NOTIFY");
     assert!(header(&active, "Subscription-State").starts_with("active"));
     flows[i].answer(&active, 200);
     c.send(
         "<presence from='alice@a.test/home' to='bob@corp.test'><show>away</show>\
          <status xml:lang='fr'>En réunion</status></presence>",
     );
-    let (i, notify) = ScriptedPool::expect_request_any(&mut flows, "NOTIFY");
+    let (i, notify) = SipFlow::expect_request_any(&mut flows, "NOTIFY");
     flows[i].answer(&notify, 200);
     let body = String::from_utf8_lossy(&notify.body()).into_owned();
     assert!(body.contains("<basic>open</basic>"), "{body}");
     assert!(body.contains("xml:lang=\"fr\""), "{body}");
     assert!(body.contains("En réunion"), "{body}");
+}
+
+#[test]
+fn sipp_subscription_over_the_listener_gets_its_notifies_on_its_own_connection() {
+    let r = 240;
+    let ca = ThrowawayCa::new("gateway CA").unwrap();
+    let peer = peer_tls(&ca.issue_with(&["a.test"], false).unwrap());
+    let l = listener(r + 1);
+    let pool = TcpListener::bind((ip(r + 2), 0)).unwrap();
+    let sip = SocketAddr::new(ip(r).into(), free_port(ip(r)).unwrap());
+    let mut setup = RouterSetup::new(ip(r), &ca);
+    setup.partners.push(partner(
+        &l,
+        "type = \"federated\"\ntls = \"required\"\nsasl = \"optional\"\ndialback = true",
+    ));
+    setup.extra = format!(
+        "[sip]\nnext_hop = \"sip:{};transport=tcp\"\nlisten = [\"{sip}\"]\n",
+        pool.local_addr().unwrap()
+    );
+    let router = TestRouter::start(setup);
+    let mut flows = SipFlow::accept_all(&pool, router_shards());
+    let scenario = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp_scenarios/uac_subscribe_dialog.xml");
+    let mut opts = SippOptions::new(ip(r + 3))
+        .calls(1)
+        .key("to_uri", "sip:alice@a.test")
+        .key("from_uri", "sip:bob@corp.test")
+        .key("expires", "600");
+    opts.timeout = Duration::from_secs(30);
+    let uac = Sipp::uac(Scenario::File(scenario), sip, opts).expect("sipp uac starts");
+    // SIPp treats a NOTIFY arriving while it is still answering the previous one as
+    // unexpected: each step below waits until SIPp has answered the NOTIFY before.
+    // The partner user is asked; it approves and tells its presence.
+    let mut o = outbound_sasl(&l, &peer);
+    let ask = o.expect("type='subscribe'");
+    assert!(
+        ask.contains("from='bob@corp.test'") && ask.contains("to='alice@a.test'"),
+        "{ask}"
+    );
+    let mut c = inbound_sasl(&router, &peer);
+    notifies_answered(&uac, 1);
+    c.send("<presence type='subscribed' from='alice@a.test' to='bob@corp.test'/>");
+    notifies_answered(&uac, 2);
+    c.send(
+        "<presence from='alice@a.test/home' to='bob@corp.test'><show>dnd</show>\
+         <status xml:lang='de'>Im Meeting</status></presence>",
+    );
+    // SIPp ends the subscription itself: the partner hears `unsubscribe`.
+    let unsub = o.expect("type='unsubscribe'");
+    assert!(unsub.contains("from='bob@corp.test'"), "{unsub}");
+    let out = uac.wait(deadline()).expect("sipp ends");
+    assert!(out.all_ok(), "{}\n{}", out.diagnostics, out.messages);
+    let states: Vec<&str> = out
+        .logs
+        .lines()
+        .filter_map(|l| l.strip_prefix("notify "))
+        .map(str::trim)
+        .collect();
+    assert_eq!(states.len(), 4, "{}", out.logs);
+    assert!(states[0].starts_with("pending;expires="), "{states:?}");
+    assert!(states[1].starts_with("active;expires="), "{states:?}");
+    assert!(states[2].starts_with("active;expires="), "{states:?}");
+    assert!(states[3].starts_with("terminated"), "{states:?}");
+    assert!(
+        out.logs.contains("note <note xml:lang=\"de\">Im Meeting"),
+        "the status and its language reach SIPp: {}",
+        out.logs
+    );
+    // Nothing of that dialog went over the next hop.
+    assert!(flows.iter_mut().all(|p| p
+        .next(Instant::now() + Duration::from_millis(300))
+        .is_none()));
+}
+
+/// Two internal users on one listener connection, one owned by each shard: whichever shard
+/// accepted the connection, one dialog is run by the other shard, whose NOTIFYs must still come
+/// back on that connection (through the shard holding it) and whose responses must reach it.
+#[test]
+fn listener_dialogs_of_users_on_either_shard_get_their_notifies_on_that_connection() {
+    use stanza_router::runtime::placement::user_shard;
+    let r = 250;
+    let ca = ThrowawayCa::new("gateway CA").unwrap();
+    let peer = peer_tls(&ca.issue_with(&["a.test"], false).unwrap());
+    let l = listener(r + 1);
+    let pool = TcpListener::bind((ip(r + 2), 0)).unwrap();
+    let sip = SocketAddr::new(ip(r).into(), free_port(ip(r)).unwrap());
+    let mut setup = RouterSetup::new(ip(r), &ca);
+    setup.partners.push(partner(
+        &l,
+        "type = \"federated\"\ntls = \"required\"\nsasl = \"optional\"\ndialback = true",
+    ));
+    setup.extra = format!(
+        "[sip]\nnext_hop = \"sip:{};transport=tcp\"\nlisten = [\"{sip}\"]\n",
+        pool.local_addr().unwrap()
+    );
+    let router = TestRouter::start(setup);
+    let mut flows = SipFlow::accept_all(&pool, router_shards());
+    let users: Vec<String> = {
+        let first = (0..)
+            .map(|i| format!("user{i}"))
+            .find(|u| user_shard(&format!("{u}@corp.test"), router_shards()) == 0);
+        let second = (0..)
+            .map(|i| format!("user{i}"))
+            .find(|u| user_shard(&format!("{u}@corp.test"), router_shards()) == 1);
+        vec![first.unwrap(), second.unwrap()]
+    };
+    let mut ua = SipFlow::connect(sip);
+    let me = ua.local_addr();
+    for (n, u) in users.iter().enumerate() {
+        let req = stanza_router::sip::Request::builder("SUBSCRIBE", "sip:alice@a.test")
+            .via(
+                "TCP",
+                &me.ip().to_string(),
+                Some(me.port()),
+                &format!("z9hG4bKu{n}"),
+                false,
+            )
+            .max_forwards(70)
+            .from(
+                None,
+                &format!("sip:{u}@corp.test"),
+                Some(&format!("tag{n}")),
+            )
+            .to(None, "sip:alice@a.test", None)
+            .call_id(&format!("call-{n}"))
+            .cseq(1, "SUBSCRIBE")
+            .contact(&format!("sip:{u}@{me};transport=tcp"))
+            .header(stanza_router::sip::HeaderName::Event, "presence")
+            .expires(600)
+            .finish()
+            .unwrap();
+        ua.send(&req);
+    }
+    // Per dialog: the 200, then NOTIFY pending (dialogs may interleave).
+    let mut states: Vec<(String, String)> = Vec::new();
+    let mut oks = 0;
+    while oks < 2 || states.len() < 2 {
+        let m = ua
+            .next(deadline())
+            .expect("the router answers on the connection");
+        match m.status() {
+            Some(code) => {
+                assert_eq!(code, 200, "{}", String::from_utf8_lossy(&m.bytes()));
+                oks += 1;
+            }
+            None => {
+                assert_eq!(m.method(), Some("NOTIFY"));
+                ua.answer(&m, 200);
+                let state = sip_header(&m, stanza_router::sip::HeaderName::SubscriptionState);
+                states.push((m.call_id().unwrap().to_owned(), state));
+            }
+        }
+    }
+    assert!(
+        states.iter().all(|(_, s)| s.starts_with("pending")),
+        "{states:?}"
+    );
+    // The partner is asked for both and approves both.
+    let mut o = outbound_sasl(&l, &peer);
+    let mut c = inbound_sasl(&router, &peer);
+    for u in &users {
+        let ask = o.expect("type='subscribe'");
+        assert!(ask.contains("to='alice@a.test'"), "{ask}");
+        c.send(&format!(
+            "<presence type='subscribed' from='alice@a.test' to='{u}@corp.test'/>"
+        ));
+    }
+    let mut active = Vec::new();
+    while active.len() < 2 {
+        let m = ua.expect_request("NOTIFY");
+        ua.answer(&m, 200);
+        let state = sip_header(&m, stanza_router::sip::HeaderName::SubscriptionState);
+        assert!(state.starts_with("active"), "{state}");
+        active.push(m.call_id().unwrap().to_owned());
+    }
+    active.sort();
+    assert_eq!(active, vec!["call-0".to_owned(), "call-1".to_owned()]);
+    // The NOTIFY transactions ended with our 200s, on whichever shard: no retransmission or
+    // failure reached the next hop.
+    assert!(flows.iter_mut().all(|p| p
+        .next(Instant::now() + Duration::from_millis(300))
+        .is_none()));
+}
+
+/// Waits until SIPp's trace shows it answered `n` NOTIFYs (it writes the trace as it goes).
+fn notifies_answered(sipp: &Sipp, n: usize) {
+    let until = deadline();
+    loop {
+        let answered = support::sipp::parse_trace(&sipp.messages())
+            .iter()
+            .filter(|m| m.direction == support::sipp::Direction::Sent)
+            .filter(|m| m.status().is_some())
+            .filter(|m| m.header("CSeq").is_some_and(|c| c.ends_with("NOTIFY")))
+            .count();
+        if answered >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "SIPp answered {answered} of {n} NOTIFYs"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn header(m: &SipMessage, name: &str) -> String {
@@ -185,100 +394,4 @@ fn header(m: &SipMessage, name: &str) -> String {
 
 fn router_shards() -> usize {
     2
-}
-
-/// The pool side of the router's next-hop flows, scripted by the test.
-struct ScriptedPool {
-    tcp: TcpStream,
-    framer: SipFramer,
-}
-
-impl ScriptedPool {
-    /// Accepts one flow per shard (each shard opens its own).
-    fn accept_all(l: &TcpListener, shards: usize) -> Vec<ScriptedPool> {
-        (0..shards)
-            .map(|_| {
-                let (tcp, _) = l.accept().expect("router connects to the pool");
-                tcp.set_read_timeout(Some(Duration::from_millis(50)))
-                    .unwrap();
-                ScriptedPool {
-                    tcp,
-                    framer: SipFramer::new(Limits::default()),
-                }
-            })
-            .collect()
-    }
-
-    fn send(&mut self, b: &[u8]) {
-        self.tcp.write_all(b).unwrap();
-    }
-
-    fn next(&mut self, until: Instant) -> Option<SipMessage> {
-        let mut buf = [0u8; 8192];
-        loop {
-            while let Some(f) = self.framer.poll() {
-                match f.expect("router sends valid SIP") {
-                    Framed::Message(m) => return Some(m),
-                    Framed::Ping => self.send(b"\r\n"),
-                    Framed::Pong => {}
-                }
-            }
-            if Instant::now() >= until {
-                return None;
-            }
-            match self.tcp.read(&mut buf) {
-                Ok(0) => return None,
-                Ok(n) => self.framer.feed(&buf[..n]).expect("framing"),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => panic!("pool flow: {e}"),
-            }
-        }
-    }
-
-    fn try_request(&mut self, wait: Duration) -> Option<SipMessage> {
-        self.next(Instant::now() + wait)
-    }
-
-    fn expect_response(&mut self, code: u16) -> SipMessage {
-        let m = self.next(deadline()).expect("a response");
-        assert_eq!(
-            m.status(),
-            Some(code),
-            "{}",
-            String::from_utf8_lossy(&m.bytes())
-        );
-        m
-    }
-
-    /// The next message on any of `flows`, which must be a `method` request.
-    fn expect_request_any(flows: &mut [ScriptedPool], method: &str) -> (usize, SipMessage) {
-        let until = deadline();
-        while Instant::now() < until {
-            for (i, f) in flows.iter_mut().enumerate() {
-                if let Some(m) = f.next(Instant::now() + Duration::from_millis(20)) {
-                    assert_eq!(
-                        m.method(),
-                        Some(method),
-                        "{}",
-                        String::from_utf8_lossy(&m.bytes())
-                    );
-                    m.validate().expect("valid request");
-                    return (i, m);
-                }
-            }
-        }
-        panic!("no {method} on any flow");
-    }
-
-    fn answer(&mut self, req: &SipMessage, code: u16) {
-        let b = stanza_router::sip::transaction::response_to(req, code, "OK", None)
-            .unwrap()
-            .finish()
-            .unwrap();
-        self.send(&b);
-    }
 }

@@ -7,6 +7,7 @@ use glommio::channels::shared_channel::ConnectedReceiver;
 
 use super::context::{AckTo, Delivery, EdgeContext};
 use super::outbound;
+use crate::gateway::inbound::ListenerFlow;
 use crate::runtime::mesh::MeshMsg;
 use crate::runtime::placement::{domain_shard, user_shard};
 use crate::xml::{Stanza, StanzaKind};
@@ -21,9 +22,7 @@ pub async fn route_inbound(ctx: &Rc<EdgeContext>, s: Stanza) {
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let owner = {
         let Some(to) = s.to() else { return };
-        // `to` was parsed and checked by the stream; only its bare part is needed here.
-        let (bare, has_local) = bare_of(&to);
-        has_local.then(|| user_shard(bare, ctx.shards))
+        owner_shard(&to, ctx.shards)
     };
     match owner {
         None => {
@@ -36,6 +35,17 @@ pub async fn route_inbound(ctx: &Rc<EdgeContext>, s: Stanza) {
             ctx.mesh_send(shard, MeshMsg::ToUser(s)).await;
         }
     }
+}
+
+/// The shard owning the user `to` addresses (its bare JID), or `None` for a domain address.
+///
+/// Case-insensitive in the localpart and domain, as the presence tables key users (ASCII
+/// lowercase): placement hashes the bare JID byte by byte, lowercased, so `Bob@Corp.test/x` and
+/// `bob@corp.test` meet on one shard with no lowercased copy made. `to` was parsed and checked
+/// by the stream; only its bare part counts.
+pub fn owner_shard(to: &str, shards: usize) -> Option<usize> {
+    let (bare, has_local) = bare_of(to);
+    has_local.then(|| user_shard(bare, shards))
 }
 
 /// A stanza for a user this shard owns: messages and presence go to the SIP gateway when one is
@@ -133,7 +143,8 @@ pub async fn serve_mesh(ctx: Rc<EdgeContext>, rx: ConnectedReceiver<MeshMsg>) {
                     }
                     continue;
                 };
-                let answer = gw.on_sip_request(&ctx, &msg).await;
+                let flow = origin.listener_flow(reply_shard);
+                let answer = gw.on_sip_request(&ctx, &msg, flow).await;
                 if let Some(bytes) = answer.response {
                     ctx.mesh_post(reply_shard, MeshMsg::SipResponse { origin, key, bytes });
                 }
@@ -144,11 +155,73 @@ pub async fn serve_mesh(ctx: Rc<EdgeContext>, rx: ConnectedReceiver<MeshMsg>) {
                     ingress.respond(origin, &key, bytes).await;
                 }
             }
+            MeshMsg::SipOnFlow { conn, bytes, owner } => {
+                let sent = match ctx.sip_ingress.get().cloned() {
+                    Some(ingress) => ingress.send_on_listener(conn, bytes).await,
+                    None => Err(bytes),
+                };
+                if let Err(bytes) = sent {
+                    let flow = ListenerFlow {
+                        shard: ctx.shard,
+                        conn,
+                    };
+                    ctx.mesh_post(owner, MeshMsg::SipFlowGone { flow, bytes });
+                }
+            }
+            MeshMsg::SipFlowGone { flow, bytes } => {
+                if let Some(gw) = ctx.gateway.get().cloned() {
+                    gw.flow_gone(&ctx, flow, bytes).await;
+                }
+            }
+            MeshMsg::SipFlowResponse(m) => {
+                if let Some(gw) = ctx.gateway.get().cloned() {
+                    gw.on_flow_response(&ctx, &m).await;
+                }
+            }
             MeshMsg::Ack { token, delivery } => {
                 if let Some(ingress) = ctx.sip_ingress.get() {
                     ingress.on_delivery(token, delivery);
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_placement_ignores_case_and_resource() {
+        for shards in 1..=16 {
+            let want = owner_shard("bob@corp.test", shards);
+            assert!(want.is_some_and(|s| s < shards));
+            for to in [
+                "Bob@corp.test",
+                "BOB@CORP.TEST/Home",
+                "bob@Corp.Test/x",
+                "bOb@corp.test",
+            ] {
+                assert_eq!(owner_shard(to, shards), want, "{to} on {shards} shards");
+            }
+        }
+    }
+
+    #[test]
+    fn domain_addresses_have_no_owner() {
+        assert_eq!(owner_shard("corp.test", 4), None);
+        assert_eq!(owner_shard("corp.test/res", 4), None);
+    }
+
+    #[test]
+    fn sip_side_and_xmpp_side_place_a_user_alike() {
+        // The SIP ingress places by the mapped From (`user_shard` of its bare JID); the XMPP
+        // side by `to`: both must agree whatever the case of either.
+        for shards in [2, 3, 8] {
+            assert_eq!(
+                owner_shard("Alice.Smith@Corp.Test/phone", shards),
+                Some(user_shard("alice.smith@corp.test", shards))
+            );
         }
     }
 }

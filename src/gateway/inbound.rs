@@ -46,6 +46,27 @@ pub enum Origin {
     NextHop,
 }
 
+impl Origin {
+    /// The listener connection this origin is, named across shards (`shard`: where it was
+    /// accepted; a [`ConnId`] is unique only there). `None` for the next-hop flow.
+    pub fn listener_flow(self, shard: usize) -> Option<ListenerFlow> {
+        match self {
+            Origin::Listener(conn) => Some(ListenerFlow { shard, conn }),
+            Origin::NextHop => None,
+        }
+    }
+}
+
+/// A `[sip] listen` connection of some shard: requests inside a dialog created over it go back
+/// over it while it is open (RFC 3261 §18, RFC 5626 flows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenerFlow {
+    /// The shard that accepted it.
+    pub shard: usize,
+    /// Its id on that shard.
+    pub conn: ConnId,
+}
+
 /// A MESSAGE waiting for its stanza's fate.
 struct Waiting {
     origin: Origin,
@@ -124,6 +145,9 @@ impl SipIngress {
             return;
         };
         if !m.is_request() {
+            if let Origin::Listener(_) = origin {
+                return self.response_on_listener(&ctx, m).await;
+            }
             debug!(?origin, "stray SIP response on the ingress ignored");
             return;
         }
@@ -241,7 +265,8 @@ impl SipIngress {
             .and_then(|f| internal_jid(&ctx.config, f.uri).ok().flatten())
             .map_or(ctx.shard, |jid| user_shard(bare_of(&jid).0, ctx.shards));
         if owner == ctx.shard {
-            let answer = gw.on_sip_request(ctx, &m).await;
+            let flow = origin.listener_flow(ctx.shard);
+            let answer = gw.on_sip_request(ctx, &m, flow).await;
             if let Some(bytes) = answer.response {
                 self.respond(origin, &key, bytes).await;
             }
@@ -254,6 +279,38 @@ impl SipIngress {
             key,
         };
         ctx.mesh_send(owner, msg).await;
+    }
+
+    /// A response on a listener connection answers one of our in-dialog requests (a NOTIFY):
+    /// its client transaction lives on the shard owning the internal user, its To.
+    async fn response_on_listener(&self, ctx: &Rc<EdgeContext>, m: SipMessage) {
+        let Some(gw) = ctx.gateway.get().cloned() else {
+            return;
+        };
+        let owner = m
+            .to()
+            .ok()
+            .and_then(|t| internal_jid(&ctx.config, t.uri).ok().flatten())
+            .map(|jid| user_shard(bare_of(&jid).0, ctx.shards));
+        match owner {
+            Some(shard) if shard != ctx.shard => {
+                ctx.mesh_send(shard, MeshMsg::SipFlowResponse(Box::new(m)))
+                    .await;
+            }
+            // Ours, or not about an internal user: this shard's transactions decide.
+            _ => gw.on_flow_response(ctx, &m).await,
+        }
+    }
+
+    /// Writes a request of ours on listener connection `conn` of this shard; gives the bytes
+    /// back when the connection is closed.
+    pub async fn send_on_listener(&self, conn: ConnId, bytes: Vec<u8>) -> Result<(), Vec<u8>> {
+        let Some(l) = &self.listener else {
+            return Err(bytes);
+        };
+        // A copy for the fallback: NOTIFYs are few next to messages, and small.
+        let keep = bytes.clone();
+        l.send(conn, bytes).await.map_err(|_| keep)
     }
 
     /// Writes a response built on another shard for transaction `key` of `origin`.

@@ -19,13 +19,14 @@ use tracing::{debug, warn};
 use super::address::jid_to_sip_uri;
 use super::children::for_each_child;
 use super::errors::SipFailure;
-use super::inbound::Origin;
+use super::inbound::{ListenerFlow, Origin};
 use super::message::{
     sip_from_xmpp, ChatState, MessageLimits, MessageType, XmppMessage, NS_CHATSTATES,
 };
 use super::options_probe::{options_request, OptionsProbe, Verdict};
 use crate::edge::context::EdgeContext;
 use crate::edge::route::send_reply;
+use crate::runtime::mesh::MeshMsg;
 use crate::sip::headers::HeaderName;
 use crate::sip::next_hop::NextHop;
 use crate::sip::serialize::Request;
@@ -123,6 +124,7 @@ impl MessageGateway {
             presence: RefCell::new(super::presence_gateway::PresenceTables::new(
                 &ctx.config,
                 &via_host,
+                Instant::now(),
             )?),
             via_host,
             kick,
@@ -180,10 +182,25 @@ impl MessageGateway {
         method: &str,
         pending: Pending,
     ) -> bool {
+        self.transmit_on(ctx, bytes, branch, method, pending, None)
+            .await
+    }
+
+    /// [`Self::transmit`] over listener flow `flow` when given (falling back to the next hop
+    /// when it is closed). Its response may come on either: both feed the same transactions.
+    pub(super) async fn transmit_on(
+        &self,
+        ctx: &Rc<EdgeContext>,
+        bytes: Vec<u8>,
+        branch: &str,
+        method: &str,
+        pending: Pending,
+        flow: Option<ListenerFlow>,
+    ) -> bool {
         if self.start_tx(bytes, branch, method, pending).is_none() {
             return false;
         }
-        self.flush(ctx).await;
+        self.flush(ctx, flow).await;
         true
     }
 
@@ -211,15 +228,13 @@ impl MessageGateway {
         Some(tx)
     }
 
-    /// Writes what the transactions queued; a failed write fails every pending transaction.
-    async fn flush(&self, ctx: &Rc<EdgeContext>) {
+    /// Writes what the transactions queued, on listener flow `flow` or to the next hop.
+    async fn flush(&self, ctx: &Rc<EdgeContext>, flow: Option<ListenerFlow>) {
         let out = self.txs.borrow_mut().poll_transmit();
         if let Some(bytes) = out {
-            if self.sip.send(bytes.to_vec()).await.is_err() {
-                let failed = self.txs.borrow_mut().on_transport_failure(Instant::now());
-                for (tx, outcome) in failed {
-                    Box::pin(self.settle(ctx, tx, outcome, None)).await;
-                }
+            match flow {
+                Some(f) => self.write_on_flow(ctx, f, bytes.to_vec()).await,
+                None => self.write_next_hop(ctx, bytes.to_vec()).await,
             }
         }
     }
@@ -248,7 +263,7 @@ impl MessageGateway {
         ctx.counters
             .sip_options_sent
             .fetch_add(1, Ordering::Relaxed);
-        self.flush(ctx).await;
+        self.flush(ctx, None).await;
     }
 
     /// A probe ended: a failed one ends its flow (the connection fails over).
@@ -263,6 +278,64 @@ impl MessageGateway {
                 "SIP next hop failed the OPTIONS probe; failing over"
             );
             self.sip.reset_flow(epoch).await;
+        }
+    }
+
+    /// Writes a request to the next hop; a dead flow fails its transactions.
+    async fn write_next_hop(&self, ctx: &Rc<EdgeContext>, bytes: Vec<u8>) {
+        if self.sip.send(bytes).await.is_err() {
+            let failed = self.txs.borrow_mut().on_transport_failure(Instant::now());
+            for (tx, outcome) in failed {
+                Box::pin(self.settle(ctx, tx, outcome, None)).await;
+            }
+        }
+    }
+
+    /// Writes a request on a listener connection, which may belong to another shard (then that
+    /// shard writes it, and hands it back through [`Self::flow_gone`] if it is closed).
+    async fn write_on_flow(&self, ctx: &Rc<EdgeContext>, flow: ListenerFlow, bytes: Vec<u8>) {
+        if flow.shard != ctx.shard {
+            let msg = MeshMsg::SipOnFlow {
+                conn: flow.conn,
+                bytes,
+                owner: ctx.shard,
+            };
+            // False only at shutdown: the transaction's Timer F then ends it.
+            ctx.mesh_send(flow.shard, msg).await;
+            return;
+        }
+        let sent = match ctx.sip_ingress.get().cloned() {
+            Some(ingress) => ingress.send_on_listener(flow.conn, bytes).await,
+            None => Err(bytes),
+        };
+        if let Err(bytes) = sent {
+            self.flow_gone(ctx, flow, bytes).await;
+        }
+    }
+
+    /// Listener connection `flow` is closed: the dialogs that used it send to the next hop from
+    /// now on, starting with `bytes` (a request that could not be written there).
+    pub async fn flow_gone(&self, ctx: &Rc<EdgeContext>, flow: ListenerFlow, bytes: Vec<u8>) {
+        debug!(?flow, "SIP listener flow closed; next hop instead");
+        self.presence.borrow_mut().forget_flow(flow);
+        self.write_next_hop(ctx, bytes).await;
+    }
+
+    /// A response to one of our requests that arrived on a listener connection.
+    pub async fn on_flow_response(&self, ctx: &Rc<EdgeContext>, m: &crate::sip::SipMessage) {
+        let done = self.txs.borrow_mut().on_response(m, Instant::now());
+        match done {
+            Some((tx, outcome)) => {
+                debug!(
+                    shard = ctx.shard,
+                    "response on a listener flow settled its request"
+                );
+                self.settle(ctx, tx, outcome, Some(m)).await;
+            }
+            None => debug!(
+                shard = ctx.shard,
+                "response on a listener flow matches nothing"
+            ),
         }
     }
 
@@ -387,12 +460,14 @@ async fn run(
         .into_iter()
         .flatten()
         .min();
+        // Shutdown is noticed within a second even when the next deadline is far (the
+        // presence tables' sweep is always due some time).
+        let idle = Duration::from_secs(1);
+        let wait = deadline.map_or(idle, |d| {
+            d.saturating_duration_since(Instant::now()).min(idle)
+        });
         let wait_timer = async {
-            match deadline {
-                Some(d) => glommio::timer::sleep(d.saturating_duration_since(Instant::now())).await,
-                // Shutdown is noticed within a second even when idle.
-                None => glommio::timer::sleep(Duration::from_secs(1)).await,
-            }
+            glommio::timer::sleep(wait).await;
             None
         };
         let ev = futures_lite::future::or(

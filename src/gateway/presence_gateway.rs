@@ -11,21 +11,29 @@
 //! * Lync partner types: a `public-unverified` partner's user may not start a subscription to an
 //!   internal user unless that user subscribed to them first (answered `unsubscribed`).
 //!
+//! * Flows: a SIP subscription that came in over a `[sip] listen` connection gets its NOTIFYs
+//!   back over that same connection while it is open (RFC 3261 §18, RFC 5626 practice: the
+//!   subscriber may be reachable only there), over the next hop once it is closed.
+//!
 //! Bounds: subscriber dialogs per shard (`MAX_SUBSCRIBERS`), notifier dialogs per owner and in
 //! all ([`crate::gateway::subscription::NotifierConfig`]); the last presence kept per subscriber.
+//! Expiry: notifier dialogs end when not refreshed or, still pending, when the XMPP user leaves
+//! them unanswered (`answer_timeout`); [`PresenceTables::sweep`] drops ended subscribers after a
+//! linger of 64·T1 (late NOTIFYs are still answered) and every entry (last presence, Call-ID
+//! index, dialog pairs, flows) whose dialog is gone.
 //! Known simplification: a partner user's presence updates every notifier dialog of that partner
 //! user on this shard (servers broadcast presence to each contact anyway).
 
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tracing::debug;
 
 use super::address::{jid_to_sip_uri, sip_uri_to_jid};
 use super::children::for_each_child;
-use super::inbound::internal_jid;
+use super::inbound::{internal_jid, ListenerFlow};
 use super::outbound_message::{MessageGateway, Pending};
 use super::presence::{pidf_from_presence, presence_from_pidf, Show, XmppPresence};
 use super::subscription::{
@@ -47,6 +55,9 @@ pub type SubKey = (String, String);
 /// Subscriber dialogs per shard at most; more `subscribe`s are answered `unsubscribed`.
 const MAX_SUBSCRIBERS: usize = 65_536;
 
+/// How often the tables are swept for ended state.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
 /// Presence state of one shard.
 pub struct PresenceTables {
     subscribers: HashMap<SubKey, Subscriber>,
@@ -57,13 +68,20 @@ pub struct PresenceTables {
     /// Notifier dialog ⇄ (partner user, internal user).
     dialog_pair: HashMap<DialogKey, SubKey>,
     pair_dialog: HashMap<SubKey, DialogKey>,
+    /// Notifier dialogs whose latest SUBSCRIBE came over a listener connection.
+    flows: HashMap<DialogKey, ListenerFlow>,
+    /// When a sweep first saw a subscriber ended.
+    ended_at: HashMap<SubKey, Instant>,
+    /// How long an ended subscriber is kept (answers the NOTIFY terminated of its unsubscribe).
+    linger: Duration,
+    sweep_at: Instant,
     sub_cfg: SubscriberConfig,
     ep: LocalEndpoint,
 }
 
 impl PresenceTables {
     /// Empty tables for a shard whose SIP requests carry `via_host`.
-    pub fn new(cfg: &Config, via_host: &str) -> Result<PresenceTables, String> {
+    pub fn new(cfg: &Config, via_host: &str, now: Instant) -> Result<PresenceTables, String> {
         let ep = LocalEndpoint {
             transport: "TCP".into(),
             host: via_host.to_owned(),
@@ -74,20 +92,93 @@ impl PresenceTables {
         let expires = u32::try_from(cfg.limits.subscription_refresh.as_secs())
             .unwrap_or(u32::MAX)
             .max(60);
-        Ok(PresenceTables {
+        let sub_cfg = SubscriberConfig {
+            expires,
+            t1: cfg.sip.t1,
+            ..SubscriberConfig::default()
+        };
+        Ok(PresenceTables::with_parts(
+            sub_cfg,
+            NotifierConfig::default(),
+            ep,
+            &seed,
+            now,
+        ))
+    }
+
+    /// Empty tables from their parts (`seed`: random, for the notifiers' tags and branches).
+    pub fn with_parts(
+        sub_cfg: SubscriberConfig,
+        notifier_cfg: NotifierConfig,
+        ep: LocalEndpoint,
+        seed: &str,
+        now: Instant,
+    ) -> PresenceTables {
+        PresenceTables {
             subscribers: HashMap::new(),
             by_call_id: HashMap::new(),
             last: HashMap::new(),
-            notifiers: Notifiers::new(NotifierConfig::default(), ep.clone(), &seed),
+            notifiers: Notifiers::new(notifier_cfg, ep.clone(), seed),
             dialog_pair: HashMap::new(),
             pair_dialog: HashMap::new(),
-            sub_cfg: SubscriberConfig {
-                expires,
-                t1: cfg.sip.t1,
-                ..SubscriberConfig::default()
-            },
+            flows: HashMap::new(),
+            ended_at: HashMap::new(),
+            linger: sub_cfg.t1.saturating_mul(64),
+            sweep_at: now + SWEEP_EVERY,
+            sub_cfg,
             ep,
-        })
+        }
+    }
+
+    /// Drops ended state: subscribers ended for longer than the linger, and the last presence,
+    /// Call-ID index entries, dialog pairs and flows of dialogs that no longer exist. Runs
+    /// every `SWEEP_EVERY` from the timers ([`Self::poll_timeout`] includes it).
+    pub fn sweep(&mut self, now: Instant) {
+        self.sweep_at = now + SWEEP_EVERY;
+        let ended = |s: &Subscriber| matches!(s.state(), SubscriberState::Terminated(_));
+        for (k, s) in &self.subscribers {
+            if ended(s) && !self.ended_at.contains_key(k) {
+                self.ended_at.insert(k.clone(), now);
+            }
+        }
+        let linger = self.linger;
+        let subscribers = &mut self.subscribers;
+        self.ended_at.retain(|k, since| {
+            let Some(s) = subscribers.get(k) else {
+                return false;
+            };
+            if !ended(s) {
+                return false; // replaced by a new subscription
+            }
+            if now.saturating_duration_since(*since) >= linger {
+                subscribers.remove(k);
+                return false;
+            }
+            true
+        });
+        let subscribers = &self.subscribers;
+        self.last.retain(|k, _| subscribers.contains_key(k));
+        self.by_call_id.retain(|_, k| subscribers.contains_key(k));
+        let notifiers = &self.notifiers;
+        self.dialog_pair.retain(|dk, _| notifiers.contains(dk));
+        self.pair_dialog.retain(|_, dk| notifiers.contains(dk));
+        self.flows.retain(|dk, _| notifiers.contains(dk));
+    }
+
+    /// Listener flow `flow` is closed: its dialogs' requests go to the next hop from now on.
+    pub fn forget_flow(&mut self, flow: ListenerFlow) {
+        self.flows.retain(|_, f| *f != flow);
+    }
+
+    /// Entries held: (subscribers, last presences, notifier dialogs, dialog pairs, flows).
+    pub fn sizes(&self) -> (usize, usize, usize, usize, usize) {
+        (
+            self.subscribers.len(),
+            self.last.len(),
+            self.notifiers.len(),
+            self.dialog_pair.len(),
+            self.flows.len(),
+        )
     }
 
     /// Earliest timer of any dialog.
@@ -97,10 +188,11 @@ impl PresenceTables {
             .values()
             .filter_map(|s| s.poll_timeout())
             .min();
-        match (subs, self.notifiers.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let due = match (subs, self.notifiers.poll_timeout()) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(self.sweep_at),
+        };
+        Some(due.min(self.sweep_at))
     }
 
     fn forget_subscriber(&mut self, key: &SubKey) {
@@ -114,8 +206,8 @@ impl PresenceTables {
 pub enum Later {
     /// A SUBSCRIBE of subscription `SubKey`.
     Subscribe(SubKey, OutRequest),
-    /// A NOTIFY of a notifier dialog.
-    Notify(DialogKey, OutRequest),
+    /// A NOTIFY of a notifier dialog, over the listener flow its SUBSCRIBE came on (if open).
+    Notify(DialogKey, OutRequest, Option<ListenerFlow>),
 }
 
 /// What a SUBSCRIBE/NOTIFY from the internal side produced.
@@ -301,8 +393,15 @@ impl MessageGateway {
     /// A SUBSCRIBE or NOTIFY from the internal side, for a user this shard owns. Returns the
     /// response to send on the request's flow and the requests to send after it (a NOTIFY
     /// must not overtake the 200 that creates its dialog): hand those to [`Self::send_later`].
-    pub async fn on_sip_request(&self, ctx: &Rc<EdgeContext>, m: &SipMessage) -> SipAnswer {
-        let mut answer = self.sip_request(ctx, m).await;
+    /// `flow`: the listener connection the request came on (`None`: the next-hop flow); a
+    /// SUBSCRIBE's dialog sends its NOTIFYs there.
+    pub async fn on_sip_request(
+        &self,
+        ctx: &Rc<EdgeContext>,
+        m: &SipMessage,
+        flow: Option<ListenerFlow>,
+    ) -> SipAnswer {
+        let mut answer = self.sip_request(ctx, m, flow).await;
         if answer.response.is_none() {
             // Every request gets an answer, even when a dialog produced none.
             answer.response = refuse(m, 500, "Server Internal Error");
@@ -310,7 +409,12 @@ impl MessageGateway {
         answer
     }
 
-    async fn sip_request(&self, ctx: &Rc<EdgeContext>, m: &SipMessage) -> SipAnswer {
+    async fn sip_request(
+        &self,
+        ctx: &Rc<EdgeContext>,
+        m: &SipMessage,
+        flow: Option<ListenerFlow>,
+    ) -> SipAnswer {
         let now = Instant::now();
         match m.method() {
             Some("NOTIFY") => {
@@ -336,7 +440,12 @@ impl MessageGateway {
                 }
             }
             Some("SUBSCRIBE") => {
-                let Some(pair) = subscribe_pair(ctx, m) else {
+                // In a dialog the Request-URI is our Contact: the dialog names the pair.
+                let known = in_dialog(m).and_then(|dk| {
+                    let t = self.presence.borrow();
+                    t.dialog_pair.get(&dk).cloned()
+                });
+                let Some(pair) = known.or_else(|| subscribe_pair(ctx, m)) else {
                     return SipAnswer::only(refuse(m, 403, "Forbidden"));
                 };
                 let result = self
@@ -351,7 +460,8 @@ impl MessageGateway {
                         evs
                     }
                 };
-                // Remember which pair each new dialog belongs to before acting on its events.
+                // Remember which pair each new dialog belongs to, and the flow its latest
+                // SUBSCRIBE came on, before acting on its events.
                 {
                     let mut t = self.presence.borrow_mut();
                     for ev in &evs {
@@ -360,6 +470,10 @@ impl MessageGateway {
                                 t.dialog_pair.insert(dk.clone(), pair.clone());
                                 t.pair_dialog.insert(pair.clone(), dk.clone());
                             }
+                            match flow {
+                                Some(f) => t.flows.insert(dk.clone(), f),
+                                None => t.flows.remove(dk),
+                            };
                         }
                     }
                 }
@@ -424,7 +538,10 @@ impl MessageGateway {
         for ev in evs {
             match ev {
                 NotifierEvent::Respond(bytes) => response = Some(bytes),
-                NotifierEvent::Send(dk, req) => later.push(Later::Notify(dk, req)),
+                NotifierEvent::Send(dk, req) => {
+                    let flow = self.presence.borrow().flows.get(&dk).copied();
+                    later.push(Later::Notify(dk, req, flow));
+                }
                 NotifierEvent::AskXmpp(dk) => {
                     let pair = self.presence.borrow().dialog_pair.get(&dk).cloned();
                     if let Some(pair) = pair {
@@ -434,6 +551,7 @@ impl MessageGateway {
                 NotifierEvent::Ended(dk, reason) => {
                     let pair = {
                         let mut t = self.presence.borrow_mut();
+                        t.flows.remove(&dk);
                         let pair = t.dialog_pair.remove(&dk);
                         if let Some(p) = &pair {
                             if t.pair_dialog.get(p) == Some(&dk) {
@@ -442,9 +560,8 @@ impl MessageGateway {
                         }
                         pair
                     };
-                    if let (Some(pair), EndReason::Unsubscribed) = (pair, reason) {
-                        // The internal user ended it (Expires: 0): RFC 8048 `unsubscribe`.
-                        self.tell(ctx, &pair, Some("unsubscribe"), None).await;
+                    if let (Some(pair), Some(kind)) = (pair, xmpp_type_for_notifier_end(&reason)) {
+                        self.tell(ctx, &pair, Some(kind), None).await;
                     }
                 }
             }
@@ -494,10 +611,10 @@ impl MessageGateway {
                         .unwrap_or_default();
                     self.subscriber_events(ctx, &key, evs, &mut more).await;
                 }
-                Later::Notify(dk, req) => {
+                Later::Notify(dk, req, flow) => {
                     let pending = Pending::Notify(dk.clone());
                     if self
-                        .transmit(ctx, req.bytes, &req.branch, req.method, pending)
+                        .transmit_on(ctx, req.bytes, &req.branch, req.method, pending, flow)
                         .await
                     {
                         continue;
@@ -569,6 +686,10 @@ impl MessageGateway {
         }
         let evs = self.presence.borrow_mut().notifiers.handle_timeout(now);
         self.notifier_events_now(ctx, evs).await;
+        let mut t = self.presence.borrow_mut();
+        if t.sweep_at <= now {
+            t.sweep(now);
+        }
     }
 
     /// Sends a presence stanza from the internal user to the partner user.
@@ -605,6 +726,28 @@ fn subscribe_pair(ctx: &EdgeContext, m: &SipMessage) -> Option<SubKey> {
         return None;
     }
     Some((partner, internal))
+}
+
+/// The notifier dialog an in-dialog request (To with a tag) names: (Call-ID, From tag, To tag).
+fn in_dialog(m: &SipMessage) -> Option<DialogKey> {
+    let local_tag = m.to().ok()?.tag()?.to_owned();
+    let remote_tag = m.from().ok()?.tag()?.to_owned();
+    Some(DialogKey {
+        call_id: m.call_id().ok()?.to_owned(),
+        remote_tag,
+        local_tag,
+    })
+}
+
+/// What the partner user hears when an internal user's subscription to them ends: the
+/// internal user's own `Expires: 0` is RFC 8048's `unsubscribe`; a request the partner left
+/// unanswered is withdrawn the same way (RFC 6121 §3.3: `unsubscribe` also cancels a pending
+/// request). Other ends (expiry, NOTIFY failures, the partner's own `unsubscribed`) say nothing.
+pub fn xmpp_type_for_notifier_end(reason: &EndReason) -> Option<&'static str> {
+    match reason {
+        EndReason::Unsubscribed | EndReason::Unanswered => Some("unsubscribe"),
+        _ => None,
+    }
 }
 
 fn refuse(m: &SipMessage, code: u16, reason: &str) -> Option<Vec<u8>> {
@@ -684,3 +827,6 @@ pub fn xmpp_presence(s: &Stanza) -> XmppPresence {
     });
     p
 }
+
+#[cfg(test)]
+mod tests;

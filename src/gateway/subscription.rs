@@ -72,6 +72,10 @@ pub enum EndReason {
     Invariant,
     /// `reason=timeout`, or (notifier side) not refreshed in time.
     Timeout,
+    /// (Notifier side) the XMPP user did not answer the `subscribe` within
+    /// [`NotifierConfig::answer_timeout`]: ended with `reason=giveup` (RFC 6665 §4.1.3: the
+    /// notifier "could not obtain authorization in a timely fashion").
+    Unanswered,
     /// `reason=deactivated` a second time (re-subscribing was already tried).
     Deactivated,
     /// `reason=probation`/`giveup` a second time.
@@ -636,6 +640,9 @@ pub struct NotifierConfig {
     pub max_per_owner: usize,
     /// Dialogs in all at most.
     pub max_dialogs: usize,
+    /// A dialog still `pending` this long after its first SUBSCRIBE ends (`giveup`), however
+    /// often it is refreshed: an unanswered request must not hold state forever.
+    pub answer_timeout: Duration,
 }
 
 impl Default for NotifierConfig {
@@ -646,6 +653,9 @@ impl Default for NotifierConfig {
             max_expires: 3600,
             max_per_owner: 64,
             max_dialogs: 65536,
+            // RFC 3856's default presence subscription period: a watcher that refreshes at
+            // least once gets its answer window, and no more.
+            answer_timeout: Duration::from_secs(3600),
         }
     }
 }
@@ -726,7 +736,12 @@ struct NDialog {
     cseq: u32,
     remote_cseq: u32,
     state: NState,
+    /// When the subscription ends unless refreshed.
     expires_at: Instant,
+    /// While pending: when it ends unanswered.
+    answer_by: Option<Instant>,
+    /// The dialog's timer (the earlier of the two above), keyed with `gen` in `expiry`.
+    timer_at: Instant,
     gen: u64,
     pidf: Option<Bytes>,
 }
@@ -775,20 +790,34 @@ impl Notifiers {
     }
 
     fn set_expiry(&mut self, key: &DialogKey, at: Instant) {
+        if let Some(d) = self.dialogs.get_mut(key) {
+            d.expires_at = at;
+        }
+        self.arm(key);
+    }
+
+    /// (Re)arms the dialog's timer at the earlier of its expiry and its answer deadline.
+    fn arm(&mut self, key: &DialogKey) {
         let g = self.next();
         if let Some(d) = self.dialogs.get_mut(key) {
-            self.expiry.remove(&(d.expires_at, d.gen));
+            self.expiry.remove(&(d.timer_at, d.gen));
             self.by_gen.remove(&d.gen);
-            d.expires_at = at;
+            let at = d.answer_by.map_or(d.expires_at, |a| a.min(d.expires_at));
+            d.timer_at = at;
             d.gen = g;
             self.expiry.insert((at, g));
             self.by_gen.insert(g, key.clone());
         }
     }
 
+    /// Whether dialog `key` is live.
+    pub fn contains(&self, key: &DialogKey) -> bool {
+        self.dialogs.contains_key(key)
+    }
+
     fn remove(&mut self, key: &DialogKey) -> Option<NDialog> {
         let d = self.dialogs.remove(key)?;
-        self.expiry.remove(&(d.expires_at, d.gen));
+        self.expiry.remove(&(d.timer_at, d.gen));
         self.by_gen.remove(&d.gen);
         if let Some(c) = self.per_owner.get_mut(&d.owner) {
             *c -= 1;
@@ -989,6 +1018,7 @@ impl Notifiers {
             local_tag: local_tag.clone(),
         };
         let g = self.next();
+        let answer_by = now + self.cfg.answer_timeout;
         self.dialogs.insert(
             key.clone(),
             NDialog {
@@ -1003,11 +1033,13 @@ impl Notifiers {
                 remote_cseq: seq,
                 state: NState::Pending,
                 expires_at: until,
+                answer_by: Some(answer_by),
+                timer_at: answer_by.min(until),
                 gen: g,
                 pidf: None,
             },
         );
-        self.expiry.insert((until, g));
+        self.expiry.insert((answer_by.min(until), g));
         self.by_gen.insert(g, key.clone());
         *self.per_owner.entry(owner.to_owned()).or_insert(0) += 1;
         // Contact is mandatory in a 2xx to SUBSCRIBE (RFC 6665 §4.2.1.1).
@@ -1038,6 +1070,9 @@ impl Notifiers {
         let mut out = Vec::new();
         if subscribed {
             d.state = NState::Active;
+            if d.answer_by.take().is_some() {
+                self.arm(key);
+            }
             let v = self.state_value(key, now);
             self.notify(key, &v, &mut out);
         } else {
@@ -1079,16 +1114,32 @@ impl Notifiers {
         self.expiry.first().map(|(t, _)| *t)
     }
 
-    /// Ends subscriptions not refreshed in time: NOTIFY terminated;reason=timeout.
+    /// Ends subscriptions not refreshed in time (NOTIFY terminated;reason=timeout) and those
+    /// the XMPP user left unanswered for `answer_timeout` (NOTIFY terminated;reason=giveup).
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<NotifierEvent> {
         let mut out = Vec::new();
         while let Some(&(t, g)) = self.expiry.first() {
             if t > now {
                 break;
             }
-            self.expiry.pop_first();
-            if let Some(key) = self.by_gen.remove(&g) {
+            let Some(key) = self.by_gen.get(&g).cloned() else {
+                self.expiry.pop_first();
+                continue;
+            };
+            let unanswered = self
+                .dialogs
+                .get(&key)
+                .is_some_and(|d| d.expires_at > now && d.answer_by.is_some_and(|a| a <= now));
+            if unanswered {
+                self.terminate(&key, EndReason::Unanswered, Some("giveup"), &mut out);
+            } else {
                 self.terminate(&key, EndReason::Timeout, Some("timeout"), &mut out);
+            }
+            // `terminate` removed the dialog and its timer; a dialog that vanished without
+            // (no NOTIFY could be built) must not leave the timer behind.
+            if self.expiry.first() == Some(&(t, g)) {
+                self.expiry.pop_first();
+                self.by_gen.remove(&g);
             }
         }
         out
@@ -1504,6 +1555,76 @@ mod tests {
             Some(&NotifierEvent::Ended(key, EndReason::Timeout))
         );
         assert!(n.is_empty());
+    }
+
+    fn short_answer() -> Notifiers {
+        let cfg = NotifierConfig {
+            answer_timeout: Duration::from_secs(300),
+            ..NotifierConfig::default()
+        };
+        Notifiers::new(cfg, ep(), "nt")
+    }
+
+    #[test]
+    fn unanswered_pending_subscription_gives_up_despite_refreshes() {
+        let mut n = short_answer();
+        let t0 = Instant::now();
+        let (key, tag) = pending(&mut n, t0);
+        let answer_by = t0 + Duration::from_secs(300);
+        assert_eq!(n.poll_timeout(), Some(answer_by));
+        // A refresh extends the subscription, not the wait for an answer.
+        let t1 = t0 + Duration::from_secs(200);
+        let ev = n
+            .on_subscribe(&sip_subscribe(2, Some(&tag), 600), "romeo@x.example", t1)
+            .unwrap();
+        assert_eq!(nresp(&ev).status(), Some(200));
+        assert_eq!(n.poll_timeout(), Some(answer_by));
+        assert!(n
+            .handle_timeout(answer_by - Duration::from_millis(1))
+            .is_empty());
+        let ev = n.handle_timeout(answer_by);
+        assert_eq!(state_of(&nsent(&ev)[0]), "terminated;reason=giveup");
+        assert_eq!(
+            ev.last(),
+            Some(&NotifierEvent::Ended(key, EndReason::Unanswered))
+        );
+        assert!(n.is_empty());
+        assert_eq!(n.poll_timeout(), None);
+    }
+
+    #[test]
+    fn answered_subscription_outlives_the_answer_timeout() {
+        let mut n = short_answer();
+        let t0 = Instant::now();
+        let (key, _) = pending(&mut n, t0);
+        n.xmpp_answer(&key, true, t0 + Duration::from_secs(10))
+            .unwrap();
+        let end = t0 + Duration::from_secs(600);
+        assert_eq!(n.poll_timeout(), Some(end));
+        assert!(n.handle_timeout(t0 + Duration::from_secs(301)).is_empty());
+        assert!(n.contains(&key));
+        let ev = n.handle_timeout(end);
+        assert_eq!(state_of(&nsent(&ev)[0]), "terminated;reason=timeout");
+        assert!(!n.contains(&key));
+    }
+
+    #[test]
+    fn pending_subscription_not_refreshed_times_out_before_its_answer_deadline() {
+        let cfg = NotifierConfig {
+            answer_timeout: Duration::from_secs(7200),
+            ..NotifierConfig::default()
+        };
+        let mut n = Notifiers::new(cfg, ep(), "nt");
+        let t0 = Instant::now();
+        let (key, _) = pending(&mut n, t0);
+        let end = t0 + Duration::from_secs(600);
+        assert_eq!(n.poll_timeout(), Some(end));
+        let ev = n.handle_timeout(end);
+        assert_eq!(state_of(&nsent(&ev)[0]), "terminated;reason=timeout");
+        assert_eq!(
+            ev.last(),
+            Some(&NotifierEvent::Ended(key, EndReason::Timeout))
+        );
     }
 
     #[test]

@@ -48,6 +48,27 @@ pub enum MeshMsg {
         /// The serialized response.
         bytes: Vec<u8>,
     },
+    /// A request of a dialog owned by shard `owner` (a NOTIFY) to write on this shard's
+    /// listener connection `conn`; when it is closed the bytes go back as
+    /// [`MeshMsg::SipFlowGone`].
+    SipOnFlow {
+        /// The connection on the receiving shard.
+        conn: crate::sip::transport::ConnId,
+        /// The serialized request.
+        bytes: Vec<u8>,
+        /// The shard holding its client transaction.
+        owner: usize,
+    },
+    /// A [`MeshMsg::SipOnFlow`] that could not be written: its connection is closed.
+    SipFlowGone {
+        /// The closed connection.
+        flow: crate::gateway::inbound::ListenerFlow,
+        /// The request, to send over the next hop instead.
+        bytes: Vec<u8>,
+    },
+    /// A response that arrived on a listener connection for a transaction of the receiving
+    /// shard (boxed as [`MeshMsg::SipRequest`] is).
+    SipFlowResponse(Box<crate::sip::SipMessage>),
     /// The fate of a stanza this shard asked another one to send.
     Ack {
         /// The token from [`crate::edge::context::AckTo`].

@@ -10,5 +10,6 @@ pub mod peers;
 pub mod prosody;
 pub mod router;
 pub mod s2s_peer;
+pub mod sip_script;
 pub mod sipp;
 pub mod workdir;

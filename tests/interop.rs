@@ -7,9 +7,11 @@
 mod support;
 
 use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
 
 use stanza_router::pki::ThrowawayCa;
 use support::c2s::C2sClient;
+use support::ejabberd::S2sAuth;
 use support::peers::{Ejabberd, HarnessError, Peer, PeerOptions, Prosody};
 use support::router::{PartnerEntry, RouterSetup, TestRouter};
 use support::workdir::free_port;
@@ -137,6 +139,29 @@ fn prosody_federates_with_dialback_both_ways_when_certificates_are_untrusted() {
     );
 }
 
+/// Whether ejabberd logged an inbound and an outbound authentication with corp.test by `method`.
+fn both_ways(auths: &[S2sAuth], method: &str) -> bool {
+    auths
+        .iter()
+        .any(|a| a.inbound && a.method == method && a.from == "corp.test")
+        && auths
+            .iter()
+            .any(|a| !a.inbound && a.method == method && a.to == "corp.test")
+}
+
+/// ejabberd's s2s authentication log lines, once both directions by `method` are there (its log
+/// is written asynchronously, after the stanzas already flowed) or after 10 s.
+fn auth_events_both_ways(ejabberd: &Ejabberd, method: &str) -> Vec<S2sAuth> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let auths = ejabberd.s2s_auth_events();
+        if both_ways(&auths, method) || Instant::now() > deadline {
+            return auths;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn ejabberd_federates_with_sasl_external_both_ways_when_certificates_are_trusted() {
     let (r, mut p) = setup(64, 65, true, "b.test");
@@ -146,16 +171,8 @@ fn ejabberd_federates_with_sasl_external_both_ways_when_certificates_are_trusted
     let mut alice =
         C2sClient::login(ejabberd.c2s_addr(), "b.test", "alice", "alicepw", "t").unwrap();
     exercise(&mut alice, &|| ejabberd.log_tail(60));
-    let auths = ejabberd.s2s_auth_events();
-    assert!(
-        auths
-            .iter()
-            .any(|a| a.inbound && a.method == "EXTERNAL" && a.from == "corp.test")
-            && auths
-                .iter()
-                .any(|a| !a.inbound && a.method == "EXTERNAL" && a.to == "corp.test"),
-        "{auths:#?}"
-    );
+    let auths = auth_events_both_ways(&ejabberd, "EXTERNAL");
+    assert!(both_ways(&auths, "EXTERNAL"), "{auths:#?}");
 }
 
 #[test]
@@ -167,15 +184,9 @@ fn ejabberd_federates_with_dialback_both_ways_when_certificates_are_untrusted() 
     let mut alice =
         C2sClient::login(ejabberd.c2s_addr(), "b.test", "alice", "alicepw", "t").unwrap();
     exercise(&mut alice, &|| ejabberd.log_tail(80));
-    let auths = ejabberd.s2s_auth_events();
+    let auths = auth_events_both_ways(&ejabberd, "dialback");
     assert!(
-        auths
-            .iter()
-            .any(|a| a.inbound && a.method == "dialback" && a.from == "corp.test")
-            && auths
-                .iter()
-                .any(|a| !a.inbound && a.method == "dialback" && a.to == "corp.test")
-            && auths.iter().all(|a| a.method != "EXTERNAL"),
+        both_ways(&auths, "dialback") && auths.iter().all(|a| a.method != "EXTERNAL"),
         "{auths:#?}"
     );
 }

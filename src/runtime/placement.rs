@@ -28,9 +28,24 @@ pub fn user_shard(bare: &str, shards: usize) -> usize {
     shard_of(bare, shards)
 }
 
+/// The CPU shard `shard` is pinned to: the process's allowed CPUs (its affinity mask, e.g. a
+/// systemd `CPUAffinity=` or `taskset`) taken in order and reused round-robin. `None` when the
+/// mask is unknown (empty).
+pub fn shard_cpu(shard: usize, allowed: &[usize]) -> Option<usize> {
+    (!allowed.is_empty()).then(|| allowed[shard % allowed.len()])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_follow_the_allowed_cpus_in_order_and_wrap() {
+        let allowed = [2, 3, 7];
+        let cpus: Vec<_> = (0..5).map(|i| shard_cpu(i, &allowed)).collect();
+        assert_eq!(cpus, [Some(2), Some(3), Some(7), Some(2), Some(3)]);
+        assert_eq!(shard_cpu(0, &[]), None);
+    }
 
     #[test]
     fn placement_ignores_case_and_is_in_range() {

@@ -59,6 +59,8 @@ pub struct RuntimeOverlay {
     pub read_buffer: Option<usize>,
     /// `runtime.write_batch`.
     pub write_batch: Option<usize>,
+    /// `runtime.huge_pages`.
+    pub huge_pages: Option<bool>,
 }
 
 /// `[limits]` of a profile: only the outbound queue is a tuning knob.
@@ -94,6 +96,7 @@ impl RuntimeOverlay {
         set(&mut r.preempt_timer, self.preempt_timer);
         set(&mut r.read_buffer, self.read_buffer);
         set(&mut r.write_batch, self.write_batch);
+        set(&mut r.huge_pages, self.huge_pages);
     }
 }
 
@@ -168,6 +171,7 @@ impl Profile {
             ("runtime.preempt_timer", r.preempt_timer.is_some()),
             ("runtime.read_buffer", r.read_buffer.is_some()),
             ("runtime.write_batch", r.write_batch.is_some()),
+            ("runtime.huge_pages", r.huge_pages.is_some()),
             (
                 "limits.outbound_queue",
                 self.limits.outbound_queue.is_some(),
@@ -255,7 +259,7 @@ batch = 32
     fn overlays_only_the_keys_it_sets() {
         let p = profile(
             "[runtime]\nshards = 1\nio_memory = \"256KiB\"\nspin_before_park = \"20us\"\n\
-             read_buffer = \"8KiB\"\n[limits]\noutbound_queue = 50\n",
+             read_buffer = \"8KiB\"\nhuge_pages = true\n[limits]\noutbound_queue = 50\n",
         )
         .unwrap();
         assert_eq!(
@@ -265,6 +269,7 @@ batch = 32
                 "runtime.io_memory",
                 "runtime.spin_before_park",
                 "runtime.read_buffer",
+                "runtime.huge_pages",
                 "limits.outbound_queue"
             ]
         );
@@ -274,6 +279,7 @@ batch = 32
         assert_eq!(r.io_memory, 256 * 1024);
         assert_eq!(r.spin_before_park, Duration::from_micros(20));
         assert_eq!(r.read_buffer, 8192);
+        assert!(r.huge_pages);
         assert_eq!(r.batch, 32, "kept from the configuration");
         assert_eq!(r.ring_depth, 128, "kept (default)");
         assert_eq!(cfg.limits.outbound_queue, 50);

@@ -24,7 +24,7 @@ pub const MIN_PREEMPT_TIMER: Duration = Duration::from_micros(100);
 pub const MAX_PREEMPT_TIMER: Duration = Duration::from_secs(10);
 /// `runtime.read_buffer` floor: smaller buffers turn one TLS record into many reads.
 pub const MIN_READ_BUFFER: usize = 512;
-/// `runtime.read_buffer` cap: it is allocated for every open stream.
+/// `runtime.read_buffer` cap (one per shard; a larger read only batches more records).
 pub const MAX_READ_BUFFER: usize = 1 << 20;
 /// `runtime.write_batch` cap.
 pub const MAX_WRITE_BATCH: usize = 65_536;

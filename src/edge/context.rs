@@ -148,6 +148,8 @@ pub struct EdgeContext {
     pub live_streams: Cell<u32>,
     /// The SIP → XMPP side of the gateway on this shard, when `[sip] listen` is configured.
     pub sip_ingress: std::cell::OnceCell<Rc<crate::gateway::inbound::SipIngress>>,
+    /// The read buffer every stream of this shard reads into.
+    pub read_buf: crate::edge::pump::ShardReadBuf,
 }
 
 impl EdgeContext {

@@ -10,7 +10,7 @@ use tracing::{debug, info};
 
 use super::context::{take_slot, EdgeContext, Slot};
 use super::outbound::verify_key;
-use super::pump::{self, Wake};
+use super::pump::{self, IdleRelease, Wake};
 use super::route::route_inbound;
 use super::upgrade;
 use crate::xmpp::error::{StanzaCondition, StreamCondition};
@@ -80,7 +80,7 @@ where
     S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
 {
     let mut out = Vec::new();
-    let mut buf = vec![0u8; ctx.config.runtime.read_buffer];
+    let mut idle = IdleRelease::new(Instant::now());
     loop {
         let mut start_tls = false;
         let mut closed = false;
@@ -152,13 +152,31 @@ where
             session.close();
             continue;
         }
-        let deadline = session
-            .poll_timeout()
-            .map(|d| d.min(Instant::now() + Duration::from_millis(500)));
-        match pump::wait(&mut stream, &mut buf, deadline, Some(rx)).await {
+        let deadline = [
+            session
+                .poll_timeout()
+                .map(|d| d.min(Instant::now() + Duration::from_millis(500))),
+            idle.deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        match pump::wait(&mut stream, &ctx.read_buf, deadline, Some(rx)).await {
             Wake::Read(Ok(0)) | Wake::Read(Err(_)) => return None,
-            Wake::Read(Ok(n)) => session.handle_bytes(&buf[..n], Instant::now(), &**ctx),
-            Wake::Timer => session.handle_timeout(Instant::now()),
+            Wake::Read(Ok(n)) => {
+                let now = Instant::now();
+                idle.on_activity(now);
+                ctx.read_buf
+                    .with(n, |bytes| session.handle_bytes(bytes, now, &**ctx));
+            }
+            Wake::Timer => {
+                let now = Instant::now();
+                if idle.due(now) {
+                    session.release_buffers();
+                    out = Vec::new();
+                }
+                session.handle_timeout(now);
+            }
             Wake::Control(Some(v)) => {
                 session.dialback_verified(&v.originating, &v.receiving, v.answer)
             }

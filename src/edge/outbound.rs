@@ -13,7 +13,7 @@ use rustls_pki_types::ServerName;
 use tracing::{debug, info, warn};
 
 use super::context::{AckTo, Delivery, EdgeContext, OutboundCtl};
-use super::pump::{self, Wake};
+use super::pump::{self, IdleRelease, Wake};
 use super::upgrade;
 use crate::config::{PartnerPolicy, ProxyRoute};
 use crate::edge::dns;
@@ -355,7 +355,7 @@ where
     S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
 {
     let mut out = Vec::new();
-    let mut buf = vec![0u8; ctx.config.runtime.read_buffer];
+    let mut idle = IdleRelease::new(Instant::now());
     loop {
         let mut start_tls = false;
         let mut closed = false;
@@ -397,14 +397,33 @@ where
             continue;
         }
         let ctl = if session.is_ready() { rx } else { None };
-        let deadline = session
-            .poll_timeout()
-            .map(|d| d.min(Instant::now() + Duration::from_millis(500)));
-        match pump::wait(&mut stream, &mut buf, deadline, ctl).await {
+        let deadline = [
+            session
+                .poll_timeout()
+                .map(|d| d.min(Instant::now() + Duration::from_millis(500))),
+            idle.deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        match pump::wait(&mut stream, &ctx.read_buf, deadline, ctl).await {
             Wake::Read(Ok(0)) | Wake::Read(Err(_)) => return Ok(None),
-            Wake::Read(Ok(n)) => session.handle_bytes(&buf[..n], Instant::now(), &**ctx),
-            Wake::Timer => session.handle_timeout(Instant::now()),
+            Wake::Read(Ok(n)) => {
+                let now = Instant::now();
+                idle.on_activity(now);
+                ctx.read_buf
+                    .with(n, |bytes| session.handle_bytes(bytes, now, &**ctx));
+            }
+            Wake::Timer => {
+                let now = Instant::now();
+                if idle.due(now) {
+                    session.release_buffers();
+                    out = Vec::new();
+                }
+                session.handle_timeout(now);
+            }
             Wake::Control(Some(OutboundCtl::Stanza(bytes, ack))) => {
+                idle.on_activity(Instant::now());
                 session.send_stanza(&bytes, Instant::now());
                 ctx.counters.stanzas_out.fetch_add(1, Ordering::Relaxed);
                 ctx.ack(ack, Delivery::Sent);

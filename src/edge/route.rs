@@ -114,7 +114,16 @@ pub async fn send_acked(ctx: &Rc<EdgeContext>, r: Reply, ack: AckTo) {
 
 /// Serves the mesh queue from one other shard, draining it in batches as messages arrive.
 pub async fn serve_mesh(ctx: Rc<EdgeContext>, rx: ConnectedReceiver<MeshMsg>) {
+    // `runtime.batch` bounds how many queued items one turn handles before the shard's other
+    // tasks (its streams) get to run: a burst from another shard cannot starve them.
+    let batch = ctx.config.runtime.batch.max(1);
+    let mut in_turn = 0usize;
     while let Some(msg) = rx.recv().await {
+        in_turn += 1;
+        if in_turn >= batch {
+            in_turn = 0;
+            futures_lite::future::yield_now().await;
+        }
         match msg {
             MeshMsg::ToUser(s) => handle_user(&ctx, s).await,
             MeshMsg::ToRemote {

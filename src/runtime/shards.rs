@@ -96,8 +96,19 @@ impl RouterHandle {
     }
 }
 
+/// Turns transparent huge pages off for this process (`runtime.huge_pages = false`): the flag
+/// applies to mappings the allocator already made as well, from their next page fault on.
+fn disable_huge_pages() {
+    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
+        warn!(error = %e, "could not turn transparent huge pages off (runtime.huge_pages = false)");
+    }
+}
+
 /// Starts the router described by `cfg`.
 pub fn start(cfg: Arc<Config>) -> Result<RouterHandle, StartError> {
+    if !cfg.runtime.huge_pages {
+        disable_huge_pages();
+    }
     let tls = Arc::new(tls_set(&cfg).map_err(StartError::Tls)?);
     let dialback = match &cfg.dialback.secret {
         Some(s) => DialbackSecret::new(s.as_bytes()),
@@ -112,7 +123,11 @@ pub fn start(cfg: Arc<Config>) -> Result<RouterHandle, StartError> {
     };
     let n = cfg.shard_count();
     let counters = Arc::new(SharedCounters::default());
-    let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
+    // The CPUs this process may run on (its affinity mask), so `CPUAffinity=2-7` puts the
+    // shards on 2–7 rather than on 0–5.
+    let allowed: Vec<usize> = core_affinity::get_core_ids()
+        .map(|ids| ids.into_iter().map(|c| c.id).collect())
+        .unwrap_or_default();
     let mut joins = Vec::with_capacity(n);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     for (i, plan) in mesh::plan(n, cfg.runtime.queue_capacity)
@@ -125,7 +140,11 @@ pub fn start(cfg: Arc<Config>) -> Result<RouterHandle, StartError> {
         let dns_servers = dns_servers.clone();
         let counters = counters.clone();
         let ready = ready_tx.clone();
-        let mut builder = LocalExecutorBuilder::new(Placement::Fixed(i % cpus))
+        let placement = match super::placement::shard_cpu(i, &allowed) {
+            Some(cpu) => Placement::Fixed(cpu),
+            None => Placement::Unbound,
+        };
+        let mut builder = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{i}"))
             .io_memory(cfg.runtime.io_memory)
             .ring_depth(cfg.runtime.ring_depth as usize)
@@ -189,6 +208,7 @@ async fn shard_main(
         live_streams: Default::default(),
         gateway: Default::default(),
         sip_ingress: Default::default(),
+        read_buf: crate::edge::pump::ShardReadBuf::new(cfg.runtime.read_buffer),
     });
     if let Some(hop) = &cfg.sip.next_hop {
         // Validated at load; a parse failure here would be our bug, so it is logged, not fatal.

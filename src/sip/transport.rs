@@ -561,7 +561,7 @@ where
             (a, b) => a.or(b),
         };
         let mut end = None;
-        match pump::wait(&mut s, &mut buf, deadline, Some(ctl)).await {
+        match pump::wait_into(&mut s, &mut buf, deadline, Some(ctl)).await {
             Wake::Read(Ok(0)) => end = Some(FlowEnd::PeerClosed),
             Wake::Read(Err(e)) => end = Some(FlowEnd::Io(e.kind())),
             Wake::Read(Ok(n)) => {

@@ -174,6 +174,12 @@ impl OutboundStream {
         self.state == State::Ready && self.authenticated
     }
 
+    /// Gives back buffer memory a quiet stream does not need (the framer keeps only a partial
+    /// element, if any).
+    pub fn release_buffers(&mut self) {
+        self.framer.shrink();
+    }
+
     /// Whether the stream has ended.
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed

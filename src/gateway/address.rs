@@ -18,7 +18,10 @@
 //! Verification: ⚠ RFC 7247 §5/§6 text could not be read in the stored corpora; the mapping
 //! above follows protocol-facts §2 and the brief. The character classes are RFC 3261 §25.1
 //! (`user`, `paramchar`) and RFC 7622 §3.3.1 (localpart exclusions, via `Jid::parse`).
-//! Not done: IDNA (U-label ⇄ A-label) — U-labels are refused with [`MapError::UnicodeDomain`].
+//! IDN: a JID domain with U-labels becomes its A-label form in the SIP URI (SIP hosts are
+//! ASCII, RFC 3261 §25.1); a SIP host with A-labels (`xn--`) becomes U-labels in the JID (the
+//! form RFC 7622 §3.2 compares). Both by UTS #46 processing (the `idna` crate). ⚠ Which
+//! direction RFC 7247 asks for could not be checked; this is what comparison needs.
 
 use super::MapError;
 use crate::xmpp::jid::{Jid, JidError};
@@ -29,16 +32,18 @@ const MAX_URI: usize = 8192;
 /// Maps a JID to a SIP URI: `sip:` + encoded localpart + `@` + domain [+ `;gr=` + resource].
 pub fn jid_to_sip_uri(jid: &str) -> Result<String, MapError> {
     let j = Jid::parse(jid).map_err(jid_error)?;
-    if !j.domain.is_ascii() {
-        return Err(MapError::UnicodeDomain);
-    }
     let mut out = String::with_capacity(jid.len() + 16);
     out.push_str("sip:");
     if let Some(local) = j.local {
         encode(&local.to_lowercase(), is_user_char, &mut out);
         out.push('@');
     }
-    push_lower_ascii(j.domain, &mut out);
+    if j.domain.is_ascii() {
+        push_lower_ascii(j.domain, &mut out);
+    } else {
+        let a_labels = idna::domain_to_ascii(j.domain).map_err(|_| MapError::UnicodeDomain)?;
+        out.push_str(&a_labels);
+    }
     if let Some(res) = j.resource {
         out.push_str(";gr=");
         encode(res, is_param_char, &mut out);
@@ -95,7 +100,15 @@ pub fn sip_uri_to_jid(uri: &str) -> Result<String, MapError> {
         jid.push_str(&decode(user)?.to_lowercase());
         jid.push('@');
     }
-    push_lower_ascii(host, &mut jid);
+    let domain_start = jid.len();
+    if has_a_label(host) {
+        let (u_labels, checked) = idna::domain_to_unicode(host);
+        checked.map_err(|_| MapError::UnicodeDomain)?;
+        jid.push_str(&u_labels);
+    } else {
+        push_lower_ascii(host, &mut jid);
+    }
+    let domain_len = jid.len() - domain_start;
     if let Some(r) = resource {
         jid.push('/');
         jid.push_str(&r);
@@ -104,7 +117,7 @@ pub fn sip_uri_to_jid(uri: &str) -> Result<String, MapError> {
     // decoded '/' or '@' in the userpart would split differently: check the parts we built.
     let parsed = Jid::parse(&jid).map_err(jid_error)?;
     let local_ok = match user {
-        Some(_) => parsed.local.is_some() && parsed.domain.len() == host.len(),
+        Some(_) => parsed.local.is_some() && parsed.domain.len() == domain_len,
         None => parsed.local.is_none(),
     };
     if !local_ok {
@@ -113,6 +126,12 @@ pub fn sip_uri_to_jid(uri: &str) -> Result<String, MapError> {
         ));
     }
     Ok(jid)
+}
+
+/// Whether some label of `host` is an A-label (`xn--`, any case).
+fn has_a_label(host: &str) -> bool {
+    host.split('.')
+        .any(|l| l.len() > 4 && l.as_bytes()[..4].eq_ignore_ascii_case(b"xn--"))
 }
 
 fn strip_scheme(uri: &str) -> Result<&str, MapError> {
@@ -258,11 +277,24 @@ mod tests {
     }
 
     #[test]
-    fn refuses_unicode_domain_and_malformed_jid() {
+    fn idn_domains_map_to_a_labels_and_back_to_u_labels() {
         assert_eq!(
-            jid_to_sip_uri("a@b\u{fc}cher.example"),
-            Err(MapError::UnicodeDomain)
+            jid_to_sip_uri("a@B\u{fc}cher.example").as_deref(),
+            Ok("sip:a@xn--bcher-kva.example")
         );
+        assert_eq!(
+            sip_uri_to_jid("sip:a@XN--BCHER-KVA.example;gr=r1").as_deref(),
+            Ok("a@b\u{fc}cher.example/r1")
+        );
+        assert_eq!(
+            sip_uri_to_jid("sip:a@xn--zz.example"),
+            Err(MapError::UnicodeDomain),
+            "an A-label that does not decode"
+        );
+    }
+
+    #[test]
+    fn refuses_malformed_jid() {
         assert!(matches!(jid_to_sip_uri("a@"), Err(MapError::BadJid(_))));
         assert!(matches!(
             jid_to_sip_uri("a b@example.com"),

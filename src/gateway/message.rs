@@ -187,7 +187,8 @@ pub fn sip_from_xmpp(
 /// refused with 415; a non-UTF-8 body with 400; an oversized one with 413.
 pub fn xmpp_from_sip(s: &SipMessage, limits: &MessageLimits) -> Result<XmppMessage, MapError> {
     let (media, charset) = parse_content_type(&s.content_type);
-    let cap = limits.body_cap();
+    // The RFC 3428 1300-byte rule binds the sender of a MESSAGE; on receipt only our own cap.
+    let cap = limits.max_body;
     if s.body.len() > cap {
         return Err(MapError::TooLarge {
             len: s.body.len(),

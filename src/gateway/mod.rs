@@ -34,7 +34,7 @@ pub enum MapError {
     BadSipUri(&'static str),
     /// A JID (given or produced) is malformed.
     BadJid(&'static str),
-    /// The domain is an internationalized U-label; only ASCII (A-label) domains are mapped.
+    /// The domain is not a valid internationalized domain name (IDNA/UTS #46 refused it).
     UnicodeDomain,
     /// A PIDF or isComposing document was refused (malformed, wrong namespace, DTD, ...).
     BadXml(&'static str),
@@ -92,9 +92,7 @@ impl fmt::Display for MapError {
             MapError::NoMapping(what) => write!(f, "no mapping: {what}"),
             MapError::BadSipUri(why) => write!(f, "malformed SIP URI: {why}"),
             MapError::BadJid(why) => write!(f, "malformed JID: {why}"),
-            MapError::UnicodeDomain => {
-                f.write_str("internationalized domain (U-label): only A-labels are mapped")
-            }
+            MapError::UnicodeDomain => f.write_str("not a valid internationalized domain name"),
             MapError::BadXml(why) => write!(f, "refused XML document: {why}"),
             MapError::TooLarge { len, cap } => write!(f, "{len} bytes exceed the cap of {cap}"),
             MapError::TooDeep => f.write_str("document nests too deeply"),

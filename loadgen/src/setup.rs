@@ -148,7 +148,8 @@ pub fn partner_tls(dir: &Path) -> Result<PartnerTls, SetupError> {
 /// A router config for the loadgen: serves `ca.router_domain` on `router_s2s` with the CA's
 /// router certificate, trusts only the CA, and lists each partner (TLS and SASL required, no
 /// dialback) with `proxy_fqdn` = its loadgen listener. Connection limits leave room for
-/// `connections` inbound streams.
+/// `connections` inbound streams. With `sip_next_hop`, a `[sip]` section sends messages for the
+/// router's users there over TCP (a `loadgen run --sip-sink`).
 pub fn router_toml(
     ca: &CaDir,
     partners: &[String],
@@ -156,6 +157,7 @@ pub fn router_toml(
     partner_listen: &[SocketAddr],
     connections: usize,
     shards: &str,
+    sip_next_hop: Option<SocketAddr>,
 ) -> String {
     let path = |f: &str| toml_string(&ca.dir.join(f).display().to_string());
     let per_partner = connections.div_ceil(partners.len().max(1)) + 16;
@@ -176,6 +178,9 @@ pub fn router_toml(
         path(ROUTER_KEY),
         path(CA_FILE),
     );
+    if let Some(hop) = sip_next_hop {
+        t.push_str(&format!("\n[sip]\nnext_hop = \"sip:{hop};transport=tcp\"\n"));
+    }
     for (p, addr) in partners.iter().zip(partner_listen) {
         t.push_str(&format!(
             "\n[[partner]]\ndomain = {}\ntype = \"federated\"\ntls = \"required\"\nsasl = \"required\"\n\

@@ -169,6 +169,10 @@ pub struct CaArgs {
     /// Partner domains by name instead (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "DOMAIN,...")]
     pub partner_domains: Vec<String>,
+    /// Certificates with DNS-IDs only, no XmppAddr (ejabberd 23.01 fails SASL EXTERNAL on a
+    /// certificate with XmppAddr).
+    #[arg(long)]
+    pub dns_id_only: bool,
 }
 
 /// `loadgen config`.

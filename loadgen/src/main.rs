@@ -28,7 +28,7 @@ fn main() -> ExitCode {
                 Ok(p) => p,
                 Err(e) => return usage(e),
             };
-            match setup::write_ca(&a.dir, &a.router_domain, &partners) {
+            match setup::write_ca_with(&a.dir, &a.router_domain, &partners, !a.dns_id_only) {
                 Ok(()) => {
                     println!(
                         "wrote CA, {} certificate and {} partner domains to {}",

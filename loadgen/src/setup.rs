@@ -81,15 +81,27 @@ fn read(dir: &Path, name: &str) -> Result<String, SetupError> {
 
 /// Creates the CA and writes every file into `dir` (created if missing).
 pub fn write_ca(dir: &Path, router_domain: &str, partners: &[String]) -> Result<(), SetupError> {
+    write_ca_with(dir, router_domain, partners, true)
+}
+
+/// [`write_ca`], the certificates carrying XmppAddr identifiers besides DNS-IDs only when
+/// `xmpp_addr` (ejabberd 23.01 crashes on an XmppAddr in a peer's certificate during SASL
+/// EXTERNAL: `xmpp_stream_pkix:get_cert_domains` badarg).
+pub fn write_ca_with(
+    dir: &Path,
+    router_domain: &str,
+    partners: &[String],
+    xmpp_addr: bool,
+) -> Result<(), SetupError> {
     std::fs::create_dir_all(dir).map_err(|e| SetupError::Io(dir.to_path_buf(), e))?;
     let ca = ThrowawayCa::new("stanza-router loadgen CA")
         .map_err(|e| SetupError::Cert(e.to_string()))?;
     let router = ca
-        .issue(&[router_domain])
+        .issue_with(&[router_domain], xmpp_addr)
         .map_err(|e| SetupError::Cert(e.to_string()))?;
     let names: Vec<&str> = partners.iter().map(String::as_str).collect();
     let partner = ca
-        .issue(&names)
+        .issue_with(&names, xmpp_addr)
         .map_err(|e| SetupError::Cert(e.to_string()))?;
     write_file(dir, CA_FILE, &ca.cert_pem(), false)?;
     write_file(dir, ROUTER_CERT, &router.cert_pem, false)?;

@@ -118,8 +118,8 @@ impl SinkCounts {
 #[derive(Debug)]
 pub struct SinkConn {
     errors: Option<SipErrors>,
-    /// MESSAGEs seen, for the error share.
-    n: u64,
+    /// MESSAGEs seen by the whole sink, for the error share (exact over all connections).
+    n: Arc<AtomicU64>,
     tag: u64,
     /// What this connection saw.
     pub counts: SinkCounts,
@@ -215,9 +215,14 @@ fn has_tag(to: &[u8]) -> bool {
 impl SinkConn {
     /// A connection answering MESSAGEs 200, or `errors.code` for `errors.share` of them.
     pub fn new(errors: Option<SipErrors>) -> SinkConn {
+        SinkConn::sharing(errors, Arc::new(AtomicU64::new(0)))
+    }
+
+    /// As [`SinkConn::new`], the error share counted over every connection sharing `n`.
+    pub fn sharing(errors: Option<SipErrors>, n: Arc<AtomicU64>) -> SinkConn {
         SinkConn {
             errors,
-            n: 0,
+            n,
             tag: 0,
             counts: SinkCounts::default(),
         }
@@ -225,11 +230,11 @@ impl SinkConn {
 
     /// Whether the next MESSAGE gets the error code: spread evenly, `share` of them.
     fn next_is_error(&mut self) -> bool {
-        self.n += 1;
         match self.errors {
             Some(e) if e.share > 0.0 => {
-                let before = ((self.n - 1) as f64 * e.share).floor();
-                let after = (self.n as f64 * e.share).floor();
+                let n = self.n.fetch_add(1, Ordering::Relaxed) + 1;
+                let before = ((n - 1) as f64 * e.share).floor();
+                let after = (n as f64 * e.share).floor();
                 after > before
             }
             _ => false,
@@ -465,14 +470,16 @@ fn accept_loop(
     let mut conns: Vec<JoinHandle<(Recorder, SinkCounts, bool)>> = Vec::new();
     let mut totals = SinkTotals::default();
     let framing = Arc::new(AtomicU64::new(0));
+    let messages = Arc::new(AtomicU64::new(0));
     while !stop.load(Ordering::Acquire) {
         match l.accept() {
             Ok((tcp, _)) => {
                 totals.connections += 1;
                 let (corr, stop) = (corr.clone(), stop.clone());
+                let conn = SinkConn::sharing(errors, messages.clone());
                 let h = thread::Builder::new()
                     .name(format!("sip-sink-{}", totals.connections))
-                    .spawn(move || serve(tcp, errors, &corr, &stop));
+                    .spawn(move || serve(tcp, conn, &corr, &stop));
                 if let Ok(h) = h {
                     conns.push(h);
                 }
@@ -501,12 +508,11 @@ fn accept_loop(
 /// counts and whether it ended on a framing error.
 pub fn serve(
     mut tcp: TcpStream,
-    errors: Option<SipErrors>,
+    mut conn: SinkConn,
     corr: &Correlator,
     stop: &AtomicBool,
 ) -> (Recorder, SinkCounts, bool) {
     let mut rec = Recorder::new();
-    let mut conn = SinkConn::new(errors);
     let _ = tcp.set_nonblocking(false);
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_read_timeout(Some(Duration::from_millis(100)));

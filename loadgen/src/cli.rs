@@ -33,6 +33,8 @@ pub struct Cli {
 }
 
 /// Subcommands.
+// Parsed once per process: the size of the run arguments does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Send load to a running router and report.
@@ -505,7 +507,10 @@ mod tests {
     #[test]
     fn rate_or_closed_loop_is_required_and_exclusive() {
         assert!(run_args("").unwrap().check().is_err());
-        assert!(run_args("--workload idle --connections 5").unwrap().check().is_ok());
+        assert!(run_args("--workload idle --connections 5")
+            .unwrap()
+            .check()
+            .is_ok());
         assert!(run_args("--rate 10 --closed-loop").is_err());
         assert!(run_args("--rate 10").is_ok());
         assert!(run_args("--closed-loop").is_ok());
@@ -611,8 +616,14 @@ mod tests {
     #[test]
     fn sinks_are_exclusive_and_complete() {
         assert!(run_args("--rate 1 --sip-sink 127.0.0.1:5070 --sip-errors 486:2%").is_ok());
-        assert!(run_args("--rate 1 --sip-errors 486:2%").is_err(), "errors need the sink");
-        assert!(run_args("--rate 1 --component 127.0.0.1:5347").is_err(), "secret and domain");
+        assert!(
+            run_args("--rate 1 --sip-errors 486:2%").is_err(),
+            "errors need the sink"
+        );
+        assert!(
+            run_args("--rate 1 --component 127.0.0.1:5347").is_err(),
+            "secret and domain"
+        );
         assert!(run_args(
             "--rate 1 --sip-sink 127.0.0.1:5070 --component 127.0.0.1:5347 \
              --component-secret s --component-domain sink.corp.test"

@@ -75,21 +75,25 @@ pub fn connect(
     let mut framer = Framer::new(FramerLimits::post_auth());
     tcp.write_all(component_header(domain).as_bytes())?;
     let mut buf = vec![0u8; 16384];
-    let id = loop {
-        match next(&mut tcp, &mut framer, &mut buf, deadline, "the stream header")? {
-            Event::StreamOpen(h) => {
-                break h.id.ok_or_else(|| {
-                    S2sError::Protocol("the server's component stream header has no id".into())
-                })?
-            }
-            Event::Stanza(s) => return Err(stanza_error("a stream header", s.as_bytes())),
-            Event::StreamClose => return Err(S2sError::Closed),
-        }
+    let id = match next(
+        &mut tcp,
+        &mut framer,
+        &mut buf,
+        deadline,
+        "the stream header",
+    )? {
+        Event::StreamOpen(h) => h.id.ok_or_else(|| {
+            S2sError::Protocol("the server's component stream header has no id".into())
+        })?,
+        Event::Stanza(s) => return Err(stanza_error("a stream header", s.as_bytes())),
+        Event::StreamClose => return Err(S2sError::Closed),
     };
     let digest = handshake_digest(&id, secret);
     tcp.write_all(format!("<handshake>{digest}</handshake>").as_bytes())?;
     match next(&mut tcp, &mut framer, &mut buf, deadline, "<handshake/>")? {
-        Event::Stanza(s) if s.kind() == StanzaKind::Other && s.as_bytes().starts_with(b"<handshake") => {
+        Event::Stanza(s)
+            if s.kind() == StanzaKind::Other && s.as_bytes().starts_with(b"<handshake") =>
+        {
             Ok(Component { tcp, framer })
         }
         Event::Stanza(s) => Err(stanza_error("<handshake/>", s.as_bytes())),
@@ -122,7 +126,11 @@ fn next(
         match tcp.read(buf) {
             Ok(0) => return Err(S2sError::Closed),
             Ok(n) => framer.feed(&buf[..n]),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -140,7 +148,8 @@ impl Component {
                 match self.framer.next_event() {
                     Ok(Some(Event::Stanza(s))) => {
                         let b = s.as_bytes();
-                        match b.starts_with(b"<message")
+                        match b
+                            .starts_with(b"<message")
                             .then(|| seq_from_body_bytes(b))
                             .flatten()
                         {
@@ -172,7 +181,11 @@ impl Component {
                     at = Instant::now();
                     self.framer.feed(&buf[..n]);
                 }
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
                     counts.closed_early = !stop.load(Ordering::Acquire);
@@ -198,7 +211,10 @@ mod tests {
             "2424e333f9ced80256cbbc8d1e7d2287124e8609"
         );
         // SHA-1 of the empty string (FIPS 180 test vector).
-        assert_eq!(handshake_digest("", ""), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(
+            handshake_digest("", ""),
+            "da39a3ee5e6b4b0d3255bfef95601890afd80709"
+        );
     }
 
     /// A scripted server: checks the header and the digest, accepts, sends two messages.

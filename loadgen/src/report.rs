@@ -7,11 +7,11 @@ use std::sync::atomic::Ordering;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::correlator::CONDITIONS;
 use crate::component::ComponentCounts;
+use crate::correlator::CONDITIONS;
 use crate::procstat::ProcUsage;
-use crate::sip_sink::SinkTotals;
 use crate::run::{Mode, RunPlan, RunResult, Sample};
+use crate::sip_sink::SinkTotals;
 use crate::workload::{BodySize, Workload};
 
 /// Latency summary, milliseconds.
@@ -302,8 +302,8 @@ impl Report {
             && o.unexpected == 0
             && o.unmatched == 0
             && e.connect + e.handshake + e.accept + e.io + e.closed_by_router == 0
-            && self.sip_sink.map_or(true, |s| s.framing_errors == 0)
-            && self.component.map_or(true, |c| !c.closed_early)
+            && self.sip_sink.is_none_or(|s| s.framing_errors == 0)
+            && self.component.is_none_or(|c| !c.closed_early)
     }
 
     /// Pretty JSON.
@@ -373,7 +373,11 @@ impl Report {
                 "  component: {} messages, {} other stanzas{}",
                 c.messages,
                 c.other,
-                if c.closed_early { ", closed by the server early" } else { "" }
+                if c.closed_early {
+                    ", closed by the server early"
+                } else {
+                    ""
+                }
             );
         }
         let e = &self.errors;

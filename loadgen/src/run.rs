@@ -503,8 +503,13 @@ fn establish(plan: &RunPlan, tls: &PartnerTls, errors: &ErrorCounts) -> Vec<(Str
                 }
                 let partner = plan.partners[c % plan.partners.len()].clone();
                 let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-                match s2s::connect(plan.router, &partner, &plan.domain, tls.client.clone(), deadline)
-                {
+                match s2s::connect(
+                    plan.router,
+                    &partner,
+                    &plan.domain,
+                    tls.client.clone(),
+                    deadline,
+                ) {
                     Ok(est) => {
                         if let Ok(mut s) = slots[c].lock() {
                             *s = Some((partner, est));
@@ -575,7 +580,9 @@ pub fn idle(
             }
         }
         if !progressed {
-            thread::sleep(Duration::from_millis(100).min(until.saturating_duration_since(Instant::now())));
+            thread::sleep(
+                Duration::from_millis(100).min(until.saturating_duration_since(Instant::now())),
+            );
         }
     }
     let mut scratch = Vec::new();

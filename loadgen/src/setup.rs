@@ -191,7 +191,9 @@ pub fn router_toml(
         path(CA_FILE),
     );
     if let Some(hop) = sip_next_hop {
-        t.push_str(&format!("\n[sip]\nnext_hop = \"sip:{hop};transport=tcp\"\n"));
+        t.push_str(&format!(
+            "\n[sip]\nnext_hop = \"sip:{hop};transport=tcp\"\n"
+        ));
     }
     for (p, addr) in partners.iter().zip(partner_listen) {
         t.push_str(&format!(

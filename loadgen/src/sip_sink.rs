@@ -75,7 +75,9 @@ impl fmt::Display for SinkError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             SinkError::HeadTooLarge => "router sent a SIP header section over 64 KiB",
-            SinkError::BadContentLength => "router sent a SIP message without a valid Content-Length",
+            SinkError::BadContentLength => {
+                "router sent a SIP message without a valid Content-Length"
+            }
             SinkError::BadStartLine => "router sent something that is not a SIP start line",
         })
     }
@@ -324,8 +326,7 @@ impl SinkConn {
                                 return Err(SinkError::BadContentLength);
                             }
                             content_length = Some(
-                                parse_len(&line[colon + 1..])
-                                    .ok_or(SinkError::BadContentLength)?,
+                                parse_len(&line[colon + 1..]).ok_or(SinkError::BadContentLength)?,
                             );
                         }
                         Hdr::Other => {}
@@ -484,8 +485,9 @@ fn accept_loop(
                     conns.push(h);
                 }
             }
+            // Polled so that `stop` is seen; 1 ms keeps the router's first flow waiting little.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                thread::sleep(Duration::from_millis(10));
+                thread::sleep(Duration::from_millis(1));
             }
             Err(_) => thread::sleep(Duration::from_millis(10)),
         }
@@ -533,7 +535,12 @@ pub fn serve(
         let n = match tcp.read(&mut buf[have..]) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 continue
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -541,8 +548,9 @@ pub fn serve(
         };
         let at = Instant::now();
         have += n;
-        let used = match conn.process(&buf[..have], &mut out, |seq| corr.delivered(seq, at, &mut rec))
-        {
+        let used = match conn.process(&buf[..have], &mut out, |seq| {
+            corr.delivered(seq, at, &mut rec)
+        }) {
             Ok(u) => u,
             Err(_) => {
                 framing_error = true;
@@ -629,7 +637,13 @@ mod tests {
     #[test]
     fn error_share_is_spread_and_not_counted_as_delivered() {
         let e: SipErrors = "486:25%".parse().unwrap();
-        assert_eq!(e, SipErrors { code: 486, share: 0.25 });
+        assert_eq!(
+            e,
+            SipErrors {
+                code: 486,
+                share: 0.25
+            }
+        );
         let mut c = SinkConn::new(Some(e));
         let mut out = Vec::new();
         let mut seen = 0;
@@ -654,7 +668,10 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(c.process(&input, &mut out, |_| {}).unwrap(), input.len());
         assert!(out.starts_with(b"\r\nSIP/2.0 200 OK\r\n"));
-        assert_eq!((c.counts.pings, c.counts.options, c.counts.responses), (1, 1, 1));
+        assert_eq!(
+            (c.counts.pings, c.counts.options, c.counts.responses),
+            (1, 1, 1)
+        );
     }
 
     #[test]
@@ -671,7 +688,10 @@ mod tests {
             Err(SinkError::BadStartLine)
         );
         let huge = vec![b'a'; MAX_HEAD + 10];
-        assert_eq!(c.process(&huge, &mut out, |_| {}), Err(SinkError::HeadTooLarge));
+        assert_eq!(
+            c.process(&huge, &mut out, |_| {}),
+            Err(SinkError::HeadTooLarge)
+        );
         assert!("486".parse::<SipErrors>().is_err());
         assert!("200:5%".parse::<SipErrors>().is_err());
         assert!("486:150%".parse::<SipErrors>().is_err());

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use loadgen::report::Report;
 use loadgen::run::{self, Delivery, Mode, RunPlan};
-use loadgen::sip_sink::SipErrors;
 use loadgen::setup;
+use loadgen::sip_sink::SipErrors;
 use loadgen::workload::{BodySize, Workload};
 use stanza_router::config::Config;
 use stanza_router::runtime::shards;
@@ -147,14 +147,22 @@ fn every_message_reaches_the_sip_sink_and_is_counted_delivered() {
     assert_eq!(sink.counts.messages, 1000);
     assert_eq!(sink.counts.no_seq, 0);
     assert_eq!(sink.framing_errors, 0);
-    assert!(sink.connections >= 1, "the router opened a flow to the sink");
+    assert!(
+        sink.connections >= 1,
+        "the router opened a flow to the sink"
+    );
     assert_eq!(report.latency_ms.corrected.count, 1000);
 }
 
 #[test]
 fn closed_loop_with_an_error_share_delivers_the_rest_and_bounces_the_share() {
     let errors: SipErrors = "486:10%".parse().unwrap();
-    let b = bench("sink-closed", Mode::Closed { window: 64 }, 2000, Some(errors));
+    let b = bench(
+        "sink-closed",
+        Mode::Closed { window: 64 },
+        2000,
+        Some(errors),
+    );
     let result = run::run(&b.plan, &b.tls).expect("run starts");
     let report = Report::new(&b.plan, &result);
     let o = &report.outcomes;

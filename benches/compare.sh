@@ -398,7 +398,7 @@ for s in $SERVERS; do
         start_server "$s"
         log "$s: open loop at half its saturation, $HALF_RATE msgs/s"
         loadgen_json "$s" half --rate "$HALF_RATE" --connections "$PARTNERS"
-        HALF=$(jq -r '"\(.latency_ms.corrected.p50 * 1000 | round / 1000) / \(.latency_ms.corrected.p99 * 1000 | round / 1000) ms, lost \(.outcomes.lost), achieved \(.achieved_rate | floor)/s"' "$WORK/$s/half.json")
+        HALF=$(jq -r '"\(.latency_ms.corrected.p50 * 1000 | round / 1000) / \(.latency_ms.corrected.p99 * 1000 | round / 1000) ms, lost \(.outcomes.lost), bounced \(.outcomes.bounced | to_entries | map("\(.key) \(.value)") | join(", ") | if . == "" then "0" else . end) (warm-up included), achieved \(.achieved_rate | floor)/s"' "$WORK/$s/half.json")
     fi
     for f in "$sat" "$fixed"; do
         jq -e '.outcomes.delivered > 0' "$f" >/dev/null ||

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::run::{Mode, RunPlan};
+use crate::run::{Delivery, Mode, RunPlan};
 use crate::setup::{self, CaDir};
+use crate::sip_sink::SipErrors;
 use crate::workload::{BodySize, Workload};
 
 /// Longest run accepted (warm-up + duration + drain).
@@ -32,6 +33,8 @@ pub struct Cli {
 }
 
 /// Subcommands.
+// Parsed once per process: the size of the run arguments does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Send load to a running router and report.
@@ -76,13 +79,9 @@ pub struct RunArgs {
     /// partner).
     #[arg(long, value_name = "C")]
     pub connections: Option<usize>,
-    /// Open loop: constant arrival rate, requests per second.
-    #[arg(
-        long,
-        value_name = "R",
-        required_unless_present = "closed_loop",
-        conflicts_with = "closed_loop"
-    )]
+    /// Open loop: constant arrival rate, requests per second (this or --closed-loop, except
+    /// for --workload idle).
+    #[arg(long, value_name = "R", conflicts_with = "closed_loop")]
     pub rate: Option<f64>,
     /// Closed loop: send as answers come back, at most --window outstanding.
     #[arg(long)]
@@ -129,6 +128,27 @@ pub struct RunArgs {
     /// No progress on stderr.
     #[arg(long)]
     pub quiet: bool,
+    /// Play the internal SIP pool: listen here (the router's `[sip] next_hop`), answer every
+    /// MESSAGE and count it delivered when it arrives.
+    #[arg(long, value_name = "IP:PORT", conflicts_with = "component")]
+    pub sip_sink: Option<SocketAddr>,
+    /// SIP sink: answer this share of MESSAGEs with this code instead of 200, e.g. 486:2%.
+    #[arg(long, value_name = "CODE:SHARE", requires = "sip_sink")]
+    pub sip_errors: Option<SipErrors>,
+    /// Connect to this XEP-0114 component listener of the server under test (Prosody,
+    /// ejabberd) and count messages to users@--component-domain delivered when they arrive.
+    #[arg(
+        long,
+        value_name = "IP:PORT",
+        requires_all = ["component_secret", "component_domain"]
+    )]
+    pub component: Option<SocketAddr>,
+    /// The component's shared secret.
+    #[arg(long, value_name = "S", requires = "component")]
+    pub component_secret: Option<String>,
+    /// The component's domain: messages go to userN@D.
+    #[arg(long, value_name = "D", requires = "component")]
+    pub component_domain: Option<String>,
 }
 
 /// `loadgen ca`.
@@ -151,6 +171,10 @@ pub struct CaArgs {
     /// Partner domains by name instead (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "DOMAIN,...")]
     pub partner_domains: Vec<String>,
+    /// Certificates with DNS-IDs only, no XmppAddr (ejabberd 23.01 fails SASL EXTERNAL on a
+    /// certificate with XmppAddr).
+    #[arg(long)]
+    pub dns_id_only: bool,
 }
 
 /// `loadgen config`.
@@ -177,6 +201,9 @@ pub struct ConfigArgs {
     /// Accept addresses outside loopback.
     #[arg(long)]
     pub allow_remote: bool,
+    /// Write a `[sip]` section whose next hop is this TCP address (a `loadgen run --sip-sink`).
+    #[arg(long, value_name = "IP:PORT")]
+    pub sip_next_hop: Option<SocketAddr>,
 }
 
 /// A refused argument.
@@ -271,6 +298,18 @@ impl RunArgs {
             self.partners.partner_listen,
             self.allow_remote,
         )?;
+        if self.rate.is_none() && !self.closed_loop && self.workload != Workload::Idle {
+            return Err(bad("give --rate R (open loop) or --closed-loop"));
+        }
+        if let Some(a) = self.sip_sink {
+            check_loopback("--sip-sink", a, self.allow_remote)?;
+        }
+        if let Some(a) = self.component {
+            check_loopback("--component", a, self.allow_remote)?;
+        }
+        if let Some(d) = &self.component_domain {
+            check_domain("--component-domain", d)?;
+        }
         if let Some(r) = self.rate {
             if !(r.is_finite() && r > 0.0 && r <= MAX_RATE) {
                 return Err(bad(format!(
@@ -342,7 +381,7 @@ impl RunArgs {
         }
         Ok(RunPlan {
             router: self.router_s2s,
-            domain,
+            domain: domain.clone(),
             partners,
             partner_listen,
             connections,
@@ -360,6 +399,22 @@ impl RunArgs {
             workload: self.workload,
             router_pid: self.router_pid,
             progress: !self.quiet,
+            recipient_domain: self
+                .component_domain
+                .clone()
+                .unwrap_or_else(|| domain.clone()),
+            delivery: match (self.sip_sink, self.component) {
+                (Some(listen), _) => Delivery::SipSink {
+                    listen,
+                    errors: self.sip_errors,
+                },
+                (None, Some(server)) => Delivery::Component {
+                    server,
+                    domain: self.component_domain.clone().unwrap_or_default(),
+                    secret: self.component_secret.clone().unwrap_or_default(),
+                },
+                (None, None) => Delivery::Streams,
+            },
         })
     }
 }
@@ -404,6 +459,9 @@ impl ConfigArgs {
             self.partners.partner_listen,
             self.allow_remote,
         )?;
+        if let Some(a) = self.sip_next_hop {
+            check_loopback("--sip-next-hop", a, self.allow_remote)?;
+        }
         if self.connections == 0 || self.connections > MAX_CONNECTIONS {
             return Err(bad(format!("--connections must be 1..={MAX_CONNECTIONS}")));
         }
@@ -448,7 +506,11 @@ mod tests {
 
     #[test]
     fn rate_or_closed_loop_is_required_and_exclusive() {
-        assert!(run_args("").is_err());
+        assert!(run_args("").unwrap().check().is_err());
+        assert!(run_args("--workload idle --connections 5")
+            .unwrap()
+            .check()
+            .is_ok());
         assert!(run_args("--rate 10 --closed-loop").is_err());
         assert!(run_args("--rate 10").is_ok());
         assert!(run_args("--closed-loop").is_ok());
@@ -548,6 +610,37 @@ mod tests {
         assert!(run_args("--closed-loop --window 2 --connections 3")
             .unwrap()
             .plan(&ca(3))
+            .is_err());
+    }
+
+    #[test]
+    fn sinks_are_exclusive_and_complete() {
+        assert!(run_args("--rate 1 --sip-sink 127.0.0.1:5070 --sip-errors 486:2%").is_ok());
+        assert!(
+            run_args("--rate 1 --sip-errors 486:2%").is_err(),
+            "errors need the sink"
+        );
+        assert!(
+            run_args("--rate 1 --component 127.0.0.1:5347").is_err(),
+            "secret and domain"
+        );
+        assert!(run_args(
+            "--rate 1 --sip-sink 127.0.0.1:5070 --component 127.0.0.1:5347 \
+             --component-secret s --component-domain sink.corp.test"
+        )
+        .is_err());
+        let r = run_args(
+            "--rate 1 --workload messages --component 127.0.0.1:5347 --component-secret s \
+             --component-domain sink.corp.test",
+        )
+        .unwrap();
+        let p = r.plan(&ca(1)).unwrap();
+        assert_eq!(p.recipient_domain, "sink.corp.test");
+        assert_eq!(p.domain, "corp.test");
+        assert!(matches!(p.delivery, Delivery::Component { .. }));
+        assert!(run_args("--rate 1 --sip-sink 10.0.0.1:5070")
+            .unwrap()
+            .check()
             .is_err());
     }
 

@@ -331,6 +331,20 @@ pub fn seq_from_body(body: &str) -> Option<u64> {
     rest[..end].parse().ok()
 }
 
+/// [`seq_from_body`] over raw bytes (a SIP body, a stanza), without a UTF-8 check.
+pub fn seq_from_body_bytes(body: &[u8]) -> Option<u64> {
+    let at = memchr::memmem::find(body, BODY_MARKER.as_bytes())? + BODY_MARKER.len();
+    let digits = body[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 19 {
+        return None;
+    }
+    Some(
+        body[at..at + digits]
+            .iter()
+            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0')),
+    )
+}
+
 /// Latency histograms and outcome counts of one observing thread.
 #[derive(Debug, Clone)]
 pub struct Recorder {
@@ -513,6 +527,8 @@ mod tests {
         assert_eq!(seq_from_id("lg-"), None);
         assert_eq!(seq_from_body("seq=9"), Some(9));
         assert_eq!(seq_from_body("no sequence"), None);
+        assert_eq!(seq_from_body_bytes(b"<body>seq=77 x</body>"), Some(77));
+        assert_eq!(seq_from_body_bytes(b"seq=x"), None);
     }
 
     #[test]

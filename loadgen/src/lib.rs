@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod component;
 pub mod correlator;
 pub mod html;
 pub mod procstat;
@@ -17,4 +18,5 @@ pub mod run;
 pub mod s2s;
 pub mod schedule;
 pub mod setup;
+pub mod sip_sink;
 pub mod workload;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use loadgen::cli::{Cli, Command};
+use loadgen::workload::Workload;
 use loadgen::{html, report::Report, run, setup};
 
 /// Exit status for refused arguments (as clap's own errors).
@@ -27,7 +28,7 @@ fn main() -> ExitCode {
                 Ok(p) => p,
                 Err(e) => return usage(e),
             };
-            match setup::write_ca(&a.dir, &a.router_domain, &partners) {
+            match setup::write_ca_with(&a.dir, &a.router_domain, &partners, !a.dns_id_only) {
                 Ok(()) => {
                     println!(
                         "wrote CA, {} certificate and {} partner domains to {}",
@@ -64,6 +65,7 @@ fn main() -> ExitCode {
                 &addrs,
                 a.connections,
                 &a.shards,
+                a.sip_next_hop,
             );
             match std::fs::write(&a.out, text) {
                 Ok(()) => {
@@ -92,6 +94,9 @@ fn main() -> ExitCode {
                 Ok(t) => t,
                 Err(e) => return usage(format!("--ca-dir: {e}")),
             };
+            if plan.workload == Workload::Idle {
+                return idle(&plan, &tls);
+            }
             let result = match run::run(&plan, &tls) {
                 Ok(r) => r,
                 Err(e) => return failure(e),
@@ -114,5 +119,37 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// `--workload idle`: one line when the sessions are up (scripts wait for it), one at the end.
+fn idle(plan: &run::RunPlan, tls: &run::PartnerTls) -> ExitCode {
+    use std::io::Write;
+    let result = run::idle(plan, tls, |n| {
+        println!(
+            "idle: {n} of {} sessions established, holding them for {:.0} s",
+            plan.connections,
+            plan.duration.as_secs_f64()
+        );
+        let _ = std::io::stdout().flush();
+    });
+    match result {
+        Ok(r) => {
+            println!(
+                "idle: done, {} held, {} closed by the server early, {} connection errors",
+                r.established,
+                r.closed_early,
+                r.errors.total()
+            );
+            for m in r.errors.messages() {
+                println!("    {m}");
+            }
+            if r.established == plan.connections && r.closed_early == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => failure(e),
     }
 }

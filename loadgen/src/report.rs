@@ -7,9 +7,11 @@ use std::sync::atomic::Ordering;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::component::ComponentCounts;
 use crate::correlator::CONDITIONS;
 use crate::procstat::ProcUsage;
 use crate::run::{Mode, RunPlan, RunResult, Sample};
+use crate::sip_sink::SinkTotals;
 use crate::workload::{BodySize, Workload};
 
 /// Latency summary, milliseconds.
@@ -180,6 +182,12 @@ pub struct Report {
     pub router_process_error: Option<String>,
     /// Per-second throughput.
     pub timeline: Vec<Sample>,
+    /// Where deliveries were observed.
+    pub delivery: String,
+    /// What the SIP sink saw (with `--sip-sink`).
+    pub sip_sink: Option<SinkTotals>,
+    /// What the component saw (with `--component`).
+    pub component: Option<ComponentCounts>,
 }
 
 /// Percentiles of the curve: 0, then 1 - 10^(-k/8) up to 99.999.
@@ -278,6 +286,9 @@ impl Report {
             router_process,
             router_process_error,
             timeline: result.timeline.clone(),
+            delivery: plan.delivery.describe(),
+            sip_sink: result.sip_sink,
+            component: result.component,
         }
     }
 
@@ -291,6 +302,8 @@ impl Report {
             && o.unexpected == 0
             && o.unmatched == 0
             && e.connect + e.handshake + e.accept + e.io + e.closed_by_router == 0
+            && self.sip_sink.is_none_or(|s| s.framing_errors == 0)
+            && self.component.is_none_or(|c| !c.closed_early)
     }
 
     /// Pretty JSON.
@@ -345,6 +358,28 @@ impl Report {
             o.lost_warmup,
             o.not_sent
         );
+        let _ = writeln!(t, "  delivery: {}", self.delivery);
+        if let Some(k) = &self.sip_sink {
+            let c = &k.counts;
+            let _ = writeln!(
+                t,
+                "  SIP sink: {} connections, {} MESSAGEs ({} answered with the error code, {} without seq), {} OPTIONS, {} other, {} framing errors",
+                k.connections, c.messages, c.errors_sent, c.no_seq, c.options, c.other, k.framing_errors
+            );
+        }
+        if let Some(c) = &self.component {
+            let _ = writeln!(
+                t,
+                "  component: {} messages, {} other stanzas{}",
+                c.messages,
+                c.other,
+                if c.closed_early {
+                    ", closed by the server early"
+                } else {
+                    ""
+                }
+            );
+        }
         let e = &self.errors;
         let _ = writeln!(
             t,

@@ -17,10 +17,12 @@ use std::time::{Duration, Instant};
 use rustls::{ClientConfig, ServerConfig};
 use stanza_router::xml::{Event, StanzaKind};
 
+use crate::component::{self, ComponentCounts};
 use crate::correlator::{Correlator, Kind, Recorder};
 use crate::procstat::{self, ProcUsage};
 use crate::s2s::{self, Duplex, Established};
 use crate::schedule::Schedule;
+use crate::sip_sink::{SinkTotals, SipErrors, SipSink};
 use crate::workload::{self, BodySize, Templates, Workload};
 
 /// Bytes collected before a batch is written (one large TLS write).
@@ -31,6 +33,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const MIN_RING: usize = 1 << 20;
 /// Error messages kept for the report.
 const KEEP_MESSAGES: usize = 8;
+/// Stream dialogues run at once while connecting (TLS handshakes are CPU-bound on the server).
+const CONNECT_PARALLEL: usize = 32;
 
 /// How requests are paced.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -82,6 +86,51 @@ pub struct RunPlan {
     pub router_pid: Option<u32>,
     /// Print progress on stderr.
     pub progress: bool,
+    /// Domain of the message recipients `userN@…` (the router's domain, or a component's).
+    pub recipient_domain: String,
+    /// Where deliveries are observed besides the partners' streams.
+    pub delivery: Delivery,
+}
+
+/// Where the loadgen observes messages delivered on the far side of the server under test.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// Nowhere: only answers on the router's outbound streams (pings, bounces).
+    Streams,
+    /// A SIP listener the router's `[sip] next_hop` points to.
+    SipSink {
+        /// Listen address.
+        listen: SocketAddr,
+        /// Error answers for a share of MESSAGEs.
+        errors: Option<SipErrors>,
+    },
+    /// An XEP-0114 external component connected to the server (Prosody, ejabberd).
+    Component {
+        /// The server's component listener.
+        server: SocketAddr,
+        /// The component's domain (messages go to `userN@domain`).
+        domain: String,
+        /// Shared secret.
+        secret: String,
+    },
+}
+
+impl Delivery {
+    /// One line saying where deliveries were observed, and for a component, why it is the fair
+    /// equivalent of the SIP delivery.
+    pub fn describe(&self) -> String {
+        match self {
+            Delivery::Streams => "answers on the router's outbound S2S streams".into(),
+            Delivery::SipSink { listen, .. } => {
+                format!("SIP sink on {listen} (the router's [sip] next_hop): MESSAGEs delivered")
+            }
+            Delivery::Component { server, domain, .. } => format!(
+                "XEP-0114 component {domain} connected to {server}: a server-side sink with no \
+                 roster, offline storage, carbons or client session, the closest equivalent of \
+                 the router's SIP delivery"
+            ),
+        }
+    }
 }
 
 /// The partners' TLS material.
@@ -180,6 +229,10 @@ pub struct RunResult {
     pub measured_seconds: f64,
     /// Router CPU seconds and peak RSS over the measured phase.
     pub router_usage: Option<Result<ProcUsage, String>>,
+    /// What the SIP sink saw.
+    pub sip_sink: Option<SinkTotals>,
+    /// What the component saw.
+    pub component: Option<ComponentCounts>,
 }
 
 /// Why the run could not start.
@@ -189,6 +242,8 @@ pub enum RunError {
     Bind(SocketAddr, std::io::Error),
     /// No connection to the router could be established.
     NoConnection(String),
+    /// The component could not connect or authenticate.
+    Component(String),
     /// A thread could not be spawned.
     Spawn(std::io::Error),
 }
@@ -198,6 +253,7 @@ impl std::fmt::Display for RunError {
         match self {
             RunError::Bind(a, e) => write!(f, "cannot listen on {a} for a partner: {e}"),
             RunError::NoConnection(e) => write!(f, "no connection to the router: {e}"),
+            RunError::Component(e) => write!(f, "component: {e}"),
             RunError::Spawn(e) => write!(f, "cannot start a thread: {e}"),
         }
     }
@@ -225,6 +281,26 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
             .map_err(|e| RunError::Bind(*addr, e))?;
         listeners.push(l);
     }
+    let sink_listener = match &plan.delivery {
+        Delivery::SipSink { listen, .. } => {
+            Some(TcpListener::bind(listen).map_err(|e| RunError::Bind(*listen, e))?)
+        }
+        _ => None,
+    };
+    let component = match &plan.delivery {
+        Delivery::Component {
+            server,
+            domain,
+            secret,
+        } => {
+            let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+            Some(
+                component::connect(*server, domain, secret, deadline)
+                    .map_err(|e| RunError::Component(format!("{domain} at {server}: {e}")))?,
+            )
+        }
+        _ => None,
+    };
     let streams = establish(plan, tls, &errors);
     if streams.is_empty() {
         let why = errors.messages().first().cloned().unwrap_or_default();
@@ -245,6 +321,21 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
         router_streams: AtomicU64::new(0),
     });
 
+    let sink_stop = Arc::new(AtomicBool::new(false));
+    let sip_sink = match (sink_listener, &plan.delivery) {
+        (Some(l), Delivery::SipSink { errors, .. }) => Some(
+            SipSink::start(l, *errors, shared.corr.clone(), sink_stop.clone())
+                .map_err(RunError::Spawn)?,
+        ),
+        _ => None,
+    };
+    let component = match component {
+        Some(c) => {
+            let (corr, stop) = (shared.corr.clone(), sink_stop.clone());
+            Some(spawn("component", move || c.serve(&corr, &stop))?)
+        }
+        None => None,
+    };
     let mut acceptors = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
         let sh = shared.clone();
@@ -275,7 +366,7 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
             plan.workload,
             &partner,
             j,
-            &plan.domain,
+            &plan.recipient_domain,
             plan.users,
             plan.body,
         );
@@ -324,8 +415,20 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
     };
     progress.finish(&shared);
     shared.stop.store(true, Ordering::Release);
+    sink_stop.store(true, Ordering::Release);
 
     let mut recorder = Recorder::new();
+    let sip_sink = sip_sink.map(|s| {
+        let (recs, totals) = s.join();
+        for r in &recs {
+            recorder.merge(r);
+        }
+        totals
+    });
+    let component = component.and_then(|h| h.join().ok()).map(|(r, counts)| {
+        recorder.merge(&r);
+        counts
+    });
     for w in writers {
         let _ = w.join();
     }
@@ -370,6 +473,8 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
         timeline: progress.samples,
         measured_seconds,
         router_usage: usage,
+        sip_sink,
+        component,
     })
 }
 
@@ -383,35 +488,114 @@ fn spawn<T: Send + 'static>(
         .map_err(RunError::Spawn)
 }
 
-/// Opens every connection in parallel; returns the established ones with their partner.
+/// Opens every connection, [`CONNECT_PARALLEL`] dialogues at a time, each within
+/// [`HANDSHAKE_TIMEOUT`]; returns the established ones with their partner, in order.
 fn establish(plan: &RunPlan, tls: &PartnerTls, errors: &ErrorCounts) -> Vec<(String, Established)> {
-    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<(String, Established)>>> =
+        (0..plan.connections).map(|_| Mutex::new(None)).collect();
     thread::scope(|scope| {
-        let handles: Vec<_> = (0..plan.connections)
-            .map(|c| {
-                let partner = plan.partners[c % plan.partners.len()].clone();
-                let cfg = tls.client.clone();
-                scope.spawn(move || {
-                    let r = s2s::connect(plan.router, &partner, &plan.domain, cfg, deadline);
-                    (partner, r)
-                })
-            })
-            .collect();
-        let mut out = Vec::new();
-        for h in handles {
-            match h.join() {
-                Ok((p, Ok(est))) => out.push((p, est)),
-                Ok((p, Err(e))) => {
-                    let counter = match e {
-                        s2s::S2sError::Connect(..) => &errors.connect,
-                        _ => &errors.handshake,
-                    };
-                    errors.note(counter, format!("{p} → {}: {e}", plan.domain));
+        for _ in 0..plan.connections.min(CONNECT_PARALLEL) {
+            scope.spawn(|| loop {
+                let c = next.fetch_add(1, Ordering::Relaxed);
+                if c >= plan.connections {
+                    break;
                 }
-                Err(_) => errors.note(&errors.handshake, "connect thread panicked".into()),
+                let partner = plan.partners[c % plan.partners.len()].clone();
+                let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+                match s2s::connect(
+                    plan.router,
+                    &partner,
+                    &plan.domain,
+                    tls.client.clone(),
+                    deadline,
+                ) {
+                    Ok(est) => {
+                        if let Ok(mut s) = slots[c].lock() {
+                            *s = Some((partner, est));
+                        }
+                    }
+                    Err(e) => {
+                        let counter = match e {
+                            s2s::S2sError::Connect(..) => &errors.connect,
+                            _ => &errors.handshake,
+                        };
+                        errors.note(counter, format!("{partner} → {}: {e}", plan.domain));
+                    }
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .filter_map(|s| s.into_inner().ok().flatten())
+        .collect()
+}
+
+/// What an idle run saw.
+#[derive(Debug)]
+pub struct IdleResult {
+    /// Sessions established and held.
+    pub established: usize,
+    /// Of those, closed by the server while held.
+    pub closed_early: u64,
+    /// Connection errors.
+    pub errors: ErrorCounts,
+}
+
+/// The `idle` workload: opens `plan.connections` authenticated sessions, calls `ready(n)` once
+/// they are all up (n established), holds them for `plan.duration` sending nothing, then closes
+/// them. For measuring the server's memory per idle session.
+pub fn idle(
+    plan: &RunPlan,
+    tls: &PartnerTls,
+    ready: impl FnOnce(usize),
+) -> Result<IdleResult, RunError> {
+    let errors = ErrorCounts::default();
+    let streams = establish(plan, tls, &errors);
+    if streams.is_empty() {
+        let why = errors.messages().first().cloned().unwrap_or_default();
+        return Err(RunError::NoConnection(why));
+    }
+    let established = streams.len();
+    ready(established);
+    let until = Instant::now() + plan.duration;
+    let mut buf = vec![0u8; 4096];
+    let mut closed_early = 0;
+    let mut open: Vec<_> = streams.into_iter().map(|(_, e)| (e, true)).collect();
+    // Watch the sessions while holding them: a server that drops idle sessions early shows.
+    while Instant::now() < until {
+        let mut progressed = false;
+        for (est, alive) in open.iter_mut().filter(|(_, a)| *a) {
+            if !est.duplex.has_readable() {
+                continue;
+            }
+            progressed = true;
+            match est.duplex.pump(&mut est.framer, &mut buf) {
+                Ok(true) => while let Ok(Some(_)) = est.framer.next_event() {},
+                _ => {
+                    *alive = false;
+                    closed_early += 1;
+                }
             }
         }
-        out
+        if !progressed {
+            thread::sleep(
+                Duration::from_millis(100).min(until.saturating_duration_since(Instant::now())),
+            );
+        }
+    }
+    let mut scratch = Vec::new();
+    for (est, alive) in &open {
+        if *alive {
+            let _ = est.duplex.send(b"</stream:stream>", &mut scratch);
+        }
+        est.duplex.shutdown();
+    }
+    Ok(IdleResult {
+        established,
+        closed_early,
+        errors,
     })
 }
 

@@ -223,6 +223,19 @@ impl Duplex {
         Ok(())
     }
 
+    /// Whether a read would not block (data, end of stream or an error are waiting).
+    pub fn has_readable(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut p = libc::pollfd {
+            fd: self.tcp.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, zero timeout.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        n > 0 && p.revents != 0
+    }
+
     /// Closes both directions of the socket (ends a reader blocked on it).
     pub fn shutdown(&self) {
         let _ = self.tcp.shutdown(std::net::Shutdown::Both);

@@ -81,15 +81,27 @@ fn read(dir: &Path, name: &str) -> Result<String, SetupError> {
 
 /// Creates the CA and writes every file into `dir` (created if missing).
 pub fn write_ca(dir: &Path, router_domain: &str, partners: &[String]) -> Result<(), SetupError> {
+    write_ca_with(dir, router_domain, partners, true)
+}
+
+/// [`write_ca`], the certificates carrying XmppAddr identifiers besides DNS-IDs only when
+/// `xmpp_addr` (ejabberd 23.01 crashes on an XmppAddr in a peer's certificate during SASL
+/// EXTERNAL: `xmpp_stream_pkix:get_cert_domains` badarg).
+pub fn write_ca_with(
+    dir: &Path,
+    router_domain: &str,
+    partners: &[String],
+    xmpp_addr: bool,
+) -> Result<(), SetupError> {
     std::fs::create_dir_all(dir).map_err(|e| SetupError::Io(dir.to_path_buf(), e))?;
     let ca = ThrowawayCa::new("stanza-router loadgen CA")
         .map_err(|e| SetupError::Cert(e.to_string()))?;
     let router = ca
-        .issue(&[router_domain])
+        .issue_with(&[router_domain], xmpp_addr)
         .map_err(|e| SetupError::Cert(e.to_string()))?;
     let names: Vec<&str> = partners.iter().map(String::as_str).collect();
     let partner = ca
-        .issue(&names)
+        .issue_with(&names, xmpp_addr)
         .map_err(|e| SetupError::Cert(e.to_string()))?;
     write_file(dir, CA_FILE, &ca.cert_pem(), false)?;
     write_file(dir, ROUTER_CERT, &router.cert_pem, false)?;
@@ -148,7 +160,8 @@ pub fn partner_tls(dir: &Path) -> Result<PartnerTls, SetupError> {
 /// A router config for the loadgen: serves `ca.router_domain` on `router_s2s` with the CA's
 /// router certificate, trusts only the CA, and lists each partner (TLS and SASL required, no
 /// dialback) with `proxy_fqdn` = its loadgen listener. Connection limits leave room for
-/// `connections` inbound streams.
+/// `connections` inbound streams. With `sip_next_hop`, a `[sip]` section sends messages for the
+/// router's users there over TCP (a `loadgen run --sip-sink`).
 pub fn router_toml(
     ca: &CaDir,
     partners: &[String],
@@ -156,6 +169,7 @@ pub fn router_toml(
     partner_listen: &[SocketAddr],
     connections: usize,
     shards: &str,
+    sip_next_hop: Option<SocketAddr>,
 ) -> String {
     let path = |f: &str| toml_string(&ca.dir.join(f).display().to_string());
     let per_partner = connections.div_ceil(partners.len().max(1)) + 16;
@@ -176,6 +190,11 @@ pub fn router_toml(
         path(ROUTER_KEY),
         path(CA_FILE),
     );
+    if let Some(hop) = sip_next_hop {
+        t.push_str(&format!(
+            "\n[sip]\nnext_hop = \"sip:{hop};transport=tcp\"\n"
+        ));
+    }
     for (p, addr) in partners.iter().zip(partner_listen) {
         t.push_str(&format!(
             "\n[[partner]]\ndomain = {}\ntype = \"federated\"\ntls = \"required\"\nsasl = \"required\"\n\

@@ -16,6 +16,9 @@ pub enum Workload {
     Messages,
     /// `iq get` XEP-0199 ping to `DOMAIN`, answered by the router.
     Pings,
+    /// Nothing: open `--connections` authenticated sessions and hold them for `--duration`
+    /// (memory per idle session).
+    Idle,
 }
 
 impl Workload {
@@ -23,7 +26,7 @@ impl Workload {
     pub fn kind(self) -> Kind {
         match self {
             Workload::Messages => Kind::Message,
-            Workload::Pings => Kind::Ping,
+            Workload::Pings | Workload::Idle => Kind::Ping,
         }
     }
 }
@@ -140,6 +143,7 @@ impl Templates {
                 "' from='lg{conn}@{partner}/lg' to='{domain}'><ping xmlns='urn:xmpp:ping'/></iq>"
             ),
             Workload::Messages => format!("' from='lg{conn}@{partner}/lg' to='user"),
+            Workload::Idle => String::new(),
         };
         Templates {
             workload,
@@ -154,6 +158,7 @@ impl Templates {
     pub fn write(&self, seq: u64, out: &mut Vec<u8>) {
         // Writes into a Vec cannot fail.
         let _ = match self.workload {
+            Workload::Idle => Ok(()),
             Workload::Pings => write!(out, "<iq type='get' id='{ID_PREFIX}{seq}{}", self.middle),
             Workload::Messages => {
                 let _ = write!(

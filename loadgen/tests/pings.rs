@@ -94,7 +94,7 @@ fn bench(label: &str, partners: usize, connections: usize, mode: Mode, count: u6
     let listen: Vec<SocketAddr> = (0..partners as u16)
         .map(|i| (IP, base + i).into())
         .collect();
-    let toml = setup::router_toml(&ca, &names, router, &listen, connections, "2");
+    let toml = setup::router_toml(&ca, &names, router, &listen, connections, "2", None);
     let path = dir.0.join("router.toml");
     std::fs::write(&path, &toml).unwrap();
     let cfg = Config::load(&path).unwrap_or_else(|e| panic!("config invalid:\n{e}\n{toml}"));
@@ -118,6 +118,8 @@ fn bench(label: &str, partners: usize, connections: usize, mode: Mode, count: u6
         workload: Workload::Pings,
         router_pid: Some(std::process::id()),
         progress: false,
+        recipient_domain: "corp.test".into(),
+        delivery: run::Delivery::Streams,
     };
     Bench {
         _dir: dir,

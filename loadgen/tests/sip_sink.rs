@@ -1,0 +1,176 @@
+//! Scenario: stanza-router in-process with a config from `setup::router_toml` whose `[sip]
+//! next_hop` is the loadgen's SIP sink; the loadgen sends messages to the router's users over
+//! STARTTLS + SASL EXTERNAL streams and the sink sees them arrive as SIP MESSAGEs. Every message
+//! must be delivered (or, for the chosen error share, bounced back), none lost.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use loadgen::report::Report;
+use loadgen::run::{self, Delivery, Mode, RunPlan};
+use loadgen::setup;
+use loadgen::sip_sink::SipErrors;
+use loadgen::workload::{BodySize, Workload};
+use stanza_router::config::Config;
+use stanza_router::runtime::shards;
+
+const IP: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let p =
+            std::env::temp_dir().join(format!("loadgen-{label}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((IP, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `n` consecutive free ports (partner `i` listens on base + i).
+fn free_port_run(n: u16) -> u16 {
+    for _ in 0..100 {
+        let base = free_port();
+        if base.checked_add(n).is_none() {
+            continue;
+        }
+        if (1..n).all(|i| TcpListener::bind((IP, base + i)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no run of {n} free ports");
+}
+
+fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "router did not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+struct Bench {
+    _dir: TempDir,
+    router: Option<shards::RouterHandle>,
+    plan: RunPlan,
+    tls: run::PartnerTls,
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        if let Some(r) = self.router.take() {
+            r.shutdown();
+        }
+    }
+}
+
+fn bench(label: &str, mode: Mode, count: u64, errors: Option<SipErrors>) -> Bench {
+    let dir = TempDir::new(label);
+    let names = setup::default_partners(2);
+    setup::write_ca(&dir.0, "corp.test", &names).unwrap();
+    let ca = setup::read_ca_dir(&dir.0).unwrap();
+    let router: SocketAddr = (IP, free_port()).into();
+    let sink: SocketAddr = (IP, free_port()).into();
+    let base = free_port_run(2);
+    let listen: Vec<SocketAddr> = (0..2).map(|i| (IP, base + i).into()).collect();
+    let toml = setup::router_toml(&ca, &names, router, &listen, 4, "2", Some(sink));
+    let path = dir.0.join("router.toml");
+    std::fs::write(&path, &toml).unwrap();
+    let cfg = Config::load(&path).unwrap_or_else(|e| panic!("config invalid:\n{e}\n{toml}"));
+    let handle = shards::start(Arc::new(cfg)).expect("router starts");
+    wait_listening(router);
+    let tls = setup::partner_tls(&dir.0).unwrap();
+    let plan = RunPlan {
+        router,
+        domain: "corp.test".into(),
+        partners: names,
+        partner_listen: listen,
+        connections: 4,
+        mode,
+        duration: Duration::from_secs(20),
+        warmup: Duration::ZERO,
+        ramp_up: Duration::ZERO,
+        count: Some(count),
+        drain: Duration::from_secs(10),
+        body: BodySize::Fixed { bytes: 200 },
+        users: 50,
+        workload: Workload::Messages,
+        router_pid: None,
+        progress: false,
+        recipient_domain: "corp.test".into(),
+        delivery: Delivery::SipSink {
+            listen: sink,
+            errors,
+        },
+    };
+    Bench {
+        _dir: dir,
+        router: Some(handle),
+        plan,
+        tls,
+    }
+}
+
+#[test]
+fn every_message_reaches_the_sip_sink_and_is_counted_delivered() {
+    let b = bench("sink-open", Mode::Open { rate: 3000.0 }, 1000, None);
+    let result = run::run(&b.plan, &b.tls).expect("run starts");
+    let report = Report::new(&b.plan, &result);
+    let o = &report.outcomes;
+    assert_eq!(o.lost, 0, "{}", report.text());
+    assert_eq!(o.delivered, 1000, "{}", report.text());
+    assert!(o.bounced.is_empty(), "{}", report.text());
+    assert!(report.clean(), "{}", report.text());
+    let sink = report.sip_sink.expect("sink totals");
+    assert_eq!(sink.counts.messages, 1000);
+    assert_eq!(sink.counts.no_seq, 0);
+    assert_eq!(sink.framing_errors, 0);
+    assert!(
+        sink.connections >= 1,
+        "the router opened a flow to the sink"
+    );
+    assert_eq!(report.latency_ms.corrected.count, 1000);
+}
+
+#[test]
+fn closed_loop_with_an_error_share_delivers_the_rest_and_bounces_the_share() {
+    let errors: SipErrors = "486:10%".parse().unwrap();
+    let b = bench(
+        "sink-closed",
+        Mode::Closed { window: 64 },
+        2000,
+        Some(errors),
+    );
+    let result = run::run(&b.plan, &b.tls).expect("run starts");
+    let report = Report::new(&b.plan, &result);
+    let o = &report.outcomes;
+    assert_eq!(o.lost, 0, "{}", report.text());
+    let sink = report.sip_sink.expect("sink totals");
+    assert_eq!(sink.counts.messages, 2000, "{}", report.text());
+    assert_eq!(sink.counts.errors_sent, 200, "{}", report.text());
+    assert_eq!(o.delivered, 1800, "{}", report.text());
+    let bounced: u64 = o.bounced.values().sum();
+    assert_eq!(bounced, 200, "{}", report.text());
+}

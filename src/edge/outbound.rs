@@ -522,7 +522,9 @@ where
         if !out.is_empty() || !st.unwritten.is_empty() {
             let wrote = pump::write_all(&mut stream, &out).await;
             // Only now do waiting SIP requests learn their stanza's fate: a 200 means written.
-            st.written += st.unwritten.settle(wrote.is_ok(), |a, d| ctx.ack(Some(a), d));
+            st.written += st
+                .unwritten
+                .settle(wrote.is_ok(), |a, d| ctx.ack(Some(a), d));
             if let Err(e) = wrote {
                 st.ended(StreamEnd::ConnectionLost);
                 return Err(e.to_string());

@@ -345,3 +345,25 @@ fn silent_partner_fails_the_queued_messages_with_408_after_stream_establishment(
     assert!(out.all_ok(), "{}", out.diagnostics);
     assert_eq!(sip_counts(&router), (u64::from(n), 0, u64::from(n)));
 }
+
+#[test]
+fn message_to_a_partner_whose_stream_never_comes_up_is_answered_408_before_the_senders_timer_f() {
+    let ca = ThrowawayCa::new("gateway CA").unwrap();
+    let r = 220;
+    let peer_l = listener(r + 1);
+    let sip = SocketAddr::new(ip(r).into(), free_port(ip(r)).unwrap());
+    let mut setup = RouterSetup::new(ip(r), &ca);
+    setup.partners.push(partner(&peer_l, "tls = \"required\""));
+    // T1 = 50 ms: the sender's Timer F is 3.2 s, far below the stream establishment timeout
+    // (60 s): the router answers by itself before the sender gives up.
+    setup.extra = format!("[sip]\nlisten = [\"{sip}\"]\nt1 = \"50ms\"\n");
+    let router = TestRouter::start(setup);
+    let client = uac_many(r, sip, 1, "408");
+    let _silent = peer_l.accept();
+    // SIPp's run ends within the test's deadline (30 s), long before the stream establishment
+    // timeout could: the 408 is the router's own answer to a MESSAGE without a fate.
+    let out = client.wait(deadline()).expect("sipp ends");
+    assert_eq!(out.received_final_codes(), vec![408], "{}", out.messages);
+    assert!(out.all_ok(), "{}", out.diagnostics);
+    assert_eq!(sip_counts(&router), (1, 0, 1));
+}

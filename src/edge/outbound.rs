@@ -108,18 +108,119 @@ async fn run(
     }
     // Dropping the receiver wakes senders still waiting for room: they start a new stream.
     drop(rx);
-    match outcome {
-        Ok(()) if !ctx.shutting_down() => {
-            // The stream closed after working (idle close, peer close): what arrived meanwhile
-            // goes out on a new stream.
+    let fate = match &outcome {
+        Ok(end) => leftover_fate(end.how, end.written, ctx.shutting_down()),
+        Err(why) => Leftover::Fail(why.condition()),
+    };
+    match (fate, outcome) {
+        (Leftover::Retry, _) => {
+            // The stream closed cleanly after carrying stanzas (idle close, peer close): what
+            // arrived meanwhile goes out on a new stream.
             for (b, ack) in left {
                 enqueue(&ctx, local.clone(), remote.clone(), b, ack).await;
             }
         }
-        Ok(()) => fail_all(&ctx, left, StanzaCondition::ServiceUnavailable),
-        Err(why) => {
+        (Leftover::Fail(cond), Ok(end)) => {
+            if !left.is_empty() {
+                warn!(%remote, how = ?end.how, written = end.written, undeliverable = left.len(),
+                    "outbound stream ended with stanzas queued");
+            }
+            fail_all(&ctx, left, cond);
+        }
+        (Leftover::Fail(cond), Err(why)) => {
             warn!(%remote, %why, undeliverable = left.len(), "outbound stream failed");
-            fail_all(&ctx, left, why.condition());
+            fail_all(&ctx, left, cond);
+        }
+    }
+}
+
+/// How an authenticated outbound stream ended, as far as what it left queued is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// Closed cleanly: either side's `</stream:stream>` (our idle close, the peer's close).
+    Clean,
+    /// A stream error, sent or received (RFC 6120 §4.9.1.1: the stream is unrecoverable).
+    StreamError,
+    /// The connection died under the stream: EOF or reset without a close, or a failed write.
+    ConnectionLost,
+}
+
+/// An authenticated stream's end, and how many stanzas it wrote before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    /// How it ended.
+    pub how: StreamEnd,
+    /// Stanzas written to the connection (and acknowledged as sent) while it was up.
+    pub written: u64,
+}
+
+/// What becomes of the stanzas still queued for a stream that ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftover {
+    /// Queue them on a new stream.
+    Retry,
+    /// Fail each with this condition: a waiting SIP request gets its mapped status at once.
+    Fail(StanzaCondition),
+}
+
+/// The fate of what an ended stream left queued (issue 3 §2–§3: no silent loss, and a stream
+/// error fails the stream's pending SIP transactions with a 5xx).
+///
+/// Only a clean close of a stream that carried stanzas is retried on a new stream: each such
+/// round writes at least one stanza, so retrying always ends. A stream error, a dead
+/// connection, or a clean close before anything was written (a peer that closes right after
+/// authenticating would otherwise be reconnected forever) fails them with
+/// `service-unavailable`, which the gateway answers with
+/// [`STREAM_ERROR_STATUS`](crate::gateway::errors::STREAM_ERROR_STATUS) (503).
+pub fn leftover_fate(how: StreamEnd, written: u64, shutting_down: bool) -> Leftover {
+    match how {
+        StreamEnd::Clean if written > 0 && !shutting_down => Leftover::Retry,
+        _ => Leftover::Fail(STREAM_FAILED),
+    }
+}
+
+/// The condition for stanzas a failed authenticated stream could not carry (→ 503 for SIP).
+const STREAM_FAILED: StanzaCondition = StanzaCondition::ServiceUnavailable;
+
+/// Acknowledgements of stanzas handed to the session but not yet written to the connection:
+/// a waiting SIP request hears `Sent` only once its stanza's bytes were written.
+#[derive(Debug, Default)]
+pub struct Unwritten {
+    acks: Vec<AckTo>,
+    stanzas: u64,
+}
+
+impl Unwritten {
+    /// A stanza went into the session's output.
+    pub fn push(&mut self, ack: Option<AckTo>) {
+        self.stanzas += 1;
+        if let Some(a) = ack {
+            self.acks.push(a);
+        }
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.stanzas == 0
+    }
+
+    /// The output holding them was written (`written`) or the write failed: tells each waiting
+    /// party through `ack` (`Sent`, or `Failed(service-unavailable)`) and returns how many
+    /// stanzas were written. Leaves `self` empty, keeping its buffer.
+    pub fn settle(&mut self, written: bool, mut ack: impl FnMut(AckTo, Delivery)) -> u64 {
+        let what = if written {
+            Delivery::Sent
+        } else {
+            Delivery::Failed(STREAM_FAILED)
+        };
+        for a in self.acks.drain(..) {
+            ack(a, what);
+        }
+        let n = std::mem::take(&mut self.stanzas);
+        if written {
+            n
+        } else {
+            0
         }
     }
 }
@@ -176,14 +277,15 @@ async fn deliver(
     local: &str,
     remote: &str,
     rx: &LocalReceiver<OutboundCtl>,
-) -> Result<(), DeliverError> {
+) -> Result<Ended, DeliverError> {
     let policy = ctx.config.policy_for(remote).ok_or(DeliverError::Policy)?;
     let targets = targets(ctx, remote, &policy)
         .await
         .map_err(DeliverError::NotFound)?;
     let mut last = String::from("no targets");
     for t in targets {
-        match connect_and_run(
+        let mut st = RunState::default();
+        let run = connect_and_run(
             ctx,
             local,
             remote,
@@ -192,11 +294,22 @@ async fn deliver(
             Purpose::Deliver,
             Some(rx),
             None,
+            &mut st,
         )
-        .await
-        {
-            Ok(_) => return Ok(()),
-            Err(e) => {
+        .await;
+        match (run, st.end) {
+            // Once authenticated, the stream was this partner's: however it ended, the next
+            // target is not tried with what is left (the caller decides its fate).
+            (_, Some(how)) => {
+                return Ok(Ended {
+                    how,
+                    written: st.written,
+                })
+            }
+            (Ok(_), None) => {
+                last = "stream closed before authentication".into();
+            }
+            (Err(e), None) => {
                 debug!(%remote, addr = %t.addr, error = %e, "target failed");
                 last = e;
             }
@@ -229,6 +342,7 @@ pub async fn verify_key(
             Purpose::VerifyOnly,
             None,
             Some(req.clone()),
+            &mut RunState::default(),
         )
         .await
         {
@@ -287,6 +401,7 @@ async fn connect_and_run(
     purpose: Purpose,
     rx: Option<&LocalReceiver<OutboundCtl>>,
     verify: Option<VerifyRequest>,
+    st: &mut RunState,
 ) -> Result<Option<Result<bool, StanzaCondition>>, String> {
     let connect_timeout = ctx
         .config
@@ -311,36 +426,59 @@ async fn connect_and_run(
     if let Some(v) = verify {
         session.verify(v);
     }
-    let mut st = RunState {
-        answer: None,
-        authenticated: false,
-    };
     let server_name = ServerName::try_from(remote.to_string()).map_err(|e| e.to_string())?;
     if target.direct_tls {
         let (tls, _chain) = upgrade::connect(ctx.tls_client_direct.clone(), server_name, tcp)
             .await
             .map_err(|e| format!("TLS: {e}"))?;
         session.start(Instant::now());
-        drive(ctx, tls, &mut session, rx, &mut st).await?;
+        drive(ctx, tls, &mut session, rx, st).await?;
     } else {
         session.start(now);
-        if let Some(tcp) = drive(ctx, tcp, &mut session, rx, &mut st).await? {
+        if let Some(tcp) = drive(ctx, tcp, &mut session, rx, st).await? {
             let (tls, chain) = upgrade::connect(ctx.tls_client.clone(), server_name, tcp)
                 .await
                 .map_err(|e| format!("TLS: {e}"))?;
             session.tls_established(chain, Instant::now());
-            drive(ctx, tls, &mut session, rx, &mut st).await?;
+            drive(ctx, tls, &mut session, rx, st).await?;
         }
     }
     if purpose == Purpose::Deliver && !st.authenticated {
         return Err("stream closed before authentication".into());
     }
-    Ok(st.answer)
+    Ok(st.answer.take())
 }
 
+/// What one connection attempt learnt.
+#[derive(Default)]
 struct RunState {
     answer: Option<Result<bool, StanzaCondition>>,
     authenticated: bool,
+    /// How the stream ended, once it had authenticated.
+    end: Option<StreamEnd>,
+    /// Stanzas written while authenticated.
+    written: u64,
+    /// Stanzas in the session's output, not yet written.
+    unwritten: Unwritten,
+}
+
+impl RunState {
+    /// Records how an authenticated stream ended (the first cause wins).
+    fn ended(&mut self, how: StreamEnd) {
+        if self.authenticated && self.end.is_none() {
+            self.end = Some(how);
+        }
+    }
+}
+
+/// How a session's close reason counts for what it left queued.
+fn end_of(reason: &CloseReason) -> StreamEnd {
+    match reason {
+        CloseReason::PeerClosed | CloseReason::LocalClose => StreamEnd::Clean,
+        CloseReason::SentError(_)
+        | CloseReason::ReceivedError(_)
+        | CloseReason::NegotiationFailed(_) => StreamEnd::StreamError,
+    }
 }
 
 /// Runs the session over `stream` until it closes (`Ok(None)`) or asks for TLS (`Ok(Some(stream))`).
@@ -375,15 +513,22 @@ where
                     if !matches!(reason, CloseReason::LocalClose | CloseReason::PeerClosed) {
                         debug!(remote = session.remote(), ?reason, "outbound stream closed");
                     }
+                    st.ended(end_of(&reason));
                     closed = true;
                 }
             }
         }
         session.take_output(&mut out, Instant::now());
-        if !out.is_empty() {
-            pump::write_all(&mut stream, &out)
-                .await
-                .map_err(|e| e.to_string())?;
+        if !out.is_empty() || !st.unwritten.is_empty() {
+            let wrote = pump::write_all(&mut stream, &out).await;
+            // Only now do waiting SIP requests learn their stanza's fate: a 200 means written.
+            st.written += st
+                .unwritten
+                .settle(wrote.is_ok(), |a, d| ctx.ack(Some(a), d));
+            if let Err(e) = wrote {
+                st.ended(StreamEnd::ConnectionLost);
+                return Err(e.to_string());
+            }
         }
         if start_tls {
             return Ok(Some(stream));
@@ -407,7 +552,11 @@ where
         .flatten()
         .min();
         match pump::wait(&mut stream, &ctx.read_buf, deadline, ctl).await {
-            Wake::Read(Ok(0)) | Wake::Read(Err(_)) => return Ok(None),
+            Wake::Read(Ok(0)) | Wake::Read(Err(_)) => {
+                // Gone without `</stream:stream>` (a clean close was seen as an event above).
+                st.ended(StreamEnd::ConnectionLost);
+                return Ok(None);
+            }
             Wake::Read(Ok(n)) => {
                 let now = Instant::now();
                 idle.on_activity(now);
@@ -426,7 +575,7 @@ where
                 idle.on_activity(Instant::now());
                 session.send_stanza(&bytes, Instant::now());
                 ctx.counters.stanzas_out.fetch_add(1, Ordering::Relaxed);
-                ctx.ack(ack, Delivery::Sent);
+                st.unwritten.push(ack);
                 // Batch: take what else is already queued, up to runtime.write_batch, before writing.
                 let mut taken = 1;
                 while taken < ctx.config.runtime.write_batch {
@@ -437,11 +586,104 @@ where
                     };
                     session.send_stanza(&more, Instant::now());
                     ctx.counters.stanzas_out.fetch_add(1, Ordering::Relaxed);
-                    ctx.ack(ack, Delivery::Sent);
+                    st.unwritten.push(ack);
                     taken += 1;
                 }
             }
             Wake::Control(None) => session.close(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::errors::{sip_status_for, STREAM_ERROR_STATUS};
+    use crate::xmpp::error::StreamCondition;
+
+    const SU: Leftover = Leftover::Fail(StanzaCondition::ServiceUnavailable);
+
+    #[test]
+    fn leftovers_are_retried_only_after_a_clean_close_of_a_stream_that_carried_stanzas() {
+        let rows: &[(StreamEnd, u64, bool, Leftover)] = &[
+            (StreamEnd::Clean, 3, false, Leftover::Retry),
+            // A peer closing right after authentication would be reconnected forever.
+            (StreamEnd::Clean, 0, false, SU),
+            (StreamEnd::Clean, 3, true, SU),
+            (StreamEnd::StreamError, 0, false, SU),
+            (StreamEnd::StreamError, 7, false, SU),
+            (StreamEnd::ConnectionLost, 0, false, SU),
+            (StreamEnd::ConnectionLost, 7, false, SU),
+            (StreamEnd::ConnectionLost, 7, true, SU),
+        ];
+        for (how, written, shutting_down, want) in rows {
+            assert_eq!(
+                leftover_fate(*how, *written, *shutting_down),
+                *want,
+                "{how:?} after {written} stanzas, shutting down: {shutting_down}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_stream_answers_its_waiting_sip_requests_with_the_stream_error_status() {
+        let Leftover::Fail(cond) = leftover_fate(StreamEnd::StreamError, 1, false) else {
+            panic!("a stream error must fail what is queued");
+        };
+        assert_eq!(sip_status_for(cond), STREAM_ERROR_STATUS);
+        let mut u = Unwritten::default();
+        u.push(Some(AckTo { shard: 0, token: 1 }));
+        let mut got = Vec::new();
+        u.settle(false, |_, d| got.push(d));
+        assert_eq!(got, vec![Delivery::Failed(cond)]);
+    }
+
+    #[test]
+    fn close_reasons_count_as_clean_or_stream_error() {
+        let rows = [
+            (CloseReason::PeerClosed, StreamEnd::Clean),
+            (CloseReason::LocalClose, StreamEnd::Clean),
+            (
+                CloseReason::ReceivedError("system-shutdown".into()),
+                StreamEnd::StreamError,
+            ),
+            (
+                CloseReason::SentError(StreamCondition::ConnectionTimeout),
+                StreamEnd::StreamError,
+            ),
+            (
+                CloseReason::NegotiationFailed("no mechanism"),
+                StreamEnd::StreamError,
+            ),
+        ];
+        for (reason, want) in rows {
+            assert_eq!(end_of(&reason), want, "{reason:?}");
+        }
+    }
+
+    #[test]
+    fn stanzas_are_acknowledged_sent_only_when_their_write_succeeded() {
+        let mut u = Unwritten::default();
+        assert!(u.is_empty());
+        u.push(Some(AckTo { shard: 1, token: 7 }));
+        u.push(None); // a reply of ours: nobody waits
+        u.push(Some(AckTo { shard: 0, token: 8 }));
+        assert!(!u.is_empty());
+        let mut got = Vec::new();
+        assert_eq!(u.settle(true, |a, d| got.push((a.token, d))), 3);
+        assert_eq!(got, vec![(7, Delivery::Sent), (8, Delivery::Sent)]);
+        assert!(u.is_empty());
+
+        // A failed write: nobody hears `Sent`, and nothing counts as written.
+        u.push(Some(AckTo { shard: 0, token: 9 }));
+        got.clear();
+        assert_eq!(u.settle(false, |a, d| got.push((a.token, d))), 0);
+        assert_eq!(
+            got,
+            vec![(9, Delivery::Failed(StanzaCondition::ServiceUnavailable))]
+        );
+        assert!(u.is_empty());
+        // Settling nothing acknowledges nothing.
+        assert_eq!(u.settle(true, |_, _| panic!("no ack expected")), 0);
     }
 }

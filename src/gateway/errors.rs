@@ -102,6 +102,9 @@ pub const TIMEOUT_STATUS: u16 = 408;
 pub const TRANSPORT_FAILURE_STATUS: u16 = 503;
 /// Status sent on every pending SIP transaction of an XMPP stream that failed with a stream
 /// error (protocol-facts: "a 5xx"; our choice of 503 lets the SIP side honour Retry-After). ⚠
+/// The outbound driver fails such stanzas with `service-unavailable`
+/// ([`crate::edge::outbound::leftover_fate`]), which [`sip_status_for`] maps to this status; the
+/// same holds for a connection lost under an authenticated stream.
 pub const STREAM_ERROR_STATUS: u16 = 503;
 
 /// How a SIP client transaction of the gateway ended badly.

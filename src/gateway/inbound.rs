@@ -5,14 +5,20 @@
 //! handed to an authenticated outbound stream; otherwise the RFC 7247 status of what went wrong —
 //! `403` when the sender is not ours or federation with the domain is not allowed, `404` for our
 //! own domains (we host no XMPP users) and unknown partner domains, `408` when the partner could
-//! not be reached, `503` when the router is shutting down. Every MESSAGE received is counted once
-//! as answered 2xx or refused.
+//! not be reached, `503` when the router is shutting down or the partner's stream failed (a
+//! stream error or a lost connection fails the stream's pending MESSAGEs at once). Every MESSAGE
+//! received is counted once as answered 2xx or refused.
+//!
+//! A MESSAGE whose fate is still unknown [`ANSWER_WITHIN_T1`]·T1 after it arrived (the partner's
+//! stream is still coming up: connect and establishment timeouts can be longer than the
+//! sender's Timer F of 64·T1) is answered 408 then, so that the sender hears an answer rather
+//! than timing out; a fate arriving later is ignored.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::{Rc, Weak};
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
@@ -32,6 +38,7 @@ use crate::sip::message::SipMessage;
 use crate::sip::transaction::{response_to, ServerEvent, ServerTransactions, TxConfig, TxKey};
 use crate::sip::transport::{ConnId, ListenerEvent, ListenerHandle, SipHandle};
 use crate::xmpp::answer::Reply;
+use crate::xmpp::error::StanzaCondition;
 use crate::xmpp::jid::{bare_of, domain_of, Jid};
 
 /// Methods we answer (RFC 3261 §20.5 `Allow`).
@@ -77,6 +84,51 @@ struct Waiting {
 /// Why a request was refused before anything was sent: the status and its reason phrase.
 type Refusal = (u16, &'static str);
 
+/// A waiting MESSAGE is answered at the latest this many T1 after it arrived: before the
+/// sender's Timer F (64·T1), with 4·T1 to spare for the way back.
+pub const ANSWER_WITHIN_T1: u32 = 60;
+
+/// When each waiting MESSAGE must be answered at the latest, in arrival order (every entry
+/// gets the same delay, so the queue stays sorted). Entries already answered are skipped when
+/// they come due: the waiting table decides.
+#[derive(Debug)]
+pub struct AnswerBy {
+    within: Duration,
+    queue: VecDeque<(Instant, u64)>,
+}
+
+impl AnswerBy {
+    /// Deadlines `within` after arrival.
+    pub fn new(within: Duration) -> Self {
+        AnswerBy {
+            within,
+            queue: VecDeque::new(),
+        }
+    }
+
+    /// MESSAGE `token` arrived at `now`.
+    pub fn push(&mut self, token: u64, now: Instant) {
+        self.queue.push_back((now + self.within, token));
+    }
+
+    /// The next token due at `now`, oldest first.
+    pub fn pop_due(&mut self, now: Instant) -> Option<u64> {
+        match self.queue.front() {
+            Some(&(at, token)) if at <= now => {
+                self.queue.pop_front();
+                Some(token)
+            }
+            _ => None,
+        }
+    }
+
+    /// When the next entry comes due; with none, `within` from `now` (no earlier deadline can
+    /// appear before then).
+    pub fn next_due(&self, now: Instant) -> Instant {
+        self.queue.front().map_or(now + self.within, |&(at, _)| at)
+    }
+}
+
 /// The SIP → XMPP side of the gateway on one shard.
 pub struct SipIngress {
     ctx: Weak<EdgeContext>,
@@ -84,6 +136,7 @@ pub struct SipIngress {
     next_hop: RefCell<Option<SipHandle>>,
     servers: RefCell<HashMap<Origin, ServerTransactions>>,
     waiting: RefCell<HashMap<u64, Waiting>>,
+    answer_by: RefCell<AnswerBy>,
     next_token: Cell<u64>,
     done: LocalSender<(u64, Delivery)>,
     tx_config: TxConfig,
@@ -108,6 +161,7 @@ impl SipIngress {
             next_hop: RefCell::new(None),
             servers: RefCell::new(HashMap::new()),
             waiting: RefCell::new(HashMap::new()),
+            answer_by: RefCell::new(AnswerBy::new(ctx.config.sip.t1 * ANSWER_WITHIN_T1)),
             next_token: Cell::new(0),
             done,
             tx_config: TxConfig {
@@ -122,6 +176,7 @@ impl SipIngress {
             limits: MessageLimits::default(),
         });
         glommio::spawn_local(run_done(ingress.clone(), done_rx)).detach();
+        glommio::spawn_local(run_answer_by(Rc::downgrade(&ingress))).detach();
         if let Some(events) = events {
             glommio::spawn_local(run_listener(ingress.clone(), events)).detach();
         }
@@ -232,6 +287,7 @@ impl SipIngress {
                 .await;
         }
         self.next_token.set(token + 1);
+        self.answer_by.borrow_mut().push(token, Instant::now());
         self.waiting.borrow_mut().insert(
             token,
             Waiting {
@@ -486,8 +542,72 @@ async fn run_listener(ingress: Rc<SipIngress>, events: LocalReceiver<(ConnId, Li
     }
 }
 
+/// Answers 408 to MESSAGEs whose fate did not arrive within [`ANSWER_WITHIN_T1`]·T1.
+async fn run_answer_by(ingress: Weak<SipIngress>) {
+    loop {
+        let next = match ingress.upgrade() {
+            Some(i) => i.answer_by.borrow().next_due(Instant::now()),
+            None => return,
+        };
+        glommio::timer::sleep(next.saturating_duration_since(Instant::now())).await;
+        let Some(i) = ingress.upgrade() else { return };
+        loop {
+            let due = i.answer_by.borrow_mut().pop_due(Instant::now());
+            let Some(token) = due else { break };
+            if i.waiting.borrow().contains_key(&token) {
+                debug!(token, "no fate for a MESSAGE in time: answered 408");
+                i.settle(
+                    token,
+                    Delivery::Failed(StanzaCondition::RemoteServerTimeout),
+                )
+                .await;
+            }
+        }
+    }
+}
+
 async fn run_done(ingress: Rc<SipIngress>, done: LocalReceiver<(u64, Delivery)>) {
     while let Some((token, what)) = done.recv().await {
         ingress.settle(token, what).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_messages_come_due_in_arrival_order_within_the_bound() {
+        let t0 = Instant::now();
+        let within = Duration::from_secs(30);
+        let mut by = AnswerBy::new(within);
+        assert_eq!(
+            by.next_due(t0),
+            t0 + within,
+            "nothing waits: sleep a full bound"
+        );
+        by.push(1, t0);
+        by.push(2, t0 + Duration::from_secs(1));
+        assert_eq!(by.next_due(t0), t0 + within);
+        assert_eq!(by.pop_due(t0 + within - Duration::from_millis(1)), None);
+        assert_eq!(by.pop_due(t0 + within), Some(1));
+        assert_eq!(by.pop_due(t0 + within), None, "2 is due a second later");
+        assert_eq!(
+            by.next_due(t0 + within),
+            t0 + within + Duration::from_secs(1)
+        );
+        assert_eq!(by.pop_due(t0 + within * 2), Some(2));
+        assert_eq!(by.pop_due(t0 + within * 2), None);
+    }
+
+    #[test]
+    fn a_message_without_fate_is_answered_before_the_senders_timer_f() {
+        // The sender gives up at Timer F = 64·T1 (RFC 3261 §17.1.2.2).
+        const { assert!(ANSWER_WITHIN_T1 < 64) };
+        assert_eq!(
+            sip_status_for(StanzaCondition::RemoteServerTimeout),
+            408,
+            "the partner could not be reached in time"
+        );
     }
 }

@@ -139,6 +139,54 @@ impl PeerConn {
         }
     }
 
+    /// The next thing received within `wait`, or `None` when nothing complete arrived by then
+    /// (what was partly received is kept for the next call).
+    pub fn next_within(&mut self, wait: Duration) -> Option<Got> {
+        let deadline = Instant::now() + wait;
+        let mut buf = [0u8; 8192];
+        loop {
+            match self.framer.next_event() {
+                Ok(Some(Event::StreamOpen(h))) => {
+                    return Some(Got::Header {
+                        id: h.id,
+                        from: h.from,
+                        to: h.to,
+                    })
+                }
+                Ok(Some(Event::Stanza(s))) => {
+                    return Some(Got::Element(
+                        String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                    ))
+                }
+                Ok(Some(Event::StreamClose)) => return Some(Got::Close),
+                Ok(None) => {}
+                Err(e) => panic!(
+                    "router sent malformed XML: {e}; transcript: {}",
+                    self.transcript
+                ),
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            // Reads time out after 200 ms (set at connect), so the deadline is kept to within that.
+            match self.read_some(&mut buf) {
+                Ok(0) => return Some(Got::Eof),
+                Ok(n) => {
+                    self.transcript
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                    self.framer.feed(&buf[..n]);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(Got::Eof),
+                Err(e) => panic!("read: {e}; transcript: {}", self.transcript),
+            }
+        }
+    }
+
     /// Expects a stream header; returns its id.
     pub fn expect_header(&mut self) -> Option<String> {
         match self.next() {

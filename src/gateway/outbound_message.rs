@@ -30,8 +30,9 @@ use crate::runtime::mesh::MeshMsg;
 use crate::sip::headers::HeaderName;
 use crate::sip::next_hop::NextHop;
 use crate::sip::serialize::Request;
+use crate::sip::token::TokenGen;
 use crate::sip::transaction::{
-    random_hex, response_to, BranchGen, ClientTransactions, Outcome, TxConfig, TxId,
+    response_to, BranchGen, ClientTransactions, Outcome, TxConfig, TxId,
 };
 use crate::sip::transport::{ConnectionConfig, Incoming, SipConnection, SipHandle};
 use crate::xml::Stanza;
@@ -66,6 +67,7 @@ pub struct MessageGateway {
     txs: RefCell<ClientTransactions>,
     pending: RefCell<HashMap<TxId, Pending>>,
     branches: RefCell<BranchGen>,
+    tokens: RefCell<TokenGen>,
     limits: MessageLimits,
     pub(super) via_host: String,
     /// Presence subscriptions both ways, for the internal users this shard owns.
@@ -117,6 +119,7 @@ impl MessageGateway {
             })),
             pending: RefCell::new(HashMap::new()),
             branches: RefCell::new(BranchGen::new().map_err(|e| e.to_string())?),
+            tokens: RefCell::new(TokenGen::new().map_err(|e| e.to_string())?),
             limits: MessageLimits {
                 max_body: 64 * 1024,
                 congestion_safe: true,
@@ -242,18 +245,19 @@ impl MessageGateway {
     /// Sends an OPTIONS probe on flow `epoch`.
     async fn send_probe(&self, ctx: &Rc<EdgeContext>, epoch: u64, now: Instant) {
         let branch = self.branches.borrow_mut().next_branch();
-        let request = random_hex(8).and_then(|tag| Ok((tag, random_hex(16)?)));
-        let bytes = request.ok().and_then(|(tag, call_id)| {
-            options_request(
-                &self.probe_uri,
-                &self.via_host,
-                &self.probe_from,
-                &branch,
-                &tag,
-                &call_id,
-            )
-            .ok()
-        });
+        let (tag, call_id) = {
+            let mut t = self.tokens.borrow_mut();
+            (t.hex64(), t.hex128())
+        };
+        let bytes = options_request(
+            &self.probe_uri,
+            &self.via_host,
+            &self.probe_from,
+            &branch,
+            &tag,
+            &call_id,
+        )
+        .ok();
         let tx = bytes.and_then(|b| self.start_tx(b, &branch, "OPTIONS", Pending::Options));
         let Some(tx) = tx else {
             self.probe.borrow_mut().not_sent(now);
@@ -363,10 +367,14 @@ impl MessageGateway {
         .map_err(|e| e.condition())?;
         let from_uri = jid_to_sip_uri(from).map_err(|e| e.condition())?;
         let branch = self.branches.borrow_mut().next_branch();
-        let tag = random_hex(8).map_err(|_| StanzaCondition::InternalServerError)?;
-        let call_id = match &sip.call_id {
-            Some(c) => c.clone(),
-            None => random_hex(16).map_err(|_| StanzaCondition::InternalServerError)?,
+        let (tag, call_id) = {
+            let mut t = self.tokens.borrow_mut();
+            let tag = t.hex64();
+            let call_id = match &sip.call_id {
+                Some(c) => c.clone(),
+                None => t.hex128(),
+            };
+            (tag, call_id)
         };
         let mut b = Request::builder("MESSAGE", &to_uri)
             .via("TCP", &self.via_host, None, &branch, true)

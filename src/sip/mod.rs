@@ -9,6 +9,7 @@ pub mod message;
 pub mod next_hop;
 pub mod parse;
 pub mod serialize;
+pub mod token;
 pub mod transaction;
 pub mod transport;
 pub mod typed;

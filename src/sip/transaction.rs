@@ -14,8 +14,9 @@ use super::message::SipMessage;
 use super::serialize::{BuildError, Builder, Response};
 use crate::gateway::errors::SipFailure;
 use bytes::Bytes;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// RFC 3261 magic cookie that starts every RFC 3261 branch.
@@ -127,16 +128,45 @@ struct ClientTx {
     id: TxId,
     state: ClientState,
     deadline: Instant,
+    method: TxMethod,
 }
 
-/// Client non-INVITE transactions keyed by (branch, method), for one reliable connection.
+/// A client transaction's method: the ones the gateway sends need no allocation.
+#[derive(Debug, PartialEq, Eq)]
+enum TxMethod {
+    Known(&'static str),
+    Other(Box<str>),
+}
+
+impl TxMethod {
+    const KNOWN: [&'static str; 4] = ["MESSAGE", "SUBSCRIBE", "NOTIFY", "OPTIONS"];
+
+    fn of(method: &str) -> TxMethod {
+        match Self::KNOWN.iter().find(|m| **m == method) {
+            Some(m) => TxMethod::Known(m),
+            None => TxMethod::Other(method.into()),
+        }
+    }
+
+    fn is(&self, method: &str) -> bool {
+        match self {
+            TxMethod::Known(m) => *m == method,
+            TxMethod::Other(m) => &**m == method,
+        }
+    }
+}
+
+/// Client non-INVITE transactions matched by branch and method, for one reliable connection.
+///
+/// Our branches are unique whatever the method, so the table is keyed by branch alone and the
+/// method is checked on a match: one allocation per request (the shared branch), none per
+/// response.
 #[derive(Debug)]
 pub struct ClientTransactions {
     cfg: TxConfig,
-    by_key: HashMap<(Box<str>, Box<str>), ClientTx>,
-    /// Timer F deadlines, ordered; values are looked up in `by_key` through `keys`.
-    deadlines: BTreeSet<(Instant, TxId)>,
-    keys: HashMap<TxId, (Box<str>, Box<str>)>,
+    by_branch: HashMap<Rc<str>, ClientTx>,
+    /// Timer F deadlines, ordered, with the branch to find the transaction by.
+    deadlines: BTreeMap<(Instant, TxId), Rc<str>>,
     next_id: u64,
     out: VecDeque<Bytes>,
     strays: u64,
@@ -147,9 +177,8 @@ impl ClientTransactions {
     pub fn new(cfg: TxConfig) -> Self {
         ClientTransactions {
             cfg,
-            by_key: HashMap::new(),
-            deadlines: BTreeSet::new(),
-            keys: HashMap::new(),
+            by_branch: HashMap::new(),
+            deadlines: BTreeMap::new(),
             next_id: 1,
             out: VecDeque::new(),
             strays: 0,
@@ -165,11 +194,10 @@ impl ClientTransactions {
         method: &str,
         now: Instant,
     ) -> Result<TxId, TxError> {
-        let key: (Box<str>, Box<str>) = (branch.into(), method.into());
-        if self.by_key.contains_key(&key) {
+        if self.by_branch.contains_key(branch) {
             return Err(TxError::DuplicateBranch);
         }
-        if self.by_key.len() >= self.cfg.max_client {
+        if self.by_branch.len() >= self.cfg.max_client {
             return Err(TxError::TableFull {
                 max: self.cfg.max_client,
             });
@@ -177,14 +205,15 @@ impl ClientTransactions {
         let id = TxId(self.next_id);
         self.next_id += 1;
         let deadline = now + self.cfg.timer_f();
-        self.deadlines.insert((deadline, id));
-        self.keys.insert(id, key.clone());
-        self.by_key.insert(
+        let key: Rc<str> = branch.into();
+        self.deadlines.insert((deadline, id), key.clone());
+        self.by_branch.insert(
             key,
             ClientTx {
                 id,
                 state: ClientState::Trying,
                 deadline,
+                method: TxMethod::of(method),
             },
         );
         self.out.push_back(request);
@@ -206,20 +235,20 @@ impl ClientTransactions {
             let via = resp.top_via().ok()?;
             let branch = via.branch()?;
             let cseq = resp.cseq().ok()?;
-            let key = (Box::<str>::from(branch), Box::<str>::from(cseq.method));
-            self.by_key.contains_key(&key).then_some((key, status))
+            let tx = self.by_branch.get_mut(branch)?;
+            tx.method.is(cseq.method).then_some((branch, status))
         })();
-        let Some((key, status)) = matched else {
+        let Some((branch, status)) = matched else {
             self.strays += 1;
             return None;
         };
         if status < 200 {
-            if let Some(tx) = self.by_key.get_mut(&key) {
+            if let Some(tx) = self.by_branch.get_mut(branch) {
                 tx.state = ClientState::Proceeding;
             }
             return None;
         }
-        let tx = self.remove(&key)?;
+        let tx = self.remove(branch)?;
         let outcome = if status < 300 {
             Outcome::Success(status)
         } else {
@@ -228,22 +257,20 @@ impl ClientTransactions {
         Some((tx.id, outcome))
     }
 
-    fn remove(&mut self, key: &(Box<str>, Box<str>)) -> Option<ClientTx> {
-        let tx = self.by_key.remove(key)?;
+    fn remove(&mut self, branch: &str) -> Option<ClientTx> {
+        let tx = self.by_branch.remove(branch)?;
         self.deadlines.remove(&(tx.deadline, tx.id));
-        self.keys.remove(&tx.id);
         Some(tx)
     }
 
     /// The connection failed: every pending transaction completes as 503.
     pub fn on_transport_failure(&mut self, _now: Instant) -> Vec<(TxId, Outcome)> {
         let mut done: Vec<_> = self
-            .by_key
+            .by_branch
             .drain()
             .map(|(_, tx)| (tx.id, Outcome::Failure(SipFailure::Transport)))
             .collect();
         self.deadlines.clear();
-        self.keys.clear();
         self.out.clear();
         done.sort_by_key(|(id, _)| *id);
         done
@@ -251,19 +278,18 @@ impl ClientTransactions {
 
     /// The earliest Timer F deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.first().map(|(t, _)| *t)
+        self.deadlines.first_key_value().map(|((t, _), _)| *t)
     }
 
     /// Completes every transaction whose Timer F is due (deadline ≤ `now`) as 408.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<(TxId, Outcome)> {
         let mut done = Vec::new();
-        while let Some(&(t, id)) = self.deadlines.first() {
+        while let Some((&(t, id), _)) = self.deadlines.first_key_value() {
             if t > now {
                 break;
             }
-            self.deadlines.pop_first();
-            if let Some(key) = self.keys.remove(&id) {
-                self.by_key.remove(&key);
+            if let Some((_, branch)) = self.deadlines.pop_first() {
+                self.by_branch.remove(&*branch);
             }
             done.push((id, Outcome::Failure(SipFailure::Timeout)));
         }
@@ -272,18 +298,21 @@ impl ClientTransactions {
 
     /// State of a pending transaction, `None` once completed.
     pub fn state(&self, id: TxId) -> Option<ClientState> {
-        let key = self.keys.get(&id)?;
-        self.by_key.get(key).map(|t| t.state)
+        let branch = self
+            .deadlines
+            .iter()
+            .find_map(|((_, i), b)| (*i == id).then_some(b))?;
+        self.by_branch.get(&**branch).map(|t| t.state)
     }
 
     /// Pending transactions.
     pub fn len(&self) -> usize {
-        self.by_key.len()
+        self.by_branch.len()
     }
 
     /// Whether no transaction is pending.
     pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
+        self.by_branch.is_empty()
     }
 
     /// Responses that matched no transaction, since creation.

@@ -50,6 +50,20 @@ pub fn sip_status_for(c: StanzaCondition) -> u16 {
     }
 }
 
+/// The status to put on the wire for `c`: [`sip_status_for`], except where RFC 3261 requires a
+/// header the gateway cannot fill. A 401 must carry `WWW-Authenticate` (§21.4.2; we cannot
+/// challenge for the partner) → 403; a 3xx must name the new address in `Contact` (§21.3; an
+/// XMPP error that reaches us carries none) → 410 Gone for `gone`, 480 for `redirect`. (405
+/// needs `Allow`, which the responder adds.)
+pub fn sip_status_to_send(c: StanzaCondition) -> u16 {
+    match sip_status_for(c) {
+        401 => 403,
+        301 => 410,
+        302 => 480,
+        s => s,
+    }
+}
+
 /// The XMPP error a gateway returns when a SIP request fails with `status` (§7.2).
 ///
 /// `status` must be a final failure (300–699); anything else is a caller bug and maps to
@@ -168,6 +182,22 @@ mod tests {
         for &(c, s) in rows {
             assert_eq!(sip_status_for(c), s, "{c}");
         }
+    }
+
+    #[test]
+    fn statuses_needing_headers_we_cannot_fill_are_replaced_on_the_wire() {
+        let rows: &[(StanzaCondition, u16)] = &[
+            (NotAuthorized, 403),
+            (Gone, 410),
+            (Redirect, 480),
+            (FeatureNotImplemented, 405),
+            (ItemNotFound, 404),
+        ];
+        for &(c, s) in rows {
+            assert_eq!(sip_status_to_send(c), s, "{c}");
+        }
+        // What goes out still maps back to the condition's meaning on the XMPP side.
+        assert_eq!(condition_for_sip_status(sip_status_to_send(Gone)), Gone);
     }
 
     #[test]

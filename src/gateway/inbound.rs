@@ -25,7 +25,7 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use tracing::debug;
 
 use super::address::sip_uri_to_jid;
-use super::errors::sip_status_for;
+use super::errors::sip_status_to_send;
 use super::message::{write_message_stanza, xmpp_from_sip, MessageLimits, SipMessage as SipText};
 use super::MapError;
 use crate::config::Config;
@@ -430,14 +430,20 @@ impl SipIngress {
                 ctx.counters
                     .sip_messages_refused
                     .fetch_add(1, Ordering::Relaxed);
-                refusal(sip_status_for(cond))
+                refusal(sip_status_to_send(cond))
             }
         };
         self.answer(w.origin, &w.key, &w.req, code, reason).await;
     }
 
     async fn answer(&self, origin: Origin, key: &TxKey, req: &SipMessage, code: u16, why: &str) {
-        let resp = response_to(req, code, why, Some("gw")).and_then(|b| b.finish());
+        let resp = response_to(req, code, why, Some("gw"))
+            // RFC 3261 §21.4.6: a 405 lists what we accept.
+            .map(|b| match code {
+                405 => b.header(HeaderName::Allow, ALLOW),
+                _ => b,
+            })
+            .and_then(|b| b.finish());
         self.answer_built(origin, key, resp).await;
     }
 
@@ -605,7 +611,7 @@ mod tests {
         // The sender gives up at Timer F = 64·T1 (RFC 3261 §17.1.2.2).
         const { assert!(ANSWER_WITHIN_T1 < 64) };
         assert_eq!(
-            sip_status_for(StanzaCondition::RemoteServerTimeout),
+            sip_status_to_send(StanzaCondition::RemoteServerTimeout),
             408,
             "the partner could not be reached in time"
         );

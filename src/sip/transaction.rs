@@ -589,7 +589,24 @@ impl BranchGen {
     /// The next branch.
     pub fn next_branch(&mut self) -> String {
         self.n += 1;
-        format!("{MAGIC_COOKIE}{}.{}", self.prefix, self.n)
+        // Pushed by hand: `format!` was 2.5% of the router's CPU on the MESSAGE path.
+        let mut b = String::with_capacity(MAGIC_COOKIE.len() + self.prefix.len() + 21);
+        b.push_str(MAGIC_COOKIE);
+        b.push_str(&self.prefix);
+        b.push('.');
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut n = self.n;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        digits[i..].iter().for_each(|d| b.push(*d as char));
+        b
     }
 }
 
@@ -886,5 +903,10 @@ mod tests {
         let (x, y) = (g.next_branch(), g.next_branch());
         assert!(x.starts_with(MAGIC_COOKIE));
         assert_ne!(x, y);
+        let mut g = BranchGen::with_prefix("p");
+        let all: Vec<_> = (0..1001).map(|_| g.next_branch()).collect();
+        assert_eq!(all[0], format!("{MAGIC_COOKIE}p.1"));
+        assert_eq!(all[9], format!("{MAGIC_COOKIE}p.10"));
+        assert_eq!(all[1000], format!("{MAGIC_COOKIE}p.1001"));
     }
 }

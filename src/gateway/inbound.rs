@@ -16,6 +16,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+
+use crate::runtime::id_map::IdMap;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -135,7 +137,7 @@ pub struct SipIngress {
     listener: Option<ListenerHandle>,
     next_hop: RefCell<Option<SipHandle>>,
     servers: RefCell<HashMap<Origin, ServerTransactions>>,
-    waiting: RefCell<HashMap<u64, Waiting>>,
+    waiting: RefCell<IdMap<u64, Waiting>>,
     answer_by: RefCell<AnswerBy>,
     next_token: Cell<u64>,
     done: LocalSender<(u64, Delivery)>,
@@ -160,7 +162,7 @@ impl SipIngress {
             listener: handle,
             next_hop: RefCell::new(None),
             servers: RefCell::new(HashMap::new()),
-            waiting: RefCell::new(HashMap::new()),
+            waiting: RefCell::new(IdMap::default()),
             answer_by: RefCell::new(AnswerBy::new(ctx.config.sip.t1 * ANSWER_WITHIN_T1)),
             next_token: Cell::new(0),
             done,

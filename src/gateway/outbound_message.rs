@@ -6,8 +6,8 @@
 //! It also probes the next hop with OPTIONS every `[sip] options_interval` ([`OptionsProbe`]) and
 //! ends a flow that fails the probe, so that the connection fails over to the next target.
 
+use crate::runtime::id_map::IdMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -63,7 +63,7 @@ pub(super) enum Pending {
 pub struct MessageGateway {
     sip: SipHandle,
     txs: RefCell<ClientTransactions>,
-    pending: RefCell<HashMap<TxId, Pending>>,
+    pending: RefCell<IdMap<TxId, Pending>>,
     branches: RefCell<BranchGen>,
     tokens: RefCell<TokenGen>,
     limits: MessageLimits,
@@ -115,7 +115,7 @@ impl MessageGateway {
                 t1: ctx.config.sip.t1,
                 ..TxConfig::default()
             })),
-            pending: RefCell::new(HashMap::new()),
+            pending: RefCell::new(IdMap::default()),
             branches: RefCell::new(BranchGen::new().map_err(|e| e.to_string())?),
             tokens: RefCell::new(TokenGen::new().map_err(|e| e.to_string())?),
             limits: MessageLimits {

@@ -117,7 +117,7 @@ pub fn prepare(a: &SweepArgs) -> Result<Sweep, ArgError> {
             a.config.display()
         ))
     })?;
-    check_loopback(&format!("the config's [listen] s2s"), s2s, a.allow_remote)?;
+    check_loopback("the config's [listen] s2s", s2s, a.allow_remote)?;
     check_loopback(
         "--partner-listen",
         a.partners.partner_listen,
@@ -349,13 +349,13 @@ impl Sweep {
         affinity::pin_current(&self.loadgen_cpus).map_err(SweepError::Pin)?;
         let b = &self.bench;
         let setup_line = format!(
-            "{:?} over {} S2S connections from {} partners, {}; objective {:?}; router on CPU {}, \
+            "{} over {} S2S connections from {} partners, {}; objective {}; router on CPU {}, \
              loadgen on CPU {}; {:.1} s per point after {:.1} s warm-up",
-            b.plan.workload,
+            format!("{:?}", b.plan.workload).to_lowercase(),
             b.plan.connections,
             b.plan.partners.len(),
             b.plan.delivery.describe(),
-            self.objective,
+            format!("{:?}", self.objective).to_lowercase(),
             affinity::format_cpu_list(&b.router_cpus),
             affinity::format_cpu_list(&self.loadgen_cpus),
             b.plan.duration.as_secs_f64(),

@@ -75,7 +75,7 @@ impl Knob {
 /// `n` bytes in the size syntax, with the largest exact unit.
 pub fn format_size(n: u64) -> String {
     for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-        if n != 0 && n % size == 0 {
+        if n != 0 && n.is_multiple_of(size) {
             return format!("{}{unit}", n / size);
         }
     }

@@ -162,3 +162,20 @@ fn sweep_writes_the_best_profile_with_its_figures_and_stops_every_router() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
 }
+
+#[test]
+fn committed_sweep_profiles_parse_as_profiles() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tuning");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("sweep-") && name.ends_with(".toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            Profile::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(text.contains("# best (point "), "{}", path.display());
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "no tuning/sweep-*.toml in {}", dir.display());
+}

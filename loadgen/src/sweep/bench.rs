@@ -38,8 +38,10 @@ pub struct Bench {
     pub start_timeout: Duration,
     /// No point starts after this.
     pub deadline: Instant,
-    /// Points measured so far (numbers the files and rows).
+    /// Points of the search measured so far (numbers the rows).
     pub count: usize,
+    /// Routers started so far (numbers the profile and log files).
+    pub files: usize,
 }
 
 impl Bench {
@@ -64,8 +66,20 @@ impl Bench {
         Some(m)
     }
 
+    /// [`Bench::measure_with`] for a point outside the search (the latency calibration): its
+    /// row is numbered `cal`, the search's points keep their numbers.
+    pub fn calibrate(&mut self, c: &Candidate, mode: Mode) -> Option<Measurement> {
+        if Instant::now() + self.point_budget() > self.deadline {
+            return None;
+        }
+        let m = self.point(c, mode);
+        println!("{}", output::row("cal", "calibration", c, &m));
+        Some(m)
+    }
+
     fn point(&mut self, c: &Candidate, mode: Mode) -> Measurement {
-        let profile_path = self.work_dir.join(format!("point-{}.toml", self.count));
+        self.files += 1;
+        let profile_path = self.work_dir.join(format!("point-{}.toml", self.files));
         let text = c.profile_toml();
         if let Err(e) = std::fs::write(&profile_path, &text) {
             return Measurement::failed(format!("{}: {e}", profile_path.display()));
@@ -76,7 +90,7 @@ impl Bench {
         if let Err(e) = checked {
             return Measurement::failed(format!("invalid profile: {e}"));
         }
-        let log = self.work_dir.join(format!("router-{}.log", self.count));
+        let log = self.work_dir.join(format!("router-{}.log", self.files));
         let launch = Launch {
             bin: &self.router_bin,
             config: &self.config_path,

@@ -296,6 +296,7 @@ pub fn prepare(a: &SweepArgs) -> Result<Sweep, ArgError> {
             start_timeout: a.start_timeout,
             deadline: Instant::now() + a.max_time,
             count: 0,
+            files: 0,
         },
         grid,
         base,
@@ -378,25 +379,30 @@ impl Sweep {
         let mut setup_line = setup_line;
         if self.objective == Objective::Latency {
             let rate = match self.rate {
-                Some(r) => r,
                 None => {
-                    let cal = self
-                        .bench
-                        .measure_with(&self.base, mode, "calibration")
-                        .ok_or_else(|| {
-                            SweepError::NoBest("out of time before the calibration".into())
-                        })?;
+                    let cal = self.bench.calibrate(&self.base, mode).ok_or_else(|| {
+                        SweepError::NoBest("out of time before the calibration".into())
+                    })?;
                     if !cal.qualified() || cal.figures.rate <= 0.0 {
                         return Err(SweepError::NoBest(format!(
                             "the calibration point (base, closed loop) failed: {}",
                             cal.disqualified.unwrap_or_default()
                         )));
                     }
-                    (cal.figures.rate * LATENCY_SHARE).round().max(1.0)
+                    let rate = (cal.figures.rate * LATENCY_SHARE).round().max(1.0);
+                    setup_line.push_str(&format!(
+                        "; open loop at {rate:.0}/s, {:.0} % of the base's closed-loop {:.0}/s",
+                        LATENCY_SHARE * 100.0,
+                        cal.figures.rate
+                    ));
+                    rate
+                }
+                Some(r) => {
+                    setup_line.push_str(&format!("; open loop at {r:.0}/s (--rate)"));
+                    r
                 }
             };
             println!("sweep: latency points offered {rate:.0}/s (open loop)");
-            setup_line.push_str(&format!("; open loop at {rate:.0}/s"));
             mode = Mode::Open { rate };
         }
         let mut m = SearchBench {

@@ -179,3 +179,94 @@ fn committed_sweep_profiles_parse_as_profiles() {
     }
     assert!(seen > 0, "no tuning/sweep-*.toml in {}", dir.display());
 }
+
+#[test]
+fn messages_without_a_sip_next_hop_are_refused_before_any_router_starts() {
+    let router = router_bin();
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("loadgen-sweep-args-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let names = setup::default_partners(1);
+    let ca_dir = dir.0.join("ca");
+    setup::write_ca(&ca_dir, "corp.test", &names).unwrap();
+    let ca = setup::read_ca_dir(&ca_dir).unwrap();
+    let s2s: SocketAddr = (IP, free_port()).into();
+    let listen: SocketAddr = (IP, free_port()).into();
+    let config = dir.0.join("router.toml");
+    std::fs::write(
+        &config,
+        setup::router_toml(&ca, &names, s2s, &[listen], 1, "1", None),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .arg("sweep")
+        .arg("--router-bin")
+        .arg(&router)
+        .arg("--config")
+        .arg(&config)
+        .arg("--ca-dir")
+        .arg(&ca_dir)
+        .arg("--partner-listen")
+        .arg(listen.to_string())
+        .arg("--out")
+        .arg(dir.0.join("never.toml"))
+        .output()
+        .expect("loadgen runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("has no [sip] next_hop"), "{stderr}");
+    assert!(stderr.contains("--sip-next-hop"), "{stderr}");
+    assert!(!dir.0.join("never.toml").exists());
+}
+
+#[test]
+fn a_router_that_does_not_start_disqualifies_its_points_and_no_file_is_written() {
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("loadgen-sweep-fail-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let names = setup::default_partners(1);
+    let ca_dir = dir.0.join("ca");
+    setup::write_ca(&ca_dir, "corp.test", &names).unwrap();
+    let ca = setup::read_ca_dir(&ca_dir).unwrap();
+    let s2s: SocketAddr = (IP, free_port()).into();
+    let listen: SocketAddr = (IP, free_port()).into();
+    let config = dir.0.join("router.toml");
+    std::fs::write(
+        &config,
+        setup::router_toml(&ca, &names, s2s, &[listen], 1, "1", None),
+    )
+    .unwrap();
+    let grid = dir.0.join("grid.toml");
+    std::fs::write(&grid, "write_batch = [64, 16]\n").unwrap();
+    let out_file = dir.0.join("never.toml");
+    // `false` exits at once: every point's router "exits at start".
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .arg("sweep")
+        .args(["--router-bin", "/bin/false", "--workload", "pings"])
+        .arg("--config")
+        .arg(&config)
+        .arg("--ca-dir")
+        .arg(&ca_dir)
+        .arg("--partner-listen")
+        .arg(listen.to_string())
+        .arg("--grid")
+        .arg(&grid)
+        .arg("--out")
+        .arg(&out_file)
+        .output()
+        .expect("loadgen runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("router exited at start"), "{stdout}");
+    assert!(stderr.contains("no point qualified"), "{stderr}");
+    assert!(!out_file.exists());
+    // The router logs are kept for the user; this test removes them.
+    let kept = stderr
+        .split("kept in ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .expect("the message says where the logs are");
+    assert!(Path::new(kept).join("router-1.log").is_file(), "{kept}");
+    std::fs::remove_dir_all(kept).unwrap();
+}

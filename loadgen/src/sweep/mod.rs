@@ -206,7 +206,9 @@ pub fn prepare(a: &SweepArgs) -> Result<Sweep, ArgError> {
         Some(l) => {
             affinity::parse_cpu_list(l, &allowed).map_err(|e| bad(format!("--router-cpus: {e}")))?
         }
-        None => allowed[..1].to_vec(),
+        None => vec![*allowed
+            .first()
+            .ok_or_else(|| bad("this process may run on no CPU (sched_getaffinity)"))?],
     };
     let loadgen_cpus = match &a.loadgen_cpus {
         Some(l) => affinity::parse_cpu_list(l, &allowed)

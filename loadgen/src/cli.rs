@@ -43,6 +43,9 @@ pub enum Command {
     Ca(CaArgs),
     /// Write a router config matching a CA directory and the partner listen addresses.
     Config(ConfigArgs),
+    /// Search runtime profiles against a router config: start the router per candidate,
+    /// measure, and write the best profile found into tuning/.
+    Sweep(SweepArgs),
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -204,6 +207,88 @@ pub struct ConfigArgs {
     /// Write a `[sip]` section whose next hop is this TCP address (a `loadgen run --sip-sink`).
     #[arg(long, value_name = "IP:PORT")]
     pub sip_next_hop: Option<SocketAddr>,
+}
+
+/// `loadgen sweep`.
+#[derive(Debug, Clone, Args)]
+pub struct SweepArgs {
+    /// The stanza-router binary (a release build for figures worth keeping).
+    #[arg(long, value_name = "PATH")]
+    pub router_bin: PathBuf,
+    /// Router config, as written by `loadgen config` (with `--sip-next-hop` for messages).
+    #[arg(long, value_name = "ROUTER.toml")]
+    pub config: PathBuf,
+    /// Directory written by `loadgen ca`.
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: PathBuf,
+    /// Partners (the same --partner-listen the config was written with).
+    #[command(flatten)]
+    pub partners: PartnerSel,
+    /// S2S connections to the router (default: one per partner).
+    #[arg(long, value_name = "C")]
+    pub connections: Option<usize>,
+    /// Messages: the SIP sink's listen address (default: the config's `[sip] next_hop`).
+    #[arg(long, value_name = "IP:PORT")]
+    pub sip_sink: Option<SocketAddr>,
+    /// What to send.
+    #[arg(long, value_enum, default_value_t = Workload::Messages)]
+    pub workload: Workload,
+    /// Values to try per knob (TOML: `read_buffer = ["4KiB", "16KiB"]`, …) instead of the
+    /// default grid.
+    #[arg(long, value_name = "FILE.toml")]
+    pub grid: Option<PathBuf>,
+    /// Recorded load per point.
+    #[arg(long, default_value = "4s", value_parser = duration)]
+    pub point_duration: Duration,
+    /// Unrecorded load before each point's recorded phase.
+    #[arg(long, default_value = "500ms", value_parser = duration)]
+    pub warmup: Duration,
+    /// Wait this long for outstanding answers at the end of each point.
+    #[arg(long, default_value = "2s", value_parser = duration)]
+    pub drain: Duration,
+    /// Where to write the best profile [default: tuning/sweep-YYYY-MM-DD.toml].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// What the best profile is best at.
+    #[arg(long, value_enum, default_value_t = crate::sweep::search::Objective::Throughput)]
+    pub objective: crate::sweep::search::Objective,
+    /// Latency objective: the offered rate (default: half the base profile's closed-loop rate,
+    /// measured first).
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Throughput objective: outstanding requests [default: 512].
+    #[arg(long)]
+    pub window: Option<u64>,
+    /// Points measured at most, the base included.
+    #[arg(long, default_value_t = 16)]
+    pub max_points: usize,
+    /// Wall time of the whole sweep at most; a point that would not fit is not started.
+    #[arg(long, default_value = "10m", value_parser = duration)]
+    pub max_time: Duration,
+    /// Percent a point must gain over the incumbent to replace it (noise guard).
+    #[arg(long, value_name = "PERCENT", default_value_t = 2.0)]
+    pub min_gain: f64,
+    /// Time a router is given to listen after its start.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub start_timeout: Duration,
+    /// CPUs the router runs on, e.g. 0 or 0-3 [default: the first available CPU].
+    #[arg(long, value_name = "LIST")]
+    pub router_cpus: Option<String>,
+    /// CPUs the loadgen runs on [default: the other available CPUs].
+    #[arg(long, value_name = "LIST")]
+    pub loadgen_cpus: Option<String>,
+    /// Message body size: N, fixed:N or uniform:MIN-MAX.
+    #[arg(long, default_value = "100")]
+    pub body_size: BodySize,
+    /// Distinct recipients of messages.
+    #[arg(long, value_name = "K", default_value_t = 1000)]
+    pub users: u64,
+    /// Accept addresses outside loopback.
+    #[arg(long)]
+    pub allow_remote: bool,
 }
 
 /// A refused argument.

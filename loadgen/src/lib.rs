@@ -19,4 +19,5 @@ pub mod s2s;
 pub mod schedule;
 pub mod setup;
 pub mod sip_sink;
+pub mod sweep;
 pub mod workload;

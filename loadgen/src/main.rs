@@ -78,6 +78,16 @@ fn main() -> ExitCode {
                 Err(e) => failure(format!("{}: {e}", a.out.display())),
             }
         }
+        Command::Sweep(a) => {
+            let sweep = match loadgen::sweep::prepare(&a) {
+                Ok(s) => s,
+                Err(e) => return usage(e),
+            };
+            match sweep.run() {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => failure(e),
+            }
+        }
         Command::Run(a) => {
             if let Err(e) = a.check() {
                 return usage(e);

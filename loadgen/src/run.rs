@@ -567,7 +567,7 @@ pub fn idle(
     while Instant::now() < until {
         let mut progressed = false;
         for (est, alive) in open.iter_mut().filter(|(_, a)| *a) {
-            if !est.duplex.has_readable() {
+            if !s2s::has_readable(&est.duplex) {
                 continue;
             }
             progressed = true;

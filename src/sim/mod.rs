@@ -3,7 +3,10 @@
 //!
 //! - [`sip_pool`]: the internal SIP side (a Lync-like pool) facing the router's SIP gateway.
 //! - [`sip_uas`]: its sans-IO answering core.
+//! - [`s2s_partner`]: a federated partner's side of S2S streams (STARTTLS + SASL EXTERNAL, both
+//!   directions).
 
+pub mod s2s_partner;
 pub mod sip_pool;
 pub mod sip_uas;
 

@@ -1,20 +1,15 @@
-//! The demo's embedded federated partner: a blocking S2S peer on std sockets and rustls, playing
+//! The demo's embedded federated partner: a blocking S2S peer on std sockets and rustls
+//! ([`crate::sim::s2s_partner`] for the stream dialogues), playing
 //! `partner.test` in both directions (its stream to the router, and the router's stream to it).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::{ClientConnection, ServerConnection, StreamOwned};
-
 use crate::edge::context::SharedCounters;
 use crate::edge::tls::{self, Alpn, TlsIdentity};
+use crate::sim::s2s_partner::{self, Dialect, Established, S2sError};
 use crate::sim::SipPool;
-use crate::xml::{Event, Framer, FramerLimits};
-
-const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
-const SASL_NS: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 
 /// What to run.
 pub struct PartnerRun<'a> {
@@ -80,15 +75,11 @@ impl Outcome {
     }
 }
 
-enum Io {
-    Plain(TcpStream),
-    Client(Box<StreamOwned<ClientConnection, TcpStream>>),
-    Server(Box<StreamOwned<ServerConnection, TcpStream>>),
-}
-
+/// The partner's side of one authenticated stream, used by one thread.
 struct Conn {
-    io: Option<Io>,
-    framer: Framer,
+    est: Established,
+    buf: Vec<u8>,
+    scratch: Vec<u8>,
 }
 
 enum Got {
@@ -99,114 +90,33 @@ enum Got {
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
+/// The demo partner's headers declare dialback support, as a typical XMPP server's do.
+const DIALECT: Dialect = Dialect { dialback_ns: true };
+
 impl Conn {
-    fn new(tcp: TcpStream) -> Res<Conn> {
-        tcp.set_nodelay(true)?;
-        tcp.set_read_timeout(Some(Duration::from_millis(100)))?;
-        Ok(Conn {
-            io: Some(Io::Plain(tcp)),
-            framer: Framer::new(FramerLimits::post_auth()),
-        })
+    fn new(est: Established) -> Conn {
+        Conn {
+            est,
+            buf: vec![0; 16384],
+            scratch: Vec::new(),
+        }
     }
 
     fn send(&mut self, s: &str) -> Res<()> {
-        match self.io.as_mut().ok_or("connection gone")? {
-            Io::Plain(t) => t.write_all(s.as_bytes())?,
-            Io::Client(t) => t.write_all(s.as_bytes())?,
-            Io::Server(t) => t.write_all(s.as_bytes())?,
-        }
-        Ok(())
+        Ok(self.est.send(s, &mut self.scratch)?)
     }
 
     fn next(&mut self, deadline: Instant) -> Res<Got> {
-        let mut buf = [0u8; 16384];
-        loop {
-            match self.framer.next_event()? {
-                Some(Event::StreamOpen(_)) => return Ok(Got::Header),
-                Some(Event::Stanza(s)) => {
-                    return Ok(Got::Element(
-                        String::from_utf8_lossy(s.as_bytes()).into_owned(),
-                    ))
-                }
-                Some(Event::StreamClose) => return Ok(Got::Closed),
-                None => {}
-            }
-            if Instant::now() > deadline {
-                return Err("timed out waiting for the router".into());
-            }
-            let n = match self.io.as_mut().ok_or("connection gone")? {
-                Io::Plain(t) => t.read(&mut buf),
-                Io::Client(t) => t.read(&mut buf),
-                Io::Server(t) => t.read(&mut buf),
-            };
-            match n {
-                Ok(0) => return Ok(Got::Closed),
-                Ok(n) => self.framer.feed(&buf[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => return Err(e.into()),
-            }
+        match self.est.next(&mut self.buf, deadline) {
+            Ok(s2s_partner::Got::Header) => Ok(Got::Header),
+            Ok(s2s_partner::Got::Element(s)) => Ok(Got::Element(
+                String::from_utf8_lossy(s.as_bytes()).into_owned(),
+            )),
+            Err(S2sError::Closed) => Ok(Got::Closed),
+            Err(S2sError::Timeout(_)) => Err("timed out waiting for the router".into()),
+            Err(e) => Err(e.into()),
         }
     }
-
-    fn expect(&mut self, needle: &str, deadline: Instant) -> Res<String> {
-        match self.next(deadline)? {
-            Got::Element(e) if e.contains(needle) => Ok(e),
-            Got::Element(e) => Err(format!("expected {needle}, got {e}").into()),
-            Got::Header => Err(format!("expected {needle}, got a stream header").into()),
-            Got::Closed => Err(format!("expected {needle}, stream closed").into()),
-        }
-    }
-
-    fn expect_header(&mut self, deadline: Instant) -> Res<()> {
-        match self.next(deadline)? {
-            Got::Header => Ok(()),
-            _ => Err("expected a stream header".into()),
-        }
-    }
-
-    fn tls_client(&mut self, cfg: Arc<rustls::ClientConfig>, name: &str) -> Res<()> {
-        let Some(Io::Plain(tcp)) = self.io.take() else {
-            return Err("TLS twice".into());
-        };
-        let mut s = StreamOwned::new(
-            ClientConnection::new(
-                cfg,
-                rustls_pki_types::ServerName::try_from(name.to_string())?,
-            )?,
-            tcp,
-        );
-        while s.conn.is_handshaking() {
-            s.conn.complete_io(&mut s.sock)?;
-        }
-        self.io = Some(Io::Client(Box::new(s)));
-        self.framer.reset();
-        Ok(())
-    }
-
-    fn tls_server(&mut self, cfg: Arc<rustls::ServerConfig>) -> Res<()> {
-        let Some(Io::Plain(tcp)) = self.io.take() else {
-            return Err("TLS twice".into());
-        };
-        let mut s = StreamOwned::new(ServerConnection::new(cfg)?, tcp);
-        while s.conn.is_handshaking() {
-            s.conn.complete_io(&mut s.sock)?;
-        }
-        self.io = Some(Io::Server(Box::new(s)));
-        self.framer.reset();
-        Ok(())
-    }
-}
-
-fn header(from: &str, to: &str, id: Option<&str>) -> String {
-    let id = id.map(|i| format!(" id='{i}'")).unwrap_or_default();
-    format!(
-        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' \
-         xmlns:db='jabber:server:dialback' from='{from}' to='{to}'{id} version='1.0'>"
-    )
 }
 
 /// partner.test → corp.test: STARTTLS, SASL EXTERNAL, restart.
@@ -215,25 +125,8 @@ fn open_to_router(
     cfg: Arc<rustls::ClientConfig>,
     deadline: Instant,
 ) -> Res<Conn> {
-    let mut c = Conn::new(TcpStream::connect_timeout(&addr, Duration::from_secs(5))?)?;
-    c.send(&header("partner.test", "corp.test", None))?;
-    c.expect_header(deadline)?;
-    c.expect("starttls", deadline)?;
-    c.send(&format!("<starttls xmlns='{TLS_NS}'/>"))?;
-    c.expect("proceed", deadline)?;
-    c.tls_client(cfg, "corp.test")?;
-    c.send(&header("partner.test", "corp.test", None))?;
-    c.expect_header(deadline)?;
-    c.expect("EXTERNAL", deadline)?;
-    c.send(&format!(
-        "<auth xmlns='{SASL_NS}' mechanism='EXTERNAL'>=</auth>"
-    ))?;
-    c.expect("success", deadline)?;
-    c.framer.reset();
-    c.send(&header("partner.test", "corp.test", None))?;
-    c.expect_header(deadline)?;
-    c.expect("features", deadline)?;
-    Ok(c)
+    let est = s2s_partner::connect_with(addr, "partner.test", "corp.test", cfg, deadline, DIALECT)?;
+    Ok(Conn::new(est))
 }
 
 /// corp.test → partner.test: we answer as the receiving server.
@@ -244,27 +137,16 @@ fn accept_from_router(
 ) -> Res<Conn> {
     l.set_nonblocking(false)?;
     let (tcp, _) = l.accept()?;
-    let mut c = Conn::new(tcp)?;
-    c.expect_header(deadline)?;
-    c.send(&header("partner.test", "corp.test", Some("demo-1")))?;
-    c.send(&format!(
-        "<stream:features><starttls xmlns='{TLS_NS}'><required/></starttls></stream:features>"
-    ))?;
-    c.expect("starttls", deadline)?;
-    c.send(&format!("<proceed xmlns='{TLS_NS}'/>"))?;
-    c.tls_server(cfg)?;
-    c.expect_header(deadline)?;
-    c.send(&header("partner.test", "corp.test", Some("demo-2")))?;
-    c.send(&format!(
-        "<stream:features><mechanisms xmlns='{SASL_NS}'><mechanism>EXTERNAL</mechanism></mechanisms></stream:features>"
-    ))?;
-    c.expect("EXTERNAL", deadline)?;
-    c.send(&format!("<success xmlns='{SASL_NS}'/>"))?;
-    c.framer.reset();
-    c.expect_header(deadline)?;
-    c.send(&header("partner.test", "corp.test", Some("demo-3")))?;
-    c.send("<stream:features/>")?;
-    Ok(c)
+    let est = s2s_partner::accept_with(
+        tcp,
+        "partner.test",
+        "corp.test",
+        cfg,
+        "demo",
+        deadline,
+        DIALECT,
+    )?;
+    Ok(Conn::new(est))
 }
 
 fn id_of(e: &str) -> Option<&str> {

@@ -59,6 +59,10 @@ pub(super) enum Pending {
     Options,
 }
 
+/// Longest a sender waits for room in a full transaction table before bouncing with
+/// `resource-constraint` (the same bound as waiting for the next-hop flow to come up).
+const ROOM_WAIT: Duration = Duration::from_secs(2);
+
 /// The gateway's SIP side on one shard.
 pub struct MessageGateway {
     sip: SipHandle,
@@ -72,6 +76,9 @@ pub struct MessageGateway {
     pub(super) presence: RefCell<super::presence_gateway::PresenceTables>,
     /// Wakes the event loop when a transaction starts (its Timer F may be the earliest deadline).
     kick: LocalSender<()>,
+    /// Signalled when a transaction ends while senders wait for room ([`Self::wait_for_room`]).
+    room: (LocalSender<()>, LocalReceiver<()>),
+    room_waiters: std::cell::Cell<usize>,
     /// OPTIONS health probe schedule of the next-hop flow.
     probe: RefCell<OptionsProbe>,
     /// Request-URI of the probe: the configured next hop.
@@ -129,6 +136,8 @@ impl MessageGateway {
             )?),
             via_host,
             kick,
+            room: local_channel::new_bounded(1),
+            room_waiters: std::cell::Cell::new(0),
             probe: RefCell::new(OptionsProbe::new(ctx.config.sip.options_interval)),
             probe_uri,
             probe_from,
@@ -193,11 +202,35 @@ impl MessageGateway {
         pending: Pending,
         flow: Option<ListenerFlow>,
     ) -> bool {
+        self.wait_for_room().await;
         if self.start_tx(bytes, branch, method, pending).is_none() {
             return false;
         }
         self.flush(ctx, flow).await;
         true
+    }
+
+    /// Waits, at most [`ROOM_WAIT`], while the transaction table is full. A full table means the
+    /// pool's answers are read slower than partners send (a burst, a slow pool); the sending
+    /// stream then stops reading, which is backpressure, instead of bouncing what it already
+    /// read with `resource-constraint` (seen at 150k messages/s when the flow came up).
+    async fn wait_for_room(&self) {
+        let deadline = Instant::now() + ROOM_WAIT;
+        while self.txs.borrow().is_full() {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            self.room_waiters.set(self.room_waiters.get() + 1);
+            futures_lite::future::or(
+                async {
+                    let _ = self.room.1.recv().await;
+                },
+                glommio::timer::sleep(deadline - now),
+            )
+            .await;
+            self.room_waiters.set(self.room_waiters.get() - 1);
+        }
     }
 
     /// Starts a client transaction for `bytes` and remembers what it is for.
@@ -399,6 +432,9 @@ impl MessageGateway {
         outcome: Outcome,
         response: Option<&crate::sip::SipMessage>,
     ) {
+        if self.room_waiters.get() > 0 {
+            let _ = self.room.0.try_send(());
+        }
         let Some(p) = self.pending.borrow_mut().remove(&tx) else {
             return;
         };

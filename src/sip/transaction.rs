@@ -310,6 +310,11 @@ impl ClientTransactions {
         self.by_branch.len()
     }
 
+    /// Whether [`start`](Self::start) would refuse with [`TxError::TableFull`].
+    pub fn is_full(&self) -> bool {
+        self.by_branch.len() >= self.cfg.max_client
+    }
+
     /// Whether no transaction is pending.
     pub fn is_empty(&self) -> bool {
         self.by_branch.is_empty()

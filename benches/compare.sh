@@ -95,19 +95,20 @@ trap 'exit 130' INT TERM
 # 1,000 sessions on each side, plus listeners and files.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# A base port with PARTNERS free ports after it.
-free_port_run() {
+# Ports are taken below the kernel's ephemeral range (ip_local_port_range): a port picked from
+# inside it can be handed to an outgoing connection's local end before our listener binds it
+# (seen: the loadgen's partner listener failing with EADDRINUSE during the ejabberd run).
+free_port_run() { # count -> base of a run of free ports
     python3 - "$1" <<'EOF'
-import socket, sys
+import random, socket, sys
 n = int(sys.argv[1])
-for _ in range(200):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); base = s.getsockname()[1]; s.close()
-    if base + n > 65535:
-        continue
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    low = 32768
+hi = max(1024 + n + 1, low - n)
+for _ in range(500):
+    base = random.randrange(1024, hi)
     socks = []
     try:
         for i in range(n):
@@ -120,6 +121,10 @@ for _ in range(200):
 else:
     sys.exit("no run of free ports")
 EOF
+}
+
+free_port() {
+    free_port_run 1
 }
 
 wait_port() { # port deadline_seconds

@@ -267,7 +267,7 @@ impl MessageGateway {
         if let Some(bytes) = out {
             match flow {
                 Some(f) => self.write_on_flow(ctx, f, bytes.to_vec()).await,
-                None => self.write_next_hop(ctx, bytes.to_vec()).await,
+                None => self.write_next_hop(ctx, bytes).await,
             }
         }
     }
@@ -316,7 +316,7 @@ impl MessageGateway {
     }
 
     /// Writes a request to the next hop; a dead flow fails its transactions.
-    async fn write_next_hop(&self, ctx: &Rc<EdgeContext>, bytes: Vec<u8>) {
+    async fn write_next_hop(&self, ctx: &Rc<EdgeContext>, bytes: impl Into<Bytes>) {
         if self.sip.send(bytes).await.is_err() {
             let failed = self.txs.borrow_mut().on_transport_failure(Instant::now());
             for (tx, outcome) in failed {

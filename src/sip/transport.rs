@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_lite::future;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
@@ -175,7 +176,7 @@ impl ConnectionConfig {
 /// One queued write, tagged with the flow it was accepted for.
 struct Outgoing {
     epoch: u64,
-    bytes: Vec<u8>,
+    bytes: Bytes,
     /// End that flow (after writing what was queued before this).
     reset: bool,
 }
@@ -252,7 +253,8 @@ impl SipHandle {
     /// `send_wait` for a flow to come up ([`SendError::Down`] after that), then waits for room
     /// in the write queue as long as that flow lives (backpressure). `Ok` means accepted for
     /// the current flow; an [`Incoming::Down`] after it means it may not have been written.
-    pub async fn send(&self, bytes: Vec<u8>) -> Result<(), SendError> {
+    pub async fn send(&self, bytes: impl Into<Bytes>) -> Result<(), SendError> {
+        let bytes = bytes.into();
         let shared = &self.inner.shared;
         let deadline = Instant::now() + self.inner.send_wait;
         loop {
@@ -312,7 +314,7 @@ impl SipHandle {
         }
         let item = Outgoing {
             epoch,
-            bytes: Vec::new(),
+            bytes: Bytes::new(),
             reset: true,
         };
         let _ = self.inner.tx.send(item).await;
@@ -709,7 +711,7 @@ impl ListenerHandle {
             .ok_or(SendError::UnknownConnection)?;
         tx.send(Outgoing {
             epoch: 0,
-            bytes,
+            bytes: bytes.into(),
             reset: false,
         })
         .await

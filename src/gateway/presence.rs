@@ -49,7 +49,7 @@ pub struct XmppPresence {
     pub show: Option<Show>,
     /// Each `<status xml:lang>`: (language, text).
     pub status: Vec<(Option<String>, String)>,
-    /// `<priority/>`. Not carried in PIDF (no contact element is produced), 0 when read from PIDF.
+    /// `<priority/>`, carried as the PIDF `<contact priority>` q-value ([`qvalue_for_priority`]).
     pub priority: i8,
 }
 
@@ -110,9 +110,40 @@ pub fn availability_for_lync(n: u32) -> Availability {
     }
 }
 
+/// The PIDF `<contact priority>` (RFC 3863 §4.1.5, a q-value 0–1 with up to three decimals) for
+/// an XMPP `<priority/>` (−128–127, RFC 6121 §4.7.2.3): 0–127 scale to 0–1; a negative priority
+/// ("never deliver to this resource") becomes 0. ⚠ Our mapping: RFC 8048's text on priority
+/// could not be read here.
+pub fn qvalue_for_priority(priority: i8) -> String {
+    let thousandths = (i32::from(priority.max(0)) * 1000 + 63) / 127;
+    match thousandths {
+        1000 => "1".to_owned(),
+        t => format!("0.{t:03}"),
+    }
+}
+
+/// The XMPP `<priority/>` for a PIDF contact q-value: the inverse of [`qvalue_for_priority`]
+/// (rounded); `None` for text that is not a q-value.
+pub fn priority_for_qvalue(q: &str) -> Option<i8> {
+    let q = q.trim();
+    let (int, frac) = q.split_once('.').unwrap_or((q, ""));
+    if !matches!(int, "0" | "1") || frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut thousandths: i32 = int.parse::<i32>().ok()? * 1000;
+    if !frac.is_empty() {
+        thousandths += frac.parse::<i32>().ok()? * 10i32.pow(3 - frac.len() as u32);
+    }
+    if thousandths > 1000 {
+        return None;
+    }
+    i8::try_from((thousandths * 127 + 500) / 1000).ok()
+}
+
 /// Builds a PIDF document (`application/pidf+xml`) for `p`.
 ///
-/// One `<tuple>` (id from `tuple_id`, made a valid XML ID), `<basic>open|closed</basic>`, one
+/// One `<tuple>` (id from `tuple_id`, made a valid XML ID), `<basic>open|closed</basic>`, when
+/// available a `<contact priority>` (the entity, with the XMPP priority as q-value), one
 /// `<note xml:lang>` per `<status/>` (emitted whether or not `<show/>` is present — Kamailio's
 /// pua_xmpp drops the text in that case), and a `dm:person` with `rpid:activities` when the
 /// show maps to one. All values are escaped.
@@ -132,6 +163,13 @@ pub fn pidf_from_presence(entity_uri: &str, p: &XmppPresence, tuple_id: &str) ->
     o.extend_from_slice(b"\"><status><basic>");
     o.extend_from_slice(if p.available { b"open" } else { b"closed" });
     o.extend_from_slice(b"</basic></status>");
+    if p.available {
+        o.extend_from_slice(b"<contact priority=\"");
+        o.extend_from_slice(qvalue_for_priority(p.priority).as_bytes());
+        o.extend_from_slice(b"\">");
+        escape_text(entity_uri, &mut o);
+        o.extend_from_slice(b"</contact>");
+    }
     for (lang, text) in &p.status {
         o.extend_from_slice(b"<note");
         if let Some(l) = lang {
@@ -202,6 +240,8 @@ enum Ctx {
 struct Tuple {
     open: bool,
     notes: Vec<(Option<String>, String)>,
+    /// Its `<contact priority>`, mapped to an XMPP priority.
+    priority: Option<i8>,
 }
 
 /// Reads a PIDF document into an [`XmppPresence`].
@@ -268,6 +308,12 @@ pub fn presence_from_pidf(xml: &[u8]) -> Result<XmppPresence, MapError> {
                     }
                     (Some(Ctx::Tuple), Ns::Pidf, b"status") => Ctx::Status,
                     (Some(Ctx::Status), Ns::Pidf, b"basic") => Ctx::Basic,
+                    (Some(Ctx::Tuple), Ns::Pidf, b"contact") => {
+                        if let Some(t) = tuples.last_mut() {
+                            t.priority = t.priority.or(contact_priority(e)?);
+                        }
+                        Ctx::Other
+                    }
                     (Some(Ctx::Tuple), Ns::Pidf, b"note") => Ctx::Note(NoteOwner::Tuple),
                     (Some(Ctx::Presence), Ns::Pidf, b"note") => Ctx::Note(NoteOwner::Presence),
                     (Some(Ctx::Presence), Ns::Dm, b"person") => Ctx::Person,
@@ -342,6 +388,7 @@ pub fn presence_from_pidf(xml: &[u8]) -> Result<XmppPresence, MapError> {
     }
     let chosen = tuples.iter().position(|t| t.open).unwrap_or(0);
     let available = tuples.iter().any(|t| t.open);
+    let priority = tuples.get(chosen).and_then(|t| t.priority).unwrap_or(0);
     let mut status = tuples
         .get_mut(chosen)
         .map(|t| std::mem::take(&mut t.notes))
@@ -356,7 +403,7 @@ pub fn presence_from_pidf(xml: &[u8]) -> Result<XmppPresence, MapError> {
         available,
         show: show.filter(|_| available),
         status,
-        priority: 0,
+        priority,
     })
 }
 
@@ -400,6 +447,19 @@ fn ns_of(res: &ResolveResult<'_>) -> Ns {
         ResolveResult::Bound(Namespace(n)) if *n == NS_RPID => Ns::Rpid,
         _ => Ns::Other,
     }
+}
+
+/// The `priority` attribute of a `<contact>`, as an XMPP priority; a malformed one is ignored.
+fn contact_priority(e: &BytesStart<'_>) -> Result<Option<i8>, MapError> {
+    for a in e.attributes() {
+        let a = a.map_err(|_| MapError::BadXml("malformed attribute"))?;
+        if a.key.as_ref() == b"priority" {
+            return Ok(std::str::from_utf8(&a.value)
+                .ok()
+                .and_then(priority_for_qvalue));
+        }
+    }
+    Ok(None)
 }
 
 fn lang_attr(e: &BytesStart<'_>) -> Result<Option<String>, MapError> {

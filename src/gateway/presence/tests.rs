@@ -334,3 +334,46 @@ fn inbound_subscribe_table() {
         assert_eq!(xmpp_type_for_inbound_subscribe(existing, expires), want);
     }
 }
+
+#[test]
+fn priority_maps_to_the_contact_qvalue_and_back() {
+    let rows: &[(i8, &str)] = &[
+        (-128, "0.000"),
+        (-1, "0.000"),
+        (0, "0.000"),
+        (1, "0.008"),
+        (5, "0.039"),
+        (64, "0.504"),
+        (127, "1"),
+    ];
+    for &(p, q) in rows {
+        assert_eq!(qvalue_for_priority(p), q, "{p}");
+        assert_eq!(priority_for_qvalue(q), Some(p.max(0)), "{q}");
+    }
+    assert_eq!(priority_for_qvalue("0.5"), Some(64));
+    assert_eq!(priority_for_qvalue("1.000"), Some(127));
+    for bad in ["", "2", "1.001", "0.1234", "-0.5", "0.x", ".5"] {
+        assert_eq!(priority_for_qvalue(bad), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn priority_survives_a_pidf_round_trip() {
+    let p = XmppPresence {
+        available: true,
+        show: Some(Show::Away),
+        status: vec![(Some("de".into()), "weg".into())],
+        priority: 5,
+    };
+    let doc = pidf_from_presence("sip:bob@corp.test", &p, "r1");
+    assert!(
+        doc.contains("<contact priority=\"0.039\">sip:bob@corp.test</contact>"),
+        "{doc}"
+    );
+    assert_eq!(presence_from_pidf(doc.as_bytes()).unwrap(), p);
+    let gone = pidf_from_presence("sip:bob@corp.test", &XmppPresence::default(), "r1");
+    assert!(
+        !gone.contains("<contact"),
+        "no contact for an unavailable presence: {gone}"
+    );
+}

@@ -398,6 +398,10 @@ fn xmpp_user_subscribes_to_sipp_user(server: Server) {
     // Any OPTIONS probe sent meanwhile was answered by the scenario.
     let c = w.router.counters();
     assert_eq!(c.sip_options_failed.load(Ordering::Relaxed), 0);
+    eprintln!(
+        "{server:?}: {} OPTIONS probe(s) answered by SIPp alongside the dialog",
+        out.received_requests("OPTIONS").len()
+    );
     // What SIPp received of the dialog: the SUBSCRIBE as the gateway built it, then the
     // unsubscribe in the same dialog.
     let subs = out.received_requests("SUBSCRIBE");

@@ -425,6 +425,47 @@ impl Sipp {
         }
     }
 
+    /// Responses SIPp has sent so far to `method` requests (CSeq method), by its trace.
+    pub fn responses_sent(&self, method: &str) -> usize {
+        parse_trace(&self.messages())
+            .iter()
+            .filter(|m| m.direction == Direction::Sent && m.status().is_some())
+            .filter(|m| m.header("CSeq").is_some_and(|c| c.ends_with(method)))
+            .count()
+    }
+
+    /// Waits until SIPp's trace shows it has answered `n` `method` requests. SIPp takes a
+    /// request arriving while it still answers the previous one as unexpected: a test steps
+    /// the other side only once SIPp is ready. Fails if SIPp exits or `deadline` passes.
+    pub fn wait_answered(
+        &mut self,
+        method: &str,
+        n: usize,
+        deadline: Instant,
+    ) -> Result<(), HarnessError> {
+        loop {
+            let answered = self.responses_sent(method);
+            if answered >= n {
+                return Ok(());
+            }
+            let what = format!("{n} answered {method} (has {answered})");
+            if let Some(st) = self.try_exit() {
+                return Err(HarnessError::Start {
+                    server: self.name.clone(),
+                    reason: format!("exited ({st:?}) while waiting for {what}"),
+                    log_tail: self.diagnostics(),
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(HarnessError::Timeout {
+                    what: format!("{}: {what}", self.name),
+                    log_tail: self.diagnostics(),
+                });
+            }
+            std::thread::sleep(POLL_PAUSE);
+        }
+    }
+
     /// Waits for SIPp to exit by itself (`-m` calls done, `-timeout`, fatal error) and returns
     /// the outcome; kills it and fails if `deadline` passes first.
     pub fn wait(mut self, deadline: Instant) -> Result<SippOutcome, HarnessError> {

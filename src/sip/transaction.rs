@@ -600,17 +600,8 @@ impl BranchGen {
         b.push_str(&self.prefix);
         b.push('.');
         let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        let mut n = self.n;
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        digits[i..].iter().for_each(|d| b.push(*d as char));
+        let n = super::serialize::decimal(self.n, &mut digits);
+        b.push_str(std::str::from_utf8(n).unwrap_or("0"));
         b
     }
 }

@@ -226,6 +226,22 @@ impl SipMessage {
         self.vias().next().unwrap_or(Err(ValueError::Missing))
     }
 
+    /// The `branch` parameter of the top Via, found without parsing the whole Via: what a client
+    /// transaction matches a response by (RFC 3261 §17.1.3), on every response. A malformed Via
+    /// yields whatever follows `branch=`, which then matches no transaction of ours.
+    pub fn top_via_branch(&self) -> Option<&str> {
+        let top = self.header_values(HeaderName::Via).next()?;
+        let params = &top[top.iter().position(|&b| b == b';')?..];
+        params.split(|&b| b == b';').find_map(|p| {
+            let p = p.trim_ascii();
+            let eq = p.iter().position(|&b| b == b'=')?;
+            let (name, value) = (p[..eq].trim_ascii(), p[eq + 1..].trim_ascii());
+            (name.eq_ignore_ascii_case(b"branch") && !value.is_empty())
+                .then(|| utf8(value))
+                .flatten()
+        })
+    }
+
     /// From.
     pub fn from(&self) -> Result<NameAddr<'_>, ValueError> {
         NameAddr::parse(self.single(HeaderName::From)?)
@@ -398,6 +414,20 @@ mod tests {
         l: 5\r\n\
         \r\n\
         Hello";
+
+    #[test]
+    fn top_via_branch_is_the_top_vias_and_agrees_with_the_typed_via() {
+        let m = SipMessage::parse(Bytes::from_static(MESSAGE.as_bytes())).unwrap();
+        assert_eq!(m.top_via_branch(), Some("z9hG4bK776asdhds"));
+        assert_eq!(m.top_via_branch(), m.top_via().unwrap().branch());
+        let spaced = "SIP/2.0 200 OK\r\nv: SIP/2.0/TCP h ; rport ; BRANCH = z9hG4bKx\r\n\
+            Via: SIP/2.0/TCP other;branch=z9hG4bKother\r\nCSeq: 1 MESSAGE\r\nl: 0\r\n\r\n";
+        let r = SipMessage::parse(Bytes::from_static(spaced.as_bytes())).unwrap();
+        assert_eq!(r.top_via_branch(), Some("z9hG4bKx"));
+        let none = "SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP h;rport;branch=\r\nl: 0\r\n\r\n";
+        let r = SipMessage::parse(Bytes::from_static(none.as_bytes())).unwrap();
+        assert_eq!(r.top_via_branch(), None);
+    }
 
     #[test]
     fn reads_typed_fields_of_a_message_request() {

@@ -232,8 +232,7 @@ impl ClientTransactions {
     pub fn on_response(&mut self, resp: &SipMessage, _now: Instant) -> Option<(TxId, Outcome)> {
         let matched = (|| {
             let status = resp.status()?;
-            let via = resp.top_via().ok()?;
-            let branch = via.branch()?;
+            let branch = resp.top_via_branch()?;
             let cseq = resp.cseq().ok()?;
             let tx = self.by_branch.get_mut(branch)?;
             tx.method.is(cseq.method).then_some((branch, status))

@@ -20,6 +20,10 @@ use stanza_router::sip::transaction::{BranchGen, ClientTransactions, TxConfig};
 use stanza_router::sip::{HeaderName, Request, SipMessage};
 use stanza_router::xml::{Event, Framer, FramerLimits, Stanza};
 
+// The router's allocator, so allocation costs count as they do there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const HEADER: &[u8] = b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' from='a.example' to='b.example' version='1.0'>";
 const MESSAGE: &[u8] = b"<message type='chat' from='juliet@a.example/balcony' to='romeo@b.example' id='m-000001' xml:lang='en'><body>Wherefore art thou, Romeo? &lt;3 -- 000001 and some more text to make two hundred bytes of body, which is what the load generator sends by default in its messages workload ....</body></message>";
 

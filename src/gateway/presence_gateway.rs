@@ -34,6 +34,7 @@ use tracing::debug;
 use super::address::{jid_to_sip_uri, sip_uri_to_jid};
 use super::children::for_each_child;
 use super::inbound::{internal_jid, ListenerFlow};
+use super::notify_queue::NotifyQueue;
 use super::outbound_message::{MessageGateway, Pending};
 use super::presence::{pidf_from_presence, presence_from_pidf, Show, XmppPresence};
 use super::subscription::{
@@ -70,6 +71,8 @@ pub struct PresenceTables {
     pair_dialog: HashMap<SubKey, DialogKey>,
     /// Notifier dialogs whose latest SUBSCRIBE came over a listener connection.
     flows: HashMap<DialogKey, ListenerFlow>,
+    /// NOTIFYs waiting for their dialog's previous one to end.
+    notify_queue: NotifyQueue<DialogKey, (OutRequest, Option<ListenerFlow>)>,
     /// When a sweep first saw a subscriber ended.
     ended_at: HashMap<SubKey, Instant>,
     /// How long an ended subscriber is kept (answers the NOTIFY terminated of its unsubscribe).
@@ -122,6 +125,7 @@ impl PresenceTables {
             dialog_pair: HashMap::new(),
             pair_dialog: HashMap::new(),
             flows: HashMap::new(),
+            notify_queue: NotifyQueue::default(),
             ended_at: HashMap::new(),
             linger: sub_cfg.t1.saturating_mul(64),
             sweep_at: now + SWEEP_EVERY,
@@ -612,19 +616,15 @@ impl MessageGateway {
                     self.subscriber_events(ctx, &key, evs, &mut more).await;
                 }
                 Later::Notify(dk, req, flow) => {
-                    let pending = Pending::Notify(dk.clone());
-                    if self
-                        .transmit_on(ctx, req.bytes, &req.branch, req.method, pending, flow)
-                        .await
-                    {
-                        continue;
-                    }
-                    let evs = self
+                    let now = self
                         .presence
                         .borrow_mut()
-                        .notifiers
-                        .on_notify_failure(&dk, transport);
-                    self.notifier_events(ctx, evs, &mut more).await;
+                        .notify_queue
+                        .offer(&dk, (req, flow));
+                    // Sent at once, or by `notify_outcome` when the one in flight ends.
+                    if let Some((req, flow)) = now {
+                        self.send_notify(ctx, &dk, req, flow, &mut more).await;
+                    }
                 }
             }
             queue.extend(more);
@@ -668,6 +668,45 @@ impl MessageGateway {
                 .notifiers
                 .on_notify_failure(&key, f);
             self.notifier_events_now(ctx, evs).await;
+        }
+        let next = self.presence.borrow_mut().notify_queue.done(&key);
+        if let Some((req, flow)) = next {
+            let mut more = Vec::new();
+            self.send_notify(ctx, &key, req, flow, &mut more).await;
+            Box::pin(self.send_later(ctx, more)).await;
+        }
+    }
+
+    /// Sends `req`, the NOTIFY of dialog `dk` now in flight. One the transaction table refuses
+    /// fails its dialog as a transport failure would; never sent, it never ends, so the next
+    /// queued NOTIFY goes instead.
+    async fn send_notify(
+        &self,
+        ctx: &Rc<EdgeContext>,
+        dk: &DialogKey,
+        mut req: OutRequest,
+        mut flow: Option<ListenerFlow>,
+        more: &mut Vec<Later>,
+    ) {
+        loop {
+            let pending = Pending::Notify(dk.clone());
+            if self
+                .transmit_on(ctx, req.bytes, &req.branch, req.method, pending, flow)
+                .await
+            {
+                return;
+            }
+            let evs = self
+                .presence
+                .borrow_mut()
+                .notifiers
+                .on_notify_failure(dk, super::errors::SipFailure::Transport);
+            self.notifier_events(ctx, evs, more).await;
+            let next = self.presence.borrow_mut().notify_queue.done(dk);
+            match next {
+                Some((r, f)) => (req, flow) = (r, f),
+                None => return,
+            }
         }
     }
 

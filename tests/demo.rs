@@ -1,22 +1,13 @@
 //! README's quick-start command runs end to end: `stanza-router demo` exits 0 with every stanza
-//! accounted for, both ways, and presence works both ways.
+//! accounted for, both ways, and presence works both ways. With its defaults: 5,000 pings, and
+//! 10,000 messages through the gateway (5,000 each way), each counted by outcome.
 
 use std::process::Command;
 
 #[test]
 fn demo_accounts_for_every_stanza_and_exits_0() {
     let out = Command::new(env!("CARGO_BIN_EXE_stanza-router"))
-        .args([
-            "demo",
-            "--pings",
-            "300",
-            "--messages",
-            "300",
-            "--sip-messages",
-            "300",
-            "--shards",
-            "2",
-        ])
+        .args(["demo", "--shards", "2"])
         .output()
         .expect("run demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -26,16 +17,20 @@ fn demo_accounts_for_every_stanza_and_exits_0() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("pings sent / answered (iq result)          300 / 300"),
+        stdout.contains("pings sent / answered (iq result)          5000 / 5000"),
         "{stdout}"
     );
-    // Every 50th MESSAGE is answered 486 by the pool: 6 of 300 come back as bounces.
+    // Every 50th MESSAGE is answered 486 by the pool: 100 of 5,000 come back as bounces.
     assert!(
-        stdout.contains("delivered (SIP 2xx)                     294"),
+        stdout.contains("messages partner → pool sent              5000"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("bounced recipient-unavailable            6"),
+        stdout.contains("delivered (SIP 2xx)                     4900"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("bounced recipient-unavailable            100"),
         "{stdout}"
     );
     assert!(
@@ -43,11 +38,18 @@ fn demo_accounts_for_every_stanza_and_exits_0() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("answered 200                             300"),
+        stdout.contains("answered 200                             5000"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("arrived at the partner                  300"),
+        stdout.contains("arrived at the partner                  5000"),
+        "{stdout}"
+    );
+    // The router's own counters agree: every outcome counted, in = delivered + refused.
+    assert!(
+        stdout.contains(
+            "SIP MESSAGE delivered 4900, bounced 100; from SIP: in 5000, 200 5000, refused 0"
+        ),
         "{stdout}"
     );
     assert!(stdout.contains("type='subscribed'"), "{stdout}");

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::run::{Delivery, Mode, RunPlan};
+use crate::run::{Delivery, Direction, Mode, RunPlan, SipSource};
 use crate::setup::{self, CaDir};
 use crate::sip_sink::SipErrors;
 use crate::workload::{BodySize, Workload};
@@ -152,6 +152,22 @@ pub struct RunArgs {
     /// The component's domain: messages go to userN@D.
     #[arg(long, value_name = "D", requires = "component")]
     pub component_domain: Option<String>,
+    /// Which way the load flows: inbound (partners → router over S2S, the --workload),
+    /// outbound (the SIP source → router → partners: SIP MESSAGEs to userN@<partner>, completed
+    /// when the stanza reaches the partner; needs --sip-source) or both at once (each direction
+    /// at the full --rate or --window, reported separately and together).
+    #[arg(long, value_enum, default_value_t = Direction::Inbound)]
+    pub direction: Direction,
+    /// Outbound: the router's `[sip] listen` address the SIP source sends MESSAGEs to.
+    #[arg(long, value_name = "IP:PORT")]
+    pub sip_source: Option<SocketAddr>,
+    /// Outbound: TCP connections of the SIP source (requests spread round-robin).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "sip_source")]
+    pub sip_connections: usize,
+    /// Outbound: SIP domain of the senders lgN@D (an internal domain of the router) [default:
+    /// the router's domain].
+    #[arg(long, value_name = "D", requires = "sip_source")]
+    pub sip_domain: Option<String>,
 }
 
 /// `loadgen ca`.
@@ -207,6 +223,10 @@ pub struct ConfigArgs {
     /// Write a `[sip]` section whose next hop is this TCP address (a `loadgen run --sip-sink`).
     #[arg(long, value_name = "IP:PORT")]
     pub sip_next_hop: Option<SocketAddr>,
+    /// Write a `[sip] listen` on this address (for `loadgen run --direction outbound
+    /// --sip-source` at the same address).
+    #[arg(long, value_name = "IP:PORT")]
+    pub sip_listen: Option<SocketAddr>,
 }
 
 /// `loadgen sweep`.
@@ -395,6 +415,37 @@ impl RunArgs {
         if let Some(d) = &self.component_domain {
             check_domain("--component-domain", d)?;
         }
+        match (self.direction.outbound(), self.sip_source) {
+            (true, None) => {
+                return Err(bad(format!(
+                    "--direction {}: give --sip-source IP:PORT (the router's [sip] listen)",
+                    if self.direction.inbound() {
+                        "both"
+                    } else {
+                        "outbound"
+                    }
+                )))
+            }
+            (false, Some(_)) => {
+                return Err(bad("--sip-source applies to --direction outbound or both"))
+            }
+            (true, Some(a)) => check_loopback("--sip-source", a, self.allow_remote)?,
+            (false, None) => {}
+        }
+        if self.direction.outbound() && self.workload == Workload::Idle {
+            return Err(bad(
+                "--workload idle sends nothing: use --direction inbound",
+            ));
+        }
+        if self.sip_connections == 0 || self.sip_connections > MAX_CONNECTIONS {
+            return Err(bad(format!(
+                "--sip-connections {}: must be 1..={MAX_CONNECTIONS}",
+                self.sip_connections
+            )));
+        }
+        if let Some(d) = &self.sip_domain {
+            check_domain("--sip-domain", d)?;
+        }
         if let Some(r) = self.rate {
             if !(r.is_finite() && r > 0.0 && r <= MAX_RATE) {
                 return Err(bad(format!(
@@ -448,9 +499,15 @@ impl RunArgs {
             )));
         }
         let window = self.window.unwrap_or(DEFAULT_WINDOW);
-        if self.closed_loop && window < connections as u64 {
+        if self.closed_loop && self.direction.inbound() && window < connections as u64 {
             return Err(bad(format!(
                 "--window {window} is smaller than --connections {connections}"
+            )));
+        }
+        if self.closed_loop && self.direction.outbound() && window < self.sip_connections as u64 {
+            return Err(bad(format!(
+                "--window {window} is smaller than --sip-connections {}",
+                self.sip_connections
             )));
         }
         let partner_listen = partner_addrs(self.partners.partner_listen, partners.len())?;
@@ -500,6 +557,12 @@ impl RunArgs {
                 },
                 (None, None) => Delivery::Streams,
             },
+            direction: self.direction,
+            sip_source: self.sip_source.map(|router| SipSource {
+                router,
+                connections: self.sip_connections,
+                sip_domain: self.sip_domain.clone().unwrap_or_else(|| domain.clone()),
+            }),
         })
     }
 }
@@ -546,6 +609,9 @@ impl ConfigArgs {
         )?;
         if let Some(a) = self.sip_next_hop {
             check_loopback("--sip-next-hop", a, self.allow_remote)?;
+        }
+        if let Some(a) = self.sip_listen {
+            check_loopback("--sip-listen", a, self.allow_remote)?;
         }
         if self.connections == 0 || self.connections > MAX_CONNECTIONS {
             return Err(bad(format!("--connections must be 1..={MAX_CONNECTIONS}")));
@@ -727,6 +793,79 @@ mod tests {
             .unwrap()
             .check()
             .is_err());
+    }
+
+    #[test]
+    fn outbound_needs_a_sip_source_and_plans_it() {
+        let refused = |extra: &str| match run_args(extra) {
+            Err(_) => true,
+            Ok(r) => r.check().is_err(),
+        };
+        assert!(refused("--rate 1 --direction outbound"), "no --sip-source");
+        assert!(refused("--rate 1 --sip-source 127.0.0.1:5060"), "inbound");
+        assert!(refused(
+            "--rate 1 --direction sideways --sip-source 127.0.0.1:5060"
+        ));
+        assert!(refused(
+            "--rate 1 --direction outbound --sip-source 127.0.0.1:5060 --sip-connections 0"
+        ));
+        assert!(refused(
+            "--rate 1 --direction both --sip-source 10.0.0.1:5060"
+        ));
+        assert!(refused(
+            "--direction outbound --sip-source 127.0.0.1:5060 --workload idle"
+        ));
+        assert!(run_args(
+            "--closed-loop --window 2 --direction outbound --sip-source 127.0.0.1:5060 \
+             --sip-connections 3"
+        )
+        .unwrap()
+        .plan(&ca(1))
+        .is_err());
+        let r =
+            run_args("--rate 5 --direction both --sip-source 127.0.0.1:5060 --sip-connections 3")
+                .unwrap();
+        let p = r.plan(&ca(2)).unwrap();
+        assert_eq!(p.direction, Direction::Both);
+        let src = p.sip_source.unwrap();
+        assert_eq!(src.router, "127.0.0.1:5060".parse().unwrap());
+        assert_eq!(src.connections, 3);
+        assert_eq!(src.sip_domain, "corp.test");
+        let p = run_args("--rate 5").unwrap().plan(&ca(1)).unwrap();
+        assert_eq!((p.direction, p.sip_source), (Direction::Inbound, None));
+    }
+
+    #[test]
+    fn config_writes_the_sip_listener() {
+        let Ok(Cli {
+            command: Command::Config(c),
+        }) = parse(
+            "config --ca-dir d --out o --router-s2s 127.0.0.1:5269 \
+             --partner-listen 127.0.0.1:6000 --sip-listen 127.0.0.1:5060",
+        )
+        else {
+            panic!("parse")
+        };
+        assert!(c.check().is_ok());
+        assert_eq!(c.sip_listen, Some("127.0.0.1:5060".parse().unwrap()));
+        let names = setup::default_partners(1);
+        let toml = setup::router_toml_sip(
+            &ca(1),
+            &names,
+            c.router_s2s,
+            &["127.0.0.1:6000".parse().unwrap()],
+            4,
+            "1",
+            setup::SipSides {
+                next_hop: None,
+                listen: c.sip_listen,
+            },
+        );
+        assert!(
+            toml.contains("[sip]\nlisten = [\"127.0.0.1:5060\"]\n"),
+            "{toml}"
+        );
+        assert!(!toml.contains("next_hop"));
     }
 
     #[test]

@@ -19,5 +19,6 @@ pub mod s2s;
 pub mod schedule;
 pub mod setup;
 pub mod sip_sink;
+pub mod sip_source;
 pub mod sweep;
 pub mod workload;

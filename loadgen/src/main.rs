@@ -58,14 +58,18 @@ fn main() -> ExitCode {
                 Ok(a) => a,
                 Err(e) => return usage(e),
             };
-            let text = setup::router_toml(
+            let sip = setup::SipSides {
+                next_hop: a.sip_next_hop,
+                listen: a.sip_listen,
+            };
+            let text = setup::router_toml_sip(
                 &ca,
                 &partners,
                 a.router_s2s,
                 &addrs,
                 a.connections,
                 &a.shards,
-                a.sip_next_hop,
+                sip,
             );
             match std::fs::write(&a.out, text) {
                 Ok(()) => {

@@ -171,6 +171,40 @@ pub fn router_toml(
     shards: &str,
     sip_next_hop: Option<SocketAddr>,
 ) -> String {
+    let sip = SipSides {
+        next_hop: sip_next_hop,
+        listen: None,
+    };
+    router_toml_sip(
+        ca,
+        partners,
+        router_s2s,
+        partner_listen,
+        connections,
+        shards,
+        sip,
+    )
+}
+
+/// The router's SIP side in a `loadgen config`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SipSides {
+    /// `[sip] next_hop`: where the router delivers to the internal side (a `--sip-sink`).
+    pub next_hop: Option<SocketAddr>,
+    /// `[sip] listen`: where the internal side sends to the router (a `--sip-source`).
+    pub listen: Option<SocketAddr>,
+}
+
+/// [`router_toml`] with both SIP sides: a `[sip]` section is written when either is given.
+pub fn router_toml_sip(
+    ca: &CaDir,
+    partners: &[String],
+    router_s2s: SocketAddr,
+    partner_listen: &[SocketAddr],
+    connections: usize,
+    shards: &str,
+    sip: SipSides,
+) -> String {
     let path = |f: &str| toml_string(&ca.dir.join(f).display().to_string());
     let per_partner = connections.div_ceil(partners.len().max(1)) + 16;
     let total = (connections + partners.len() * 16 + 64).max(1000);
@@ -190,10 +224,14 @@ pub fn router_toml(
         path(ROUTER_KEY),
         path(CA_FILE),
     );
-    if let Some(hop) = sip_next_hop {
-        t.push_str(&format!(
-            "\n[sip]\nnext_hop = \"sip:{hop};transport=tcp\"\n"
-        ));
+    if sip.next_hop.is_some() || sip.listen.is_some() {
+        t.push_str("\n[sip]\n");
+    }
+    if let Some(hop) = sip.next_hop {
+        t.push_str(&format!("next_hop = \"sip:{hop};transport=tcp\"\n"));
+    }
+    if let Some(l) = sip.listen {
+        t.push_str(&format!("listen = [\"{l}\"]\n"));
     }
     for (p, addr) in partners.iter().zip(partner_listen) {
         t.push_str(&format!(

@@ -128,7 +128,7 @@ pub struct SinkConn {
 }
 
 /// The reason phrase for a status.
-fn reason(code: u16) -> &'static str {
+pub(crate) fn reason(code: u16) -> &'static str {
     match code {
         200 => "OK",
         400 => "Bad Request",
@@ -146,7 +146,7 @@ fn reason(code: u16) -> &'static str {
 
 /// The header a line names, among those the sink looks at (full and compact forms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Hdr {
+pub(crate) enum Hdr {
     Via,
     From,
     To,
@@ -156,7 +156,7 @@ enum Hdr {
     Other,
 }
 
-fn header_of(name: &[u8]) -> Hdr {
+pub(crate) fn header_of(name: &[u8]) -> Hdr {
     let eq = |s: &[u8]| name.eq_ignore_ascii_case(s);
     match name.len() {
         1 => match name[0].to_ascii_lowercase() {
@@ -177,7 +177,7 @@ fn header_of(name: &[u8]) -> Hdr {
     }
 }
 
-fn trim(mut b: &[u8]) -> &[u8] {
+pub(crate) fn trim(mut b: &[u8]) -> &[u8] {
     while let [x, rest @ ..] = b {
         if x.is_ascii_whitespace() {
             b = rest;
@@ -195,7 +195,7 @@ fn trim(mut b: &[u8]) -> &[u8] {
     b
 }
 
-fn parse_len(v: &[u8]) -> Option<usize> {
+pub(crate) fn parse_len(v: &[u8]) -> Option<usize> {
     let v = trim(v);
     if v.is_empty() || v.len() > 9 || !v.iter().all(u8::is_ascii_digit) {
         return None;
@@ -411,7 +411,7 @@ impl SinkConn {
     }
 }
 
-fn push_num(out: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn push_num(out: &mut Vec<u8>, mut n: u64) {
     let mut d = [0u8; 20];
     let mut i = d.len();
     loop {

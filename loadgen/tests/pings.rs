@@ -120,6 +120,8 @@ fn bench(label: &str, partners: usize, connections: usize, mode: Mode, count: u6
         progress: false,
         recipient_domain: "corp.test".into(),
         delivery: run::Delivery::Streams,
+        direction: run::Direction::Inbound,
+        sip_source: None,
     };
     Bench {
         _dir: dir,

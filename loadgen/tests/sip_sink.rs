@@ -124,6 +124,8 @@ fn bench(label: &str, mode: Mode, count: u64, errors: Option<SipErrors>) -> Benc
             listen: sink,
             errors,
         },
+        direction: run::Direction::Inbound,
+        sip_source: None,
     };
     Bench {
         _dir: dir,

@@ -284,6 +284,8 @@ pub fn prepare(a: &SweepArgs) -> Result<Sweep, ArgError> {
         progress: false,
         recipient_domain: ca.router_domain.clone(),
         delivery,
+        direction: crate::run::Direction::Inbound,
+        sip_source: None,
     };
     Ok(Sweep {
         bench: Bench {

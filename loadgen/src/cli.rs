@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::run::{Delivery, Direction, Mode, RunPlan, SipSource};
 use crate::setup::{self, CaDir};
 use crate::sip_sink::SipErrors;
-use crate::workload::{BodySize, Workload};
+use crate::workload::{BodySize, Mix, Workload};
 
 /// Longest run accepted (warm-up + duration + drain).
 pub const MAX_RUN: Duration = Duration::from_secs(24 * 3600);
@@ -116,6 +116,12 @@ pub struct RunArgs {
     /// What to send.
     #[arg(long, value_enum, default_value_t = Workload::Pings)]
     pub workload: Workload,
+    /// --workload mix: weights of messages (delivered at the SIP sink), presence (probes from
+    /// a fresh partner user, answered `unsubscribed` by the router's presence tables) and
+    /// subscriptions (`subscribe` → SIP SUBSCRIBE at the sink, answered 200 + NOTIFY →
+    /// `subscribed` back at the partner) [default: messages=80,presence=15,subscriptions=5].
+    #[arg(long, value_name = "ITEM=W,...")]
+    pub mix: Option<Mix>,
     /// Write the report as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -432,6 +438,14 @@ impl RunArgs {
             (true, Some(a)) => check_loopback("--sip-source", a, self.allow_remote)?,
             (false, None) => {}
         }
+        if self.mix.is_some() && self.workload != Workload::Mix {
+            return Err(bad("--mix applies to --workload mix"));
+        }
+        if self.workload == Workload::Mix && self.sip_sink.is_none() {
+            return Err(bad(
+                "--workload mix needs --sip-sink (messages and subscriptions go through the SIP gateway)",
+            ));
+        }
         if self.direction.outbound() && self.workload == Workload::Idle {
             return Err(bad(
                 "--workload idle sends nothing: use --direction inbound",
@@ -539,6 +553,7 @@ impl RunArgs {
             body: self.body_size,
             users: self.users,
             workload: self.workload,
+            mix: self.mix.unwrap_or_default(),
             router_pid: self.router_pid,
             progress: !self.quiet,
             recipient_domain: self

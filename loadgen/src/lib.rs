@@ -12,6 +12,7 @@ pub mod cli;
 pub mod component;
 pub mod correlator;
 pub mod html;
+pub mod notifier;
 pub mod procstat;
 pub mod report;
 pub mod run;

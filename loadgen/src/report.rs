@@ -99,6 +99,12 @@ pub struct Outcomes {
     pub bounced: BTreeMap<String, u64>,
     /// SIP MESSAGEs of the source refused by the router, by final status.
     pub refused: BTreeMap<String, u64>,
+    /// Mix: subscriptions granted (`subscribed` at the partner).
+    pub subscribed: u64,
+    /// Mix: subscriptions refused (`unsubscribed`).
+    pub unsubscribed: u64,
+    /// Presence updates that answer no request (after a subscription; not counted).
+    pub presence_updates: u64,
     /// Answers of another kind (or stanzas without a loadgen id).
     pub unexpected: u64,
     /// Answers matching no pending request (duplicates).
@@ -350,6 +356,9 @@ impl Report {
                 delivered: rec.delivered,
                 bounced,
                 refused: refused_map(rec),
+                subscribed: rec.subscribed,
+                unsubscribed: rec.unsubscribed,
+                presence_updates: rec.presence_updates,
                 unexpected: rec.unexpected,
                 unmatched: result.unmatched,
                 lost: result.lost,
@@ -466,13 +475,20 @@ impl Report {
             o.lost_warmup,
             o.not_sent
         );
+        if o.subscribed + o.unsubscribed + o.presence_updates > 0 {
+            let _ = writeln!(
+                t,
+                "  presence: subscribed {}  unsubscribed {}  presence updates {}",
+                o.subscribed, o.unsubscribed, o.presence_updates
+            );
+        }
         let _ = writeln!(t, "  delivery: {}", self.delivery);
         if let Some(k) = &self.sip_sink {
             let c = &k.counts;
             let _ = writeln!(
                 t,
-                "  SIP sink: {} connections, {} MESSAGEs ({} answered with the error code, {} without seq), {} OPTIONS, {} other, {} framing errors",
-                k.connections, c.messages, c.errors_sent, c.no_seq, c.options, c.other, k.framing_errors
+                "  SIP sink: {} connections, {} MESSAGEs ({} answered with the error code, {} without seq), {} SUBSCRIBEs (200 + NOTIFY), {} OPTIONS, {} other, {} framing errors",
+                k.connections, c.messages, c.errors_sent, c.no_seq, c.subscribes, c.options, c.other, k.framing_errors
             );
         }
         for (name, d) in [("inbound", &self.inbound), ("outbound", &self.outbound)] {

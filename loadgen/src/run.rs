@@ -25,7 +25,7 @@ use crate::s2s::{self, Duplex, Established};
 use crate::schedule::Schedule;
 use crate::sip_sink::{SinkTotals, SipErrors, SipSink};
 use crate::sip_source::{self, SourceCounts, SourceTemplates};
-use crate::workload::{self, BodySize, Templates, Workload};
+use crate::workload::{self, BodySize, Mix, Templates, Workload};
 
 /// Bytes collected before a batch is written (one large TLS write).
 const BATCH_BYTES: usize = 64 * 1024;
@@ -121,6 +121,8 @@ pub struct RunPlan {
     pub users: u64,
     /// What to send.
     pub workload: Workload,
+    /// Proportions of `Workload::Mix`.
+    pub mix: Mix,
     /// Router process to sample (CPU, peak RSS).
     pub router_pid: Option<u32>,
     /// Print progress on stderr.
@@ -481,7 +483,8 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
             &plan.recipient_domain,
             plan.users,
             plan.body,
-        );
+        )
+        .with_mix(plan.mix);
         let job = WriterJob {
             conn: j,
             nconn,
@@ -1111,6 +1114,14 @@ fn answer_reader(mut est: Established, sh: &Shared) -> (Recorder, Recorder) {
                         }
                     }
                     None => match (&sh.out, s.kind()) {
+                        (_, StanzaKind::Presence) => match workload::classify_presence(&s) {
+                            Some((seq, outcome)) => {
+                                if let Some(done) = sh.corr.complete(seq, at) {
+                                    rec.record(&done, outcome);
+                                }
+                            }
+                            None => rec.presence_updates += 1,
+                        },
                         (Some(out), StanzaKind::Message) => {
                             match crate::correlator::seq_from_body_bytes(s.as_bytes()) {
                                 Some(seq) => out.delivered(seq, at, &mut out_rec),

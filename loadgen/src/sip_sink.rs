@@ -96,6 +96,8 @@ pub struct SinkCounts {
     pub no_seq: u64,
     /// OPTIONS requests.
     pub options: u64,
+    /// SUBSCRIBE requests answered 200 + NOTIFY (see [`crate::notifier`]).
+    pub subscribes: u64,
     /// Other requests (answered 200, ACK not answered).
     pub other: u64,
     /// Responses (ignored: the sink sends no requests).
@@ -110,6 +112,7 @@ impl SinkCounts {
         self.errors_sent += o.errors_sent;
         self.no_seq += o.no_seq;
         self.options += o.options;
+        self.subscribes += o.subscribes;
         self.other += o.other;
         self.responses += o.responses;
         self.pings += o.pings;
@@ -123,6 +126,8 @@ pub struct SinkConn {
     /// MESSAGEs seen by the whole sink, for the error share (exact over all connections).
     n: Arc<AtomicU64>,
     tag: u64,
+    /// `host:port` of the sink (Via and Contact of NOTIFYs).
+    local: String,
     /// What this connection saw.
     pub counts: SinkCounts,
 }
@@ -226,8 +231,15 @@ impl SinkConn {
             errors,
             n,
             tag: 0,
+            local: "127.0.0.1".into(),
             counts: SinkCounts::default(),
         }
+    }
+
+    /// The sink's own address, for the NOTIFYs that follow SUBSCRIBEs.
+    pub fn with_local(mut self, local: String) -> SinkConn {
+        self.local = local;
+        self
     }
 
     /// Whether the next MESSAGE gets the error code: spread evenly, `share` of them.
@@ -370,6 +382,19 @@ impl SinkConn {
                 self.counts.options += 1;
                 200
             }
+            b"SUBSCRIBE" => {
+                self.tag += 1;
+                if let Some((ok, notify)) =
+                    crate::notifier::answer_subscribe(&m[..total], &self.local, self.tag)
+                {
+                    self.counts.subscribes += 1;
+                    out.extend_from_slice(&ok);
+                    out.extend_from_slice(&notify);
+                    return Ok(Some(total));
+                }
+                self.counts.other += 1;
+                400
+            }
             b"ACK" => {
                 self.counts.other += 1;
                 return Ok(Some(total));
@@ -477,7 +502,10 @@ fn accept_loop(
             Ok((tcp, _)) => {
                 totals.connections += 1;
                 let (corr, stop) = (corr.clone(), stop.clone());
-                let conn = SinkConn::sharing(errors, messages.clone());
+                let local = tcp
+                    .local_addr()
+                    .map_or_else(|_| "127.0.0.1".to_string(), |a| a.to_string());
+                let conn = SinkConn::sharing(errors, messages.clone()).with_local(local);
                 let h = thread::Builder::new()
                     .name(format!("sip-sink-{}", totals.connections))
                     .spawn(move || serve(tcp, conn, &corr, &stop));

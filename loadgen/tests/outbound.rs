@@ -122,6 +122,7 @@ fn bench(label: &str, direction: Direction, mode: Mode, count: u64) -> Bench {
         body: BodySize::Fixed { bytes: 200 },
         users: 50,
         workload: Workload::Pings,
+        mix: Default::default(),
         router_pid: None,
         progress: false,
         recipient_domain: "corp.test".into(),

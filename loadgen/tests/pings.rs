@@ -116,6 +116,7 @@ fn bench(label: &str, partners: usize, connections: usize, mode: Mode, count: u6
         body: BodySize::Fixed { bytes: 100 },
         users: 10,
         workload: Workload::Pings,
+        mix: Default::default(),
         router_pid: Some(std::process::id()),
         progress: false,
         recipient_domain: "corp.test".into(),

@@ -280,6 +280,7 @@ pub fn prepare(a: &SweepArgs) -> Result<Sweep, ArgError> {
         body: a.body_size,
         users: a.users,
         workload: a.workload,
+        mix: crate::workload::Mix::default(),
         router_pid: None,
         progress: false,
         recipient_domain: ca.router_domain.clone(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::run::{Delivery, Direction, Mode, RunPlan, SipSource};
+use crate::run::{Delivery, Direction, Mode, RunPlan, SipSource, TlsMode};
 use crate::setup::{self, CaDir};
 use crate::sip_sink::SipErrors;
 use crate::workload::{BodySize, Mix, Workload};
@@ -22,8 +22,9 @@ pub const DEFAULT_WINDOW: u64 = 512;
 /// Highest open-loop rate accepted, requests/s.
 pub const MAX_RATE: f64 = 10_000_000.0;
 
-/// Load generator for stanza-router: plays federated XMPP partners over S2S (STARTTLS + SASL
-/// EXTERNAL) against the router and reports throughput and latency.
+/// Load generator for stanza-router: plays federated XMPP partners over S2S (STARTTLS or direct
+/// TLS, SASL EXTERNAL) and the internal SIP side (a sink for the router's next hop, a source for
+/// its SIP listener) against the router, and reports throughput and latency.
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version)]
 pub struct Cli {
@@ -66,9 +67,13 @@ pub struct PartnerSel {
 /// `loadgen run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// The router's STARTTLS S2S listener (IP literal and port; no name resolution).
+    /// The router's S2S listener (IP literal and port; no name resolution): its `listen.s2s`
+    /// (STARTTLS), or with --tls direct its `listen.s2s_tls`.
     #[arg(long, value_name = "IP:PORT")]
     pub router_s2s: SocketAddr,
+    /// How our streams start TLS: starttls, or direct (XEP-0368, ALPN xmpp-server).
+    #[arg(long, value_enum, default_value_t = TlsMode::Starttls)]
+    pub tls: TlsMode,
     /// The router's domain (default: the CA directory's).
     #[arg(long)]
     pub domain: Option<String>,
@@ -229,6 +234,10 @@ pub struct ConfigArgs {
     /// Write a `[sip]` section whose next hop is this TCP address (a `loadgen run --sip-sink`).
     #[arg(long, value_name = "IP:PORT")]
     pub sip_next_hop: Option<SocketAddr>,
+    /// Also listen for direct TLS S2S (XEP-0368) here: `listen.s2s_tls` (for `loadgen run
+    /// --tls direct --router-s2s` at the same address).
+    #[arg(long, value_name = "IP:PORT")]
+    pub router_s2s_tls: Option<SocketAddr>,
     /// Write a `[sip] listen` on this address (for `loadgen run --direction outbound
     /// --sip-source` at the same address).
     #[arg(long, value_name = "IP:PORT")]
@@ -537,6 +546,7 @@ impl RunArgs {
         }
         Ok(RunPlan {
             router: self.router_s2s,
+            tls: self.tls,
             domain: domain.clone(),
             partners,
             partner_listen,
@@ -627,6 +637,9 @@ impl ConfigArgs {
         }
         if let Some(a) = self.sip_listen {
             check_loopback("--sip-listen", a, self.allow_remote)?;
+        }
+        if let Some(a) = self.router_s2s_tls {
+            check_loopback("--router-s2s-tls", a, self.allow_remote)?;
         }
         if self.connections == 0 || self.connections > MAX_CONNECTIONS {
             return Err(bad(format!("--connections must be 1..={MAX_CONNECTIONS}")));
@@ -874,6 +887,7 @@ mod tests {
             setup::SipSides {
                 next_hop: None,
                 listen: c.sip_listen,
+                s2s_tls: None,
             },
         );
         assert!(

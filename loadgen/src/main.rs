@@ -61,6 +61,7 @@ fn main() -> ExitCode {
             let sip = setup::SipSides {
                 next_hop: a.sip_next_hop,
                 listen: a.sip_listen,
+                s2s_tls: a.router_s2s_tls,
             };
             let text = setup::router_toml_sip(
                 &ca,

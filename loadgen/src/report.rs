@@ -208,6 +208,8 @@ pub struct Setup {
     pub workload: Workload,
     /// Which way the load flowed.
     pub direction: Direction,
+    /// How our S2S streams started TLS.
+    pub tls: crate::run::TlsMode,
     /// The router's SIP listener the source sent to (outbound).
     pub sip_source: Option<String>,
     /// SIP source connections (outbound).
@@ -315,6 +317,7 @@ impl Report {
             setup: Setup {
                 workload: plan.workload,
                 direction: plan.direction,
+                tls: plan.tls,
                 sip_source: plan.sip_source.as_ref().map(|s| s.router.to_string()),
                 sip_connections: plan.sip_source.as_ref().map(|s| s.connections),
                 mode: match plan.mode {

@@ -53,6 +53,16 @@ pub enum Mode {
     },
 }
 
+/// How our streams to the router start TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// STARTTLS on the router's `listen.s2s`.
+    Starttls,
+    /// Direct TLS (XEP-0368) on the router's `listen.s2s_tls`.
+    Direct,
+}
+
 /// Which way the load flows through the router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -93,8 +103,10 @@ pub struct SipSource {
 /// A validated run.
 #[derive(Debug, Clone)]
 pub struct RunPlan {
-    /// The router's STARTTLS S2S listener.
+    /// The router's S2S listener (STARTTLS or direct TLS, per `tls`).
     pub router: SocketAddr,
+    /// How our streams start TLS.
+    pub tls: TlsMode,
     /// The router's domain.
     pub domain: String,
     /// Partner domains; partner `i` listens on `partner_listen[i]`.
@@ -183,6 +195,8 @@ impl Delivery {
 pub struct PartnerTls {
     /// Client side (our streams to the router), certificate covering every partner domain.
     pub client: Arc<ClientConfig>,
+    /// The same, offering ALPN `xmpp-server` (direct TLS, XEP-0368).
+    pub client_direct: Arc<ClientConfig>,
     /// Server side (the router's streams to us).
     pub server: Arc<ServerConfig>,
 }
@@ -717,13 +731,23 @@ fn establish(plan: &RunPlan, tls: &PartnerTls, errors: &ErrorCounts) -> Vec<(Str
                 }
                 let partner = plan.partners[c % plan.partners.len()].clone();
                 let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-                match s2s::connect(
-                    plan.router,
-                    &partner,
-                    &plan.domain,
-                    tls.client.clone(),
-                    deadline,
-                ) {
+                let r = match plan.tls {
+                    TlsMode::Starttls => s2s::connect(
+                        plan.router,
+                        &partner,
+                        &plan.domain,
+                        tls.client.clone(),
+                        deadline,
+                    ),
+                    TlsMode::Direct => s2s::connect_direct(
+                        plan.router,
+                        &partner,
+                        &plan.domain,
+                        tls.client_direct.clone(),
+                        deadline,
+                    ),
+                };
+                match r {
                     Ok(est) => {
                         if let Ok(mut s) = slots[c].lock() {
                             *s = Some((partner, est));

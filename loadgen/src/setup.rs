@@ -152,6 +152,8 @@ pub fn partner_tls(dir: &Path) -> Result<PartnerTls, SetupError> {
         .map_err(|e| SetupError::Tls(e.to_string()))?;
     Ok(PartnerTls {
         client: tls::client_config(&id, Alpn::None).map_err(|e| SetupError::Tls(e.to_string()))?,
+        client_direct: tls::client_config(&id, Alpn::XmppServer)
+            .map_err(|e| SetupError::Tls(e.to_string()))?,
         server: tls::server_config(&id, &[], Alpn::None)
             .map_err(|e| SetupError::Tls(e.to_string()))?,
     })
@@ -173,7 +175,7 @@ pub fn router_toml(
 ) -> String {
     let sip = SipSides {
         next_hop: sip_next_hop,
-        listen: None,
+        ..SipSides::default()
     };
     router_toml_sip(
         ca,
@@ -186,16 +188,20 @@ pub fn router_toml(
     )
 }
 
-/// The router's SIP side in a `loadgen config`.
+/// The router's optional listeners and next hop in a `loadgen config`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SipSides {
     /// `[sip] next_hop`: where the router delivers to the internal side (a `--sip-sink`).
     pub next_hop: Option<SocketAddr>,
     /// `[sip] listen`: where the internal side sends to the router (a `--sip-source`).
     pub listen: Option<SocketAddr>,
+    /// `listen.s2s_tls`: direct TLS S2S (XEP-0368) besides STARTTLS (`loadgen run --tls
+    /// direct`).
+    pub s2s_tls: Option<SocketAddr>,
 }
 
-/// [`router_toml`] with both SIP sides: a `[sip]` section is written when either is given.
+/// [`router_toml`] with the extras of [`SipSides`]: a `[sip]` section is written when either
+/// SIP side is given.
 pub fn router_toml_sip(
     ca: &CaDir,
     partners: &[String],
@@ -214,12 +220,14 @@ pub fn router_toml_sip(
     };
     let mut t = format!(
         "# Written by `loadgen config`: the router under test for `loadgen run`.\n\
-         [server]\ndomains = [{}]\n\n[listen]\ns2s = [\"{router_s2s}\"]\n\n\
+         [server]\ndomains = [{}]\n\n[listen]\ns2s = [\"{router_s2s}\"]\n{}\n\
          [tls]\ncertificate = {}\nkey = {}\ntrust = [{}]\nsystem_roots = false\n\n\
          [federation]\ndefault = \"deny\"\n\n\
          [limits]\nconnections = {total}\nconnections_per_partner = {per_partner}\n\n\
          [runtime]\nshards = {shards}\n\n[log]\nlevel = \"warn\"\n",
         toml_string(&ca.router_domain),
+        sip.s2s_tls
+            .map_or_else(String::new, |a| format!("s2s_tls = [\"{a}\"]\n")),
         path(ROUTER_CERT),
         path(ROUTER_KEY),
         path(CA_FILE),

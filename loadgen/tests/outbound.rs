@@ -98,6 +98,7 @@ fn bench(label: &str, direction: Direction, mode: Mode, count: u64) -> Bench {
     let sides = setup::SipSides {
         next_hop: None,
         listen: Some(sip),
+        s2s_tls: None,
     };
     let toml = setup::router_toml_sip(&ca, &names, router, &listen, 2, "2", sides);
     let path = dir.0.join("router.toml");
@@ -109,6 +110,7 @@ fn bench(label: &str, direction: Direction, mode: Mode, count: u64) -> Bench {
     let tls = setup::partner_tls(&dir.0).unwrap();
     let plan = RunPlan {
         router,
+        tls: run::TlsMode::Starttls,
         domain: "corp.test".into(),
         partners: names,
         partner_listen: listen,

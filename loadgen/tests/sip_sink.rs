@@ -104,6 +104,7 @@ fn bench(label: &str, mode: Mode, count: u64, errors: Option<SipErrors>) -> Benc
     let tls = setup::partner_tls(&dir.0).unwrap();
     let plan = RunPlan {
         router,
+        tls: run::TlsMode::Starttls,
         domain: "corp.test".into(),
         partners: names,
         partner_listen: listen,

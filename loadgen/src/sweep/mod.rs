@@ -267,6 +267,7 @@ pub fn prepare(a: &SweepArgs) -> Result<Sweep, ArgError> {
     std::fs::create_dir_all(&work_dir).map_err(|e| bad(format!("{}: {e}", work_dir.display())))?;
     let plan = RunPlan {
         router: s2s,
+        tls: crate::run::TlsMode::Starttls,
         domain: ca.router_domain.clone(),
         partners,
         partner_listen: listen,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::run::{Delivery, Direction, Mode, RunPlan, SipSource, TlsMode};
+use crate::run::{Auth, Delivery, Direction, Mode, RunPlan, SipSource, TlsMode};
 use crate::setup::{self, CaDir};
 use crate::sip_sink::SipErrors;
 use crate::workload::{BodySize, Mix, Workload};
@@ -74,6 +74,11 @@ pub struct RunArgs {
     /// How our streams start TLS: starttls, or direct (XEP-0368, ALPN xmpp-server).
     #[arg(long, value_enum, default_value_t = TlsMode::Starttls)]
     pub tls: TlsMode,
+    /// How our streams authenticate: sasl (EXTERNAL), or dialback (XEP-0220 over STARTTLS;
+    /// the loadgen answers the router's verify streams as the partners' authoritative server;
+    /// the router config needs `loadgen config --auth dialback`).
+    #[arg(long, value_enum, default_value_t = Auth::Sasl)]
+    pub auth: Auth,
     /// The router's domain (default: the CA directory's).
     #[arg(long)]
     pub domain: Option<String>,
@@ -238,6 +243,10 @@ pub struct ConfigArgs {
     /// --tls direct --router-s2s` at the same address).
     #[arg(long, value_name = "IP:PORT")]
     pub router_s2s_tls: Option<SocketAddr>,
+    /// How the partners authenticate: sasl (required), or dialback (partners accept dialback,
+    /// SASL optional: for `loadgen run --auth dialback`).
+    #[arg(long, value_enum, default_value_t = Auth::Sasl)]
+    pub auth: Auth,
     /// Write a `[sip] listen` on this address (for `loadgen run --direction outbound
     /// --sip-source` at the same address).
     #[arg(long, value_name = "IP:PORT")]
@@ -447,6 +456,16 @@ impl RunArgs {
             (true, Some(a)) => check_loopback("--sip-source", a, self.allow_remote)?,
             (false, None) => {}
         }
+        if self.auth == Auth::Dialback && self.tls == TlsMode::Direct {
+            return Err(bad(
+                "--auth dialback runs over STARTTLS only (not with --tls direct)",
+            ));
+        }
+        if self.auth == Auth::Dialback && self.workload == Workload::Idle {
+            return Err(bad(
+                "--auth dialback needs the partners' listeners, which --workload idle does not run",
+            ));
+        }
         if self.mix.is_some() && self.workload != Workload::Mix {
             return Err(bad("--mix applies to --workload mix"));
         }
@@ -547,6 +566,7 @@ impl RunArgs {
         Ok(RunPlan {
             router: self.router_s2s,
             tls: self.tls,
+            auth: self.auth,
             domain: domain.clone(),
             partners,
             partner_listen,
@@ -864,6 +884,71 @@ mod tests {
     }
 
     #[test]
+    fn tls_and_auth_modes_parse_and_dialback_refuses_what_it_cannot_do() {
+        let p = run_args("--rate 1 --tls direct")
+            .unwrap()
+            .plan(&ca(1))
+            .unwrap();
+        assert_eq!((p.tls, p.auth), (TlsMode::Direct, Auth::Sasl));
+        let p = run_args("--rate 1 --auth dialback")
+            .unwrap()
+            .plan(&ca(1))
+            .unwrap();
+        assert_eq!((p.tls, p.auth), (TlsMode::Starttls, Auth::Dialback));
+        assert!(run_args("--rate 1 --tls direct --auth dialback")
+            .unwrap()
+            .check()
+            .is_err());
+        assert!(run_args("--workload idle --auth dialback")
+            .unwrap()
+            .check()
+            .is_err());
+        assert!(run_args("--rate 1 --tls implicit").is_err());
+        assert!(run_args("--rate 1 --auth plain").is_err());
+    }
+
+    #[test]
+    fn config_for_dialback_lets_partners_use_it() {
+        let names = setup::default_partners(1);
+        let sides = setup::SipSides {
+            dialback: true,
+            s2s_tls: Some("127.0.0.1:5270".parse().unwrap()),
+            ..setup::SipSides::default()
+        };
+        let toml = setup::router_toml_sip(
+            &ca(1),
+            &names,
+            "127.0.0.1:5269".parse().unwrap(),
+            &["127.0.0.1:6000".parse().unwrap()],
+            4,
+            "1",
+            sides,
+        );
+        assert!(
+            toml.contains("sasl = \"optional\"\ndialback = true\n"),
+            "{toml}"
+        );
+        assert!(toml.contains("s2s_tls = [\"127.0.0.1:5270\"]\n"), "{toml}");
+        let plain = setup::router_toml_sip(
+            &ca(1),
+            &names,
+            "127.0.0.1:5269".parse().unwrap(),
+            &["127.0.0.1:6000".parse().unwrap()],
+            4,
+            "1",
+            setup::SipSides::default(),
+        );
+        assert!(
+            plain.contains("sasl = \"required\"\ndialback = false\n"),
+            "{plain}"
+        );
+        assert!(
+            !plain.contains("s2s_tls") && !plain.contains("[sip]"),
+            "{plain}"
+        );
+    }
+
+    #[test]
     fn config_writes_the_sip_listener() {
         let Ok(Cli {
             command: Command::Config(c),
@@ -888,6 +973,7 @@ mod tests {
                 next_hop: None,
                 listen: c.sip_listen,
                 s2s_tls: None,
+                dialback: false,
             },
         );
         assert!(

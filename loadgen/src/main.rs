@@ -62,6 +62,7 @@ fn main() -> ExitCode {
                 next_hop: a.sip_next_hop,
                 listen: a.sip_listen,
                 s2s_tls: a.router_s2s_tls,
+                dialback: a.auth == loadgen::run::Auth::Dialback,
             };
             let text = setup::router_toml_sip(
                 &ca,

@@ -210,6 +210,8 @@ pub struct Setup {
     pub direction: Direction,
     /// How our S2S streams started TLS.
     pub tls: crate::run::TlsMode,
+    /// How they authenticated.
+    pub auth: crate::run::Auth,
     /// The router's SIP listener the source sent to (outbound).
     pub sip_source: Option<String>,
     /// SIP source connections (outbound).
@@ -281,6 +283,8 @@ pub struct Report {
     pub inbound: Option<DirectionReport>,
     /// `--direction both`: the outbound part.
     pub outbound: Option<DirectionReport>,
+    /// `--auth dialback`: keys the router asked the loadgen to verify, [valid, invalid].
+    pub dialback_verifies: Option<[u64; 2]>,
 }
 
 /// Percentiles of the curve: 0, then 1 - 10^(-k/8) up to 99.999.
@@ -318,6 +322,7 @@ impl Report {
                 workload: plan.workload,
                 direction: plan.direction,
                 tls: plan.tls,
+                auth: plan.auth,
                 sip_source: plan.sip_source.as_ref().map(|s| s.router.to_string()),
                 sip_connections: plan.sip_source.as_ref().map(|s| s.connections),
                 mode: match plan.mode {
@@ -392,6 +397,7 @@ impl Report {
                 .as_ref()
                 .filter(|_| both)
                 .map(DirectionReport::of),
+            dialback_verifies: result.dialback_verifies.map(|(v, i)| [v, i]),
         }
     }
 
@@ -407,6 +413,9 @@ impl Report {
             && e.connect + e.handshake + e.accept + e.io + e.closed_by_router == 0
             && self.sip_sink.is_none_or(|s| s.framing_errors == 0)
             && self.component.is_none_or(|c| !c.closed_early)
+            && self
+                .dialback_verifies
+                .is_none_or(|[_, invalid]| invalid == 0)
             && self.sip_source.is_none_or(|s| {
                 s.unanswered() == 0
                     && s.framing_errors == 0
@@ -528,6 +537,13 @@ impl Report {
                 k.requests,
                 k.framing_errors,
                 k.closed_early
+            );
+        }
+        if let Some([valid, invalid]) = self.dialback_verifies {
+            let _ = writeln!(
+                t,
+                "  dialback: the router asked {} key verifications: {valid} valid, {invalid} invalid",
+                valid + invalid
             );
         }
         if let Some(c) = &self.component {

@@ -11,12 +11,13 @@ use std::io::IsTerminal;
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use rustls::{ClientConfig, ServerConfig};
 use stanza_router::xml::{Event, StanzaKind};
+use stanza_router::xmpp::dialback::DialbackSecret;
 
 use crate::component::{self, ComponentCounts};
 use crate::correlator::{Correlator, Kind, Recorder};
@@ -63,6 +64,17 @@ pub enum TlsMode {
     Direct,
 }
 
+/// How our partners authenticate their streams to the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Auth {
+    /// SASL EXTERNAL with the partners' certificate.
+    Sasl,
+    /// Server dialback (XEP-0220) over TLS; the loadgen answers the router's verify streams
+    /// as the partners' authoritative server, with a secret of its own.
+    Dialback,
+}
+
 /// Which way the load flows through the router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -107,6 +119,8 @@ pub struct RunPlan {
     pub router: SocketAddr,
     /// How our streams start TLS.
     pub tls: TlsMode,
+    /// How our streams authenticate.
+    pub auth: Auth,
     /// The router's domain.
     pub domain: String,
     /// Partner domains; partner `i` listens on `partner_listen[i]`.
@@ -315,6 +329,8 @@ pub struct RunResult {
     pub outbound: Option<DirectionResult>,
     /// What the SIP source saw.
     pub sip_source: Option<SourceCounts>,
+    /// `--auth dialback`: keys the router asked us to verify, (valid, invalid).
+    pub dialback_verifies: Option<(u64, u64)>,
 }
 
 /// Why the run could not start.
@@ -349,9 +365,16 @@ impl std::fmt::Display for RunError {
 impl std::error::Error for RunError {}
 
 struct Shared {
-    corr: Arc<Correlator>,
+    /// Inbound requests (set once the connections are up).
+    corr: OnceLock<Arc<Correlator>>,
     /// Outbound requests (their own sequence numbers), when the SIP source runs.
-    out: Option<Arc<Correlator>>,
+    out: OnceLock<Arc<Correlator>>,
+    /// `--auth dialback`: our partners' key secret (we are their authoritative server too).
+    secret: Option<DialbackSecret>,
+    /// Dialback keys the router asked us to verify, found valid.
+    verify_valid: AtomicU64,
+    /// … found invalid.
+    verify_invalid: AtomicU64,
     stop: AtomicBool,
     errors: ErrorCounts,
     not_sent: AtomicU64,
@@ -363,7 +386,11 @@ struct Shared {
 
 impl Shared {
     fn corrs(&self) -> impl Iterator<Item = &Correlator> {
-        std::iter::once(&*self.corr).chain(self.out.as_deref())
+        self.corr
+            .get()
+            .into_iter()
+            .chain(self.out.get())
+            .map(|c| &**c)
     }
 
     fn registered(&self) -> u64 {
@@ -381,7 +408,21 @@ impl Shared {
 
 /// Runs the plan to the end (bounded by duration, count and drain).
 pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
-    let errors = ErrorCounts::default();
+    // The pending tables are set once the connections are up (their epoch starts the schedule);
+    // the partners' acceptors run before, to answer the router's dialback verify streams.
+    let shared = Arc::new(Shared {
+        corr: OnceLock::new(),
+        out: OnceLock::new(),
+        stop: AtomicBool::new(false),
+        errors: ErrorCounts::default(),
+        not_sent: AtomicU64::new(0),
+        writers_left: AtomicUsize::new(0),
+        router_streams: AtomicU64::new(0),
+        sip_finals: AtomicU64::new(0),
+        secret: (plan.auth == Auth::Dialback).then(DialbackSecret::random),
+        verify_valid: AtomicU64::new(0),
+        verify_invalid: AtomicU64::new(0),
+    });
     // Listeners first: the router connects back as soon as it has an answer.
     let mut listeners = Vec::with_capacity(plan.partners.len());
     for addr in &plan.partner_listen {
@@ -410,18 +451,47 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
         }
         _ => None,
     };
+    let mut acceptors = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        let sh = shared.clone();
+        let (local, remote) = (plan.partners[i].clone(), plan.domain.clone());
+        let server = tls.server.clone();
+        let h = spawn(&format!("accept-{i}"), move || {
+            acceptor(l, &local, &remote, server, &sh)
+        });
+        match h {
+            Ok(h) => acceptors.push(h),
+            Err(e) => {
+                shared.stop.store(true, Ordering::Release);
+                return Err(e);
+            }
+        }
+    }
+    let fail = |e: RunError| {
+        // The acceptors see it and end; their handles are dropped.
+        shared.stop.store(true, Ordering::Release);
+        Err(e)
+    };
     let streams = if plan.direction.inbound() {
-        let s = establish(plan, tls, &errors);
+        let s = establish(plan, tls, &shared.errors, shared.secret.as_ref());
         if s.is_empty() {
-            let why = errors.messages().first().cloned().unwrap_or_default();
-            return Err(RunError::NoConnection(why));
+            let why = shared
+                .errors
+                .messages()
+                .first()
+                .cloned()
+                .unwrap_or_default();
+            return fail(RunError::NoConnection(why));
         }
         s
     } else {
         Vec::new()
     };
     let sip_conns = match &plan.sip_source {
-        Some(src) if plan.direction.outbound() => connect_sip_source(src)?,
+        Some(src) if plan.direction.outbound() => match connect_sip_source(src) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        },
         _ => Vec::new(),
     };
     let nconn = streams.len();
@@ -431,45 +501,35 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
         Mode::Open { .. } => 0,
     };
     let epoch = Instant::now();
-    let shared = Arc::new(Shared {
-        corr: Arc::new(Correlator::new(
-            epoch,
-            MIN_RING.max(window * 4),
-            nconn.max(1),
-        )),
-        out: (nsip > 0).then(|| Arc::new(Correlator::new(epoch, MIN_RING.max(window * 4), nsip))),
-        stop: AtomicBool::new(false),
-        errors,
-        not_sent: AtomicU64::new(0),
-        writers_left: AtomicUsize::new(nconn + nsip),
-        router_streams: AtomicU64::new(0),
-        sip_finals: AtomicU64::new(0),
-    });
+    let corr = Arc::new(Correlator::new(
+        epoch,
+        MIN_RING.max(window * 4),
+        nconn.max(1),
+    ));
+    let _ = shared.corr.set(corr.clone());
+    let out = (nsip > 0).then(|| Arc::new(Correlator::new(epoch, MIN_RING.max(window * 4), nsip)));
+    if let Some(o) = &out {
+        let _ = shared.out.set(o.clone());
+    }
+    shared.writers_left.store(nconn + nsip, Ordering::Release);
 
     let sink_stop = Arc::new(AtomicBool::new(false));
     let sip_sink = match (sink_listener, &plan.delivery) {
-        (Some(l), Delivery::SipSink { errors, .. }) => Some(
-            SipSink::start(l, *errors, shared.corr.clone(), sink_stop.clone())
-                .map_err(RunError::Spawn)?,
-        ),
+        (Some(l), Delivery::SipSink { errors, .. }) => {
+            match SipSink::start(l, *errors, corr.clone(), sink_stop.clone()) {
+                Ok(s) => Some(s),
+                Err(e) => return fail(RunError::Spawn(e)),
+            }
+        }
         _ => None,
     };
     let component = match component {
         Some(c) => {
-            let (corr, stop) = (shared.corr.clone(), sink_stop.clone());
+            let (corr, stop) = (corr.clone(), sink_stop.clone());
             Some(spawn("component", move || c.serve(&corr, &stop))?)
         }
         None => None,
     };
-    let mut acceptors = Vec::new();
-    for (i, l) in listeners.into_iter().enumerate() {
-        let sh = shared.clone();
-        let (local, remote) = (plan.partners[i].clone(), plan.domain.clone());
-        let server = tls.server.clone();
-        acceptors.push(spawn(&format!("accept-{i}"), move || {
-            acceptor(l, &local, &remote, server, &sh)
-        })?);
-    }
     let schedule = match plan.mode {
         Mode::Open { rate } => Some(Schedule::new(
             rate,
@@ -508,7 +568,7 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
             plan: plan.clone(),
             schedule,
             closed: closed.clone(),
-            corr: shared.corr.clone(),
+            corr: corr.clone(),
             shared: shared.clone(),
         };
         writers.push(spawn(&format!("writer-{j}"), move || job.run())?);
@@ -518,7 +578,7 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
         })?);
     }
     let mut sip_readers = Vec::new();
-    if let (Some(src), Some(out)) = (&plan.sip_source, &shared.out) {
+    if let (Some(src), Some(out)) = (&plan.sip_source, &out) {
         let closed = closed_state();
         for (j, tcp) in sip_conns.into_iter().enumerate() {
             let local = tcp.local_addr().unwrap_or(src.router);
@@ -568,7 +628,7 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
     let planned_end = epoch + plan.warmup + plan.duration;
     let drain_deadline = Instant::now() + plan.drain;
     // Outbound: also wait for the SIP final responses (the stanza may come first).
-    let responses_due = || match &shared.out {
+    let responses_due = || match &out {
         Some(out) => out.registered() > shared.sip_finals.load(Ordering::Acquire),
         None => false,
     };
@@ -625,7 +685,7 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
         }
     }
     let start_ns = plan.warmup.as_nanos() as u64;
-    let planned_end_ns = shared.corr.offset_ns(planned_end.min(Instant::now()));
+    let planned_end_ns = corr.offset_ns(planned_end.min(Instant::now()));
     let part = |corr: &Correlator, recorder: Recorder| {
         let (lost, lost_warmup) = corr.lost();
         let end_ns = if recorder.last_done_ns > start_ns {
@@ -642,8 +702,8 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
             recorder,
         }
     };
-    let inbound = plan.direction.inbound().then(|| part(&shared.corr, in_rec));
-    let outbound = shared.out.as_ref().map(|o| part(o, out_rec));
+    let inbound = plan.direction.inbound().then(|| part(&corr, in_rec));
+    let outbound = out.as_ref().map(|o| part(o, out_rec));
     if let (Some(s), Some(o)) = (sip_source.as_mut(), &outbound) {
         s.sent = o.sent;
     }
@@ -662,6 +722,12 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
         planned_end_ns
     };
     let measured_seconds = (end_ns.saturating_sub(start_ns)) as f64 / 1e9;
+    let dialback_verifies = shared.secret.as_ref().map(|_| {
+        (
+            shared.verify_valid.load(Ordering::Relaxed),
+            shared.verify_invalid.load(Ordering::Relaxed),
+        )
+    });
     let shared = Arc::try_unwrap(shared).map_err(|_| ()).ok();
     let (errors, not_sent, router_streams) = match shared {
         Some(s) => (
@@ -689,6 +755,7 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
         inbound,
         outbound,
         sip_source,
+        dialback_verifies,
     })
 }
 
@@ -718,7 +785,12 @@ fn spawn<T: Send + 'static>(
 
 /// Opens every connection, [`CONNECT_PARALLEL`] dialogues at a time, each within
 /// [`HANDSHAKE_TIMEOUT`]; returns the established ones with their partner, in order.
-fn establish(plan: &RunPlan, tls: &PartnerTls, errors: &ErrorCounts) -> Vec<(String, Established)> {
+fn establish(
+    plan: &RunPlan,
+    tls: &PartnerTls,
+    errors: &ErrorCounts,
+    secret: Option<&DialbackSecret>,
+) -> Vec<(String, Established)> {
     let next = AtomicUsize::new(0);
     let slots: Vec<Mutex<Option<(String, Established)>>> =
         (0..plan.connections).map(|_| Mutex::new(None)).collect();
@@ -731,15 +803,23 @@ fn establish(plan: &RunPlan, tls: &PartnerTls, errors: &ErrorCounts) -> Vec<(Str
                 }
                 let partner = plan.partners[c % plan.partners.len()].clone();
                 let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-                let r = match plan.tls {
-                    TlsMode::Starttls => s2s::connect(
+                let r = match (plan.tls, secret) {
+                    (TlsMode::Starttls, Some(secret)) => s2s::connect_dialback(
+                        plan.router,
+                        &partner,
+                        &plan.domain,
+                        tls.client.clone(),
+                        secret,
+                        deadline,
+                    ),
+                    (TlsMode::Starttls, None) => s2s::connect(
                         plan.router,
                         &partner,
                         &plan.domain,
                         tls.client.clone(),
                         deadline,
                     ),
-                    TlsMode::Direct => s2s::connect_direct(
+                    (TlsMode::Direct, _) => s2s::connect_direct(
                         plan.router,
                         &partner,
                         &plan.domain,
@@ -790,7 +870,7 @@ pub fn idle(
     ready: impl FnOnce(usize),
 ) -> Result<IdleResult, RunError> {
     let errors = ErrorCounts::default();
-    let streams = establish(plan, tls, &errors);
+    let streams = establish(plan, tls, &errors, None);
     if streams.is_empty() {
         let why = errors.messages().first().cloned().unwrap_or_default();
         return Err(RunError::NoConnection(why));
@@ -1086,10 +1166,21 @@ fn acceptor(
                     .name(format!("answers-{local}-{n}"))
                     .spawn(move || {
                         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-                        match s2s::accept(tcp, &local, &remote, tls, &id, deadline) {
-                            Ok(est) => {
+                        let dialect = s2s::Dialect {
+                            dialback_ns: sh2.secret.is_some(),
+                        };
+                        let secret = sh2.secret.as_ref();
+                        match s2s::accept_answering(
+                            tcp, &local, &remote, tls, &id, deadline, dialect, secret,
+                        ) {
+                            Ok(s2s::Accepted::Stream(est)) => {
                                 sh2.router_streams.fetch_add(1, Ordering::Relaxed);
-                                answer_reader(est, &sh2)
+                                answer_reader(*est, &sh2)
+                            }
+                            Ok(s2s::Accepted::Verified { valid, invalid }) => {
+                                sh2.verify_valid.fetch_add(valid, Ordering::Relaxed);
+                                sh2.verify_invalid.fetch_add(invalid, Ordering::Relaxed);
+                                (Recorder::new(), Recorder::new())
                             }
                             Err(e) => {
                                 let errs = &sh2.errors;
@@ -1133,14 +1224,15 @@ fn answer_reader(mut est: Established, sh: &Shared) -> (Recorder, Recorder) {
             match est.framer.next_event() {
                 Ok(Some(Event::Stanza(s))) => match workload::classify(&s) {
                     Some((seq, outcome)) => {
-                        if let Some(done) = sh.corr.complete(seq, at) {
+                        if let Some(done) = sh.corr.get().and_then(|c| c.complete(seq, at)) {
                             rec.record(&done, outcome);
                         }
                     }
-                    None => match (&sh.out, s.kind()) {
+                    None => match (sh.out.get(), s.kind()) {
                         (_, StanzaKind::Presence) => match workload::classify_presence(&s) {
                             Some((seq, outcome)) => {
-                                if let Some(done) = sh.corr.complete(seq, at) {
+                                if let Some(done) = sh.corr.get().and_then(|c| c.complete(seq, at))
+                                {
                                     rec.record(&done, outcome);
                                 }
                             }

@@ -198,6 +198,8 @@ pub struct SipSides {
     /// `listen.s2s_tls`: direct TLS S2S (XEP-0368) besides STARTTLS (`loadgen run --tls
     /// direct`).
     pub s2s_tls: Option<SocketAddr>,
+    /// Partners authenticate by dialback (SASL optional) instead of SASL EXTERNAL (required).
+    pub dialback: bool,
 }
 
 /// [`router_toml`] with the extras of [`SipSides`]: a `[sip]` section is written when either
@@ -243,9 +245,11 @@ pub fn router_toml_sip(
     }
     for (p, addr) in partners.iter().zip(partner_listen) {
         t.push_str(&format!(
-            "\n[[partner]]\ndomain = {}\ntype = \"federated\"\ntls = \"required\"\nsasl = \"required\"\n\
-             dialback = false\nconnection_limit = {per_partner}\nproxy_fqdn = \"{addr}\"\n",
-            toml_string(p)
+            "\n[[partner]]\ndomain = {}\ntype = \"federated\"\ntls = \"required\"\nsasl = \"{}\"\n\
+             dialback = {}\nconnection_limit = {per_partner}\nproxy_fqdn = \"{addr}\"\n",
+            toml_string(p),
+            if sip.dialback { "optional" } else { "required" },
+            sip.dialback
         ));
     }
     t

@@ -99,6 +99,7 @@ fn bench(label: &str, direction: Direction, mode: Mode, count: u64) -> Bench {
         next_hop: None,
         listen: Some(sip),
         s2s_tls: None,
+        dialback: false,
     };
     let toml = setup::router_toml_sip(&ca, &names, router, &listen, 2, "2", sides);
     let path = dir.0.join("router.toml");
@@ -111,6 +112,7 @@ fn bench(label: &str, direction: Direction, mode: Mode, count: u64) -> Bench {
     let plan = RunPlan {
         router,
         tls: run::TlsMode::Starttls,
+        auth: run::Auth::Sasl,
         domain: "corp.test".into(),
         partners: names,
         partner_listen: listen,

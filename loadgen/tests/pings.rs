@@ -103,6 +103,19 @@ fn bench_tls(
     count: u64,
     tls_mode: run::TlsMode,
 ) -> Bench {
+    let auth = run::Auth::Sasl;
+    bench_auth(label, partners, connections, mode, count, tls_mode, auth)
+}
+
+fn bench_auth(
+    label: &str,
+    partners: usize,
+    connections: usize,
+    mode: Mode,
+    count: u64,
+    tls_mode: run::TlsMode,
+    auth: run::Auth,
+) -> Bench {
     let dir = TempDir::new(label);
     let names = setup::default_partners(partners);
     setup::write_ca(&dir.0, "corp.test", &names).unwrap();
@@ -116,6 +129,7 @@ fn bench_tls(
     let direct: SocketAddr = (IP, free_port()).into();
     let sides = setup::SipSides {
         s2s_tls: Some(direct),
+        dialback: auth == run::Auth::Dialback,
         ..setup::SipSides::default()
     };
     let toml = setup::router_toml_sip(&ca, &names, router, &listen, connections, "2", sides);
@@ -133,6 +147,7 @@ fn bench_tls(
     let plan = RunPlan {
         router,
         tls: tls_mode,
+        auth,
         domain: "corp.test".into(),
         partners: names,
         partner_listen: listen,
@@ -228,5 +243,26 @@ fn direct_tls_streams_carry_pings_like_starttls() {
     assert_eq!(report.outcomes.lost, 0, "{}", report.text());
     assert_eq!(report.outcomes.answered, 300, "{}", report.text());
     assert_eq!(report.setup.connections_established, 2, "{}", report.text());
+    assert!(report.clean(), "{}", report.text());
+}
+
+#[test]
+fn dialback_streams_are_verified_by_the_loadgens_authoritative_answers() {
+    let b = bench_auth(
+        "dialback",
+        2,
+        2,
+        Mode::Closed { window: 16 },
+        300,
+        run::TlsMode::Starttls,
+        run::Auth::Dialback,
+    );
+    let result = run::run(&b.plan, &b.tls).expect("run starts");
+    let report = Report::new(&b.plan, &result);
+    assert_eq!(report.outcomes.answered, 300, "{}", report.text());
+    assert_eq!(report.setup.connections_established, 2, "{}", report.text());
+    let [valid, invalid] = report.dialback_verifies.expect("verify counts");
+    assert!(valid >= 1, "the router asked us: {}", report.text());
+    assert_eq!(invalid, 0, "{}", report.text());
     assert!(report.clean(), "{}", report.text());
 }

@@ -105,6 +105,7 @@ fn bench(label: &str, mode: Mode, count: u64, errors: Option<SipErrors>) -> Benc
     let plan = RunPlan {
         router,
         tls: run::TlsMode::Starttls,
+        auth: run::Auth::Sasl,
         domain: "corp.test".into(),
         partners: names,
         partner_listen: listen,

@@ -554,7 +554,7 @@ pub fn connect_dialback(
 /// What [`accept_answering`] ended with.
 pub enum Accepted {
     /// An authenticated stream (SASL EXTERNAL), ready for stanzas.
-    Stream(Established),
+    Stream(Box<Established>),
     /// A verify-only stream: the router asked `db:verify` questions, answered with the secret,
     /// then closed.
     Verified {
@@ -649,7 +649,7 @@ pub fn accept_answering(
     d.expect_header()?;
     d.send(&header(3))?;
     d.send("<stream:features/>")?;
-    Ok(Accepted::Stream(d.done()))
+    Ok(Accepted::Stream(Box::new(d.done())))
 }
 
 /// Answers the stream a router opened to `local` on `tcp` (we are the receiving server):
@@ -739,6 +739,70 @@ mod tests {
         let conn = ClientConnection::new(client, name).unwrap();
         c.start_tls(Connection::Client(conn), deadline).unwrap();
         (c, srv.join().unwrap())
+    }
+
+    /// A scripted router asks two `db:verify` questions on a verify-only stream: the key made
+    /// with the secret is valid, another is not, and the stream ends when the router closes.
+    #[test]
+    fn authoritative_answers_check_keys_against_the_secret() {
+        use crate::edge::tls::{client_config, identity_from_pem, server_config, Alpn};
+        let ca = crate::pki::ThrowawayCa::new("test").unwrap();
+        let leaf = ca.issue(&["corp.test", "p.test"]).unwrap();
+        let id = identity_from_pem(&leaf.cert_pem, &leaf.key_pem).unwrap();
+        let client = client_config(&id, Alpn::None).unwrap();
+        let server = server_config(&id, &[], Alpn::None).unwrap();
+        let secret = DialbackSecret::new(b"loadgen");
+        let good = secret.key("corp.test", "p.test", "s1");
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let srv = std::thread::spawn(move || {
+            let tcp = l.accept().unwrap().0;
+            let dialect = Dialect { dialback_ns: true };
+            match accept_answering(
+                tcp,
+                "p.test",
+                "corp.test",
+                server,
+                "sid",
+                deadline,
+                dialect,
+                Some(&secret),
+            ) {
+                Ok(Accepted::Verified { valid, invalid }) => (valid, invalid),
+                Ok(Accepted::Stream(_)) => panic!("authenticated instead of verifying"),
+                Err(e) => panic!("{e}"),
+            }
+        });
+        let mut d = Dialogue::new(TcpStream::connect(addr).unwrap(), deadline).unwrap();
+        let header = stream_header_with("corp.test", "p.test", None, Dialect { dialback_ns: true });
+        d.send(&header).unwrap();
+        d.expect_header().unwrap();
+        d.expect_features_with("starttls", "STARTTLS").unwrap();
+        d.send(&format!("<starttls xmlns='{NS_TLS}'/>")).unwrap();
+        d.expect(StanzaKind::TlsProceed, "proceed").unwrap();
+        d.framer.reset();
+        let name = rustls_pki_types::ServerName::try_from("p.test").unwrap();
+        let conn = ClientConnection::new(client, name).unwrap();
+        d.duplex
+            .start_tls(Connection::Client(conn), deadline)
+            .unwrap();
+        d.send(&header).unwrap();
+        d.expect_header().unwrap();
+        d.expect(StanzaKind::Features, "features").unwrap();
+        d.send(&format!(
+            "<db:verify from='corp.test' to='p.test' id='s1'>{good}</db:verify>\
+             <db:verify from='corp.test' to='p.test' id='s2'>{good}</db:verify>"
+        ))
+        .unwrap();
+        for (sid, ty) in [("s1", "valid"), ("s2", "invalid")] {
+            let v = d.expect(StanzaKind::DialbackVerify, "db:verify").unwrap();
+            assert_eq!(v.attr_raw(HeaderAttr::Id), Some(sid));
+            assert_eq!(v.attr_raw(HeaderAttr::Type), Some(ty));
+            assert_eq!(v.attr_raw(HeaderAttr::From), Some("p.test"));
+        }
+        d.send("</stream:stream>").unwrap();
+        assert_eq!(srv.join().unwrap(), (1, 1));
     }
 
     #[test]

@@ -268,6 +268,7 @@ pub fn prepare(a: &SweepArgs) -> Result<Sweep, ArgError> {
     let plan = RunPlan {
         router: s2s,
         tls: crate::run::TlsMode::Starttls,
+        auth: crate::run::Auth::Sasl,
         domain: ca.router_domain.clone(),
         partners,
         partner_listen: listen,

@@ -148,7 +148,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub quiet: bool,
     /// Play the internal SIP pool: listen here (the router's `[sip] next_hop`), answer every
-    /// MESSAGE and count it delivered when it arrives.
+    /// MESSAGE and count it delivered when it arrives; answer SUBSCRIBE with 200 and a NOTIFY.
     #[arg(long, value_name = "IP:PORT", conflicts_with = "component")]
     pub sip_sink: Option<SocketAddr>,
     /// SIP sink: answer this share of MESSAGEs with this code instead of 200, e.g. 486:2%.

@@ -1,5 +1,6 @@
 //! The SIP sink: the internal SIP pool the router's `[sip] next_hop` points to. It answers every
-//! MESSAGE (200, or a chosen error for a chosen share), OPTIONS and other requests, and
+//! MESSAGE (200, or a chosen error for a chosen share), SUBSCRIBE (200 then a NOTIFY, off the
+//! hot path: [`crate::notifier`]), OPTIONS and other requests, and
 //! completes each delivered message in the [`Correlator`] from the `seq=` in its body.
 //!
 //! It must out-run the router, so the hot path is a minimal byte scan rather than the full

@@ -1,6 +1,7 @@
 //! The partner side of an S2S stream, blocking, on std sockets and rustls: the stream a
-//! federated partner opens to the router (STARTTLS, SASL EXTERNAL, restart) and the router's
-//! outbound stream it accepts as the receiving server. Shared by `stanza-router demo`'s embedded
+//! federated partner opens to the router (STARTTLS or direct TLS, SASL EXTERNAL or dialback,
+//! restart) and the router's outbound stream it accepts as the receiving server (or, for
+//! dialback, answers as the partner's authoritative server). Shared by `stanza-router demo`'s embedded
 //! partner and the load generator.
 //!
 //! Any domain pair; after the dialogue an [`Established`] stream's [`Duplex`] can be shared by a

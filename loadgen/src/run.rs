@@ -451,27 +451,17 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
         }
         _ => None,
     };
+    // Whatever way this function returns, the threads started from here on see `stop`.
+    let guard = StopOnDrop(shared.clone());
     let mut acceptors = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
         let sh = shared.clone();
         let (local, remote) = (plan.partners[i].clone(), plan.domain.clone());
         let server = tls.server.clone();
-        let h = spawn(&format!("accept-{i}"), move || {
+        acceptors.push(spawn(&format!("accept-{i}"), move || {
             acceptor(l, &local, &remote, server, &sh)
-        });
-        match h {
-            Ok(h) => acceptors.push(h),
-            Err(e) => {
-                shared.stop.store(true, Ordering::Release);
-                return Err(e);
-            }
-        }
+        })?);
     }
-    let fail = |e: RunError| {
-        // The acceptors see it and end; their handles are dropped.
-        shared.stop.store(true, Ordering::Release);
-        Err(e)
-    };
     let streams = if plan.direction.inbound() {
         let s = establish(plan, tls, &shared.errors, shared.secret.as_ref());
         if s.is_empty() {
@@ -481,17 +471,14 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
                 .first()
                 .cloned()
                 .unwrap_or_default();
-            return fail(RunError::NoConnection(why));
+            return Err(RunError::NoConnection(why));
         }
         s
     } else {
         Vec::new()
     };
     let sip_conns = match &plan.sip_source {
-        Some(src) if plan.direction.outbound() => match connect_sip_source(src) {
-            Ok(c) => c,
-            Err(e) => return fail(e),
-        },
+        Some(src) if plan.direction.outbound() => connect_sip_source(src)?,
         _ => Vec::new(),
     };
     let nconn = streams.len();
@@ -518,7 +505,7 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
         (Some(l), Delivery::SipSink { errors, .. }) => {
             match SipSink::start(l, *errors, corr.clone(), sink_stop.clone()) {
                 Ok(s) => Some(s),
-                Err(e) => return fail(RunError::Spawn(e)),
+                Err(e) => return Err(RunError::Spawn(e)),
             }
         }
         _ => None,
@@ -728,6 +715,7 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
             shared.verify_invalid.load(Ordering::Relaxed),
         )
     });
+    drop(guard);
     let shared = Arc::try_unwrap(shared).map_err(|_| ()).ok();
     let (errors, not_sent, router_streams) = match shared {
         Some(s) => (
@@ -915,6 +903,15 @@ pub fn idle(
         closed_early,
         errors,
     })
+}
+
+/// Sets the run's stop flag when dropped (an early return ends the threads already started).
+struct StopOnDrop(Arc<Shared>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop.store(true, Ordering::Release);
+    }
 }
 
 struct ClosedState {

@@ -536,6 +536,9 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
     let closed = closed_state();
     let mut writers = Vec::new();
     let mut stream_readers = Vec::new();
+    // To unblock a writer the router stopped reading from (see the deadline below); in the
+    // order of `writers`.
+    let mut writer_sockets: Vec<Wire> = Vec::new();
     for (j, (partner, est)) in streams.into_iter().enumerate() {
         let templates = Templates::new(
             plan.workload,
@@ -546,6 +549,7 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
             plan.body,
         )
         .with_mix(plan.mix);
+        writer_sockets.push(Wire::Xmpp(est.duplex.clone()));
         let job = WriterJob {
             conn: j,
             nconn,
@@ -570,6 +574,7 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
         for (j, tcp) in sip_conns.into_iter().enumerate() {
             let local = tcp.local_addr().unwrap_or(src.router);
             let reader = tcp.try_clone().map_err(RunError::Spawn)?;
+            writer_sockets.push(Wire::Sip(tcp.try_clone().map_err(RunError::Spawn)?));
             let job = WriterJob {
                 conn: j,
                 nconn: nsip,
@@ -606,12 +611,42 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
     } else {
         None
     };
+    // A writer blocked on a router that reads just enough to keep each write alive (its
+    // backpressure) would never time out: past the planned end plus the drain, its socket is
+    // shut down, which fails the write.
+    let writers_deadline = epoch + plan.warmup + plan.duration + plan.drain;
     while shared.writers_left.load(Ordering::Acquire) > 0 {
         progress.tick(&shared, false);
         if usage_start.is_none() && Instant::now() >= warm_end {
             usage_start = plan.router_pid.map(procstat::sample);
         }
+        if Instant::now() >= writers_deadline {
+            let errs = &shared.errors;
+            errs.note(
+                &errs.io,
+                format!(
+                    "{} writers still blocked {:.0} s after the planned end (the router stopped \
+                     reading): their connections were shut down",
+                    shared.writers_left.load(Ordering::Acquire),
+                    plan.drain.as_secs_f64()
+                ),
+            );
+            // Only the stalled ones: the other direction may still be draining.
+            let stalled = writers.iter().zip(&writer_sockets);
+            for (_, w) in stalled.filter(|(h, _)| !h.is_finished()) {
+                match w {
+                    Wire::Xmpp(d) => d.shutdown(),
+                    Wire::Sip(t) => {
+                        let _ = t.shutdown(std::net::Shutdown::Both);
+                    }
+                }
+            }
+            while shared.writers_left.load(Ordering::Acquire) > 0 {
+                progress.tick(&shared, true);
+            }
+        }
     }
+    drop(writer_sockets);
     let planned_end = epoch + plan.warmup + plan.duration;
     let drain_deadline = Instant::now() + plan.drain;
     // Outbound: also wait for the SIP final responses (the stanza may come first).

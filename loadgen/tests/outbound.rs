@@ -215,3 +215,58 @@ fn both_directions_run_at_once_and_are_reported_separately() {
         "{text}"
     );
 }
+
+/// A "router" that accepts the SIP source's connection and never reads: the writers block, and
+/// the run still ends by itself once the planned end and the drain have passed, saying why.
+#[test]
+fn writers_blocked_by_a_router_that_stopped_reading_are_cut_off() {
+    let dir = TempDir::new("out-stuck");
+    let names = setup::default_partners(1);
+    setup::write_ca(&dir.0, "corp.test", &names).unwrap();
+    let tls = setup::partner_tls(&dir.0).unwrap();
+    let black_hole = TcpListener::bind((IP, 0)).unwrap();
+    let sip = black_hole.local_addr().unwrap();
+    let plan = RunPlan {
+        router: (IP, free_port()).into(),
+        tls: run::TlsMode::Starttls,
+        auth: run::Auth::Sasl,
+        domain: "corp.test".into(),
+        partners: names,
+        partner_listen: vec![(IP, free_port()).into()],
+        connections: 1,
+        mode: Mode::Open { rate: 100_000.0 },
+        duration: Duration::from_secs(1),
+        warmup: Duration::ZERO,
+        ramp_up: Duration::ZERO,
+        count: None,
+        drain: Duration::from_millis(500),
+        body: BodySize::Fixed { bytes: 16 * 1024 },
+        users: 10,
+        workload: Workload::Pings,
+        mix: Default::default(),
+        router_pid: None,
+        progress: false,
+        recipient_domain: "corp.test".into(),
+        delivery: Delivery::Streams,
+        direction: Direction::Outbound,
+        sip_source: Some(SipSource {
+            router: sip,
+            connections: 1,
+            sip_domain: "corp.test".into(),
+        }),
+    };
+    let result = run::run(&plan, &tls).expect("run starts");
+    let report = Report::new(&plan, &result);
+    assert!(!report.clean(), "{}", report.text());
+    assert!(
+        report
+            .errors
+            .messages
+            .iter()
+            .any(|m| m.contains("still blocked")),
+        "{}",
+        report.text()
+    );
+    assert_eq!(report.outcomes.delivered, 0);
+    drop(black_hole);
+}

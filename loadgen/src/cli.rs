@@ -23,7 +23,7 @@ pub const DEFAULT_WINDOW: u64 = 512;
 pub const MAX_RATE: f64 = 10_000_000.0;
 
 /// Load generator for stanza-router: plays federated XMPP partners over S2S (STARTTLS or direct
-/// TLS, SASL EXTERNAL) and the internal SIP side (a sink for the router's next hop, a source for
+/// TLS, SASL EXTERNAL or dialback) and the internal SIP side (a sink for the router's next hop, a source for
 /// its SIP listener) against the router, and reports throughput and latency.
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version)]

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::run::{Delivery, Mode, RunPlan};
+use crate::run::{Auth, Delivery, Direction, Mode, RunPlan, SipSource, TlsMode};
 use crate::setup::{self, CaDir};
 use crate::sip_sink::SipErrors;
-use crate::workload::{BodySize, Workload};
+use crate::workload::{BodySize, Mix, Workload};
 
 /// Longest run accepted (warm-up + duration + drain).
 pub const MAX_RUN: Duration = Duration::from_secs(24 * 3600);
@@ -22,8 +22,9 @@ pub const DEFAULT_WINDOW: u64 = 512;
 /// Highest open-loop rate accepted, requests/s.
 pub const MAX_RATE: f64 = 10_000_000.0;
 
-/// Load generator for stanza-router: plays federated XMPP partners over S2S (STARTTLS + SASL
-/// EXTERNAL) against the router and reports throughput and latency.
+/// Load generator for stanza-router: plays federated XMPP partners over S2S (STARTTLS or direct
+/// TLS, SASL EXTERNAL or dialback) and the internal SIP side (a sink for the router's next hop, a source for
+/// its SIP listener) against the router, and reports throughput and latency.
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version)]
 pub struct Cli {
@@ -66,9 +67,18 @@ pub struct PartnerSel {
 /// `loadgen run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// The router's STARTTLS S2S listener (IP literal and port; no name resolution).
+    /// The router's S2S listener (IP literal and port; no name resolution): its `listen.s2s`
+    /// (STARTTLS), or with --tls direct its `listen.s2s_tls`.
     #[arg(long, value_name = "IP:PORT")]
     pub router_s2s: SocketAddr,
+    /// How our streams start TLS: starttls, or direct (XEP-0368, ALPN xmpp-server).
+    #[arg(long, value_enum, default_value_t = TlsMode::Starttls)]
+    pub tls: TlsMode,
+    /// How our streams authenticate: sasl (EXTERNAL), or dialback (XEP-0220 over STARTTLS;
+    /// the loadgen answers the router's verify streams as the partners' authoritative server;
+    /// the router config needs `loadgen config --auth dialback`).
+    #[arg(long, value_enum, default_value_t = Auth::Sasl)]
+    pub auth: Auth,
     /// The router's domain (default: the CA directory's).
     #[arg(long)]
     pub domain: Option<String>,
@@ -116,6 +126,12 @@ pub struct RunArgs {
     /// What to send.
     #[arg(long, value_enum, default_value_t = Workload::Pings)]
     pub workload: Workload,
+    /// --workload mix: weights of messages (delivered at the SIP sink), presence (probes from
+    /// a fresh partner user, answered `unsubscribed` by the router's presence tables) and
+    /// subscriptions (`subscribe` → SIP SUBSCRIBE at the sink, answered 200 + NOTIFY →
+    /// `subscribed` back at the partner) [default: messages=80,presence=15,subscriptions=5].
+    #[arg(long, value_name = "ITEM=W,...")]
+    pub mix: Option<Mix>,
     /// Write the report as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -132,7 +148,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub quiet: bool,
     /// Play the internal SIP pool: listen here (the router's `[sip] next_hop`), answer every
-    /// MESSAGE and count it delivered when it arrives.
+    /// MESSAGE and count it delivered when it arrives; answer SUBSCRIBE with 200 and a NOTIFY.
     #[arg(long, value_name = "IP:PORT", conflicts_with = "component")]
     pub sip_sink: Option<SocketAddr>,
     /// SIP sink: answer this share of MESSAGEs with this code instead of 200, e.g. 486:2%.
@@ -152,6 +168,24 @@ pub struct RunArgs {
     /// The component's domain: messages go to userN@D.
     #[arg(long, value_name = "D", requires = "component")]
     pub component_domain: Option<String>,
+    /// Which way the load flows: inbound (partners → router over S2S, the --workload),
+    /// outbound (the SIP source → router → partners: SIP MESSAGEs to userN@<partner>, completed
+    /// when the stanza reaches the partner; needs --sip-source) or both at once (each direction
+    /// at the full --rate or --window, reported separately and together).
+    #[arg(long, value_enum, default_value_t = Direction::Inbound)]
+    pub direction: Direction,
+    /// Outbound: the router's `[sip] listen` address the SIP source sends MESSAGEs to.
+    #[arg(long, value_name = "IP:PORT")]
+    pub sip_source: Option<SocketAddr>,
+    /// Outbound: TCP connections of the SIP source (requests spread round-robin). The router
+    /// keeps at most 65,536 server transactions per flow, each lingering 8·T1 (4 s) after its
+    /// answer, so one flow above ≈ 16 K MESSAGEs/s gets 503s: use several.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "sip_source")]
+    pub sip_connections: usize,
+    /// Outbound: SIP domain of the senders lgN@D (an internal domain of the router) [default:
+    /// the router's domain].
+    #[arg(long, value_name = "D", requires = "sip_source")]
+    pub sip_domain: Option<String>,
 }
 
 /// `loadgen ca`.
@@ -207,6 +241,18 @@ pub struct ConfigArgs {
     /// Write a `[sip]` section whose next hop is this TCP address (a `loadgen run --sip-sink`).
     #[arg(long, value_name = "IP:PORT")]
     pub sip_next_hop: Option<SocketAddr>,
+    /// Also listen for direct TLS S2S (XEP-0368) here: `listen.s2s_tls` (for `loadgen run
+    /// --tls direct --router-s2s` at the same address).
+    #[arg(long, value_name = "IP:PORT")]
+    pub router_s2s_tls: Option<SocketAddr>,
+    /// How the partners authenticate: sasl (required), or dialback (partners accept dialback,
+    /// SASL optional: for `loadgen run --auth dialback`).
+    #[arg(long, value_enum, default_value_t = Auth::Sasl)]
+    pub auth: Auth,
+    /// Write a `[sip] listen` on this address (for `loadgen run --direction outbound
+    /// --sip-source` at the same address).
+    #[arg(long, value_name = "IP:PORT")]
+    pub sip_listen: Option<SocketAddr>,
 }
 
 /// `loadgen sweep`.
@@ -395,6 +441,55 @@ impl RunArgs {
         if let Some(d) = &self.component_domain {
             check_domain("--component-domain", d)?;
         }
+        match (self.direction.outbound(), self.sip_source) {
+            (true, None) => {
+                return Err(bad(format!(
+                    "--direction {}: give --sip-source IP:PORT (the router's [sip] listen)",
+                    if self.direction.inbound() {
+                        "both"
+                    } else {
+                        "outbound"
+                    }
+                )))
+            }
+            (false, Some(_)) => {
+                return Err(bad("--sip-source applies to --direction outbound or both"))
+            }
+            (true, Some(a)) => check_loopback("--sip-source", a, self.allow_remote)?,
+            (false, None) => {}
+        }
+        if self.auth == Auth::Dialback && self.tls == TlsMode::Direct {
+            return Err(bad(
+                "--auth dialback runs over STARTTLS only (not with --tls direct)",
+            ));
+        }
+        if self.auth == Auth::Dialback && self.workload == Workload::Idle {
+            return Err(bad(
+                "--auth dialback needs the partners' listeners, which --workload idle does not run",
+            ));
+        }
+        if self.mix.is_some() && self.workload != Workload::Mix {
+            return Err(bad("--mix applies to --workload mix"));
+        }
+        if self.workload == Workload::Mix && self.sip_sink.is_none() {
+            return Err(bad(
+                "--workload mix needs --sip-sink (messages and subscriptions go through the SIP gateway)",
+            ));
+        }
+        if self.direction.outbound() && self.workload == Workload::Idle {
+            return Err(bad(
+                "--workload idle sends nothing: use --direction inbound",
+            ));
+        }
+        if self.sip_connections == 0 || self.sip_connections > MAX_CONNECTIONS {
+            return Err(bad(format!(
+                "--sip-connections {}: must be 1..={MAX_CONNECTIONS}",
+                self.sip_connections
+            )));
+        }
+        if let Some(d) = &self.sip_domain {
+            check_domain("--sip-domain", d)?;
+        }
         if let Some(r) = self.rate {
             if !(r.is_finite() && r > 0.0 && r <= MAX_RATE) {
                 return Err(bad(format!(
@@ -448,9 +543,15 @@ impl RunArgs {
             )));
         }
         let window = self.window.unwrap_or(DEFAULT_WINDOW);
-        if self.closed_loop && window < connections as u64 {
+        if self.closed_loop && self.direction.inbound() && window < connections as u64 {
             return Err(bad(format!(
                 "--window {window} is smaller than --connections {connections}"
+            )));
+        }
+        if self.closed_loop && self.direction.outbound() && window < self.sip_connections as u64 {
+            return Err(bad(format!(
+                "--window {window} is smaller than --sip-connections {}",
+                self.sip_connections
             )));
         }
         let partner_listen = partner_addrs(self.partners.partner_listen, partners.len())?;
@@ -466,6 +567,8 @@ impl RunArgs {
         }
         Ok(RunPlan {
             router: self.router_s2s,
+            tls: self.tls,
+            auth: self.auth,
             domain: domain.clone(),
             partners,
             partner_listen,
@@ -482,6 +585,7 @@ impl RunArgs {
             body: self.body_size,
             users: self.users,
             workload: self.workload,
+            mix: self.mix.unwrap_or_default(),
             router_pid: self.router_pid,
             progress: !self.quiet,
             recipient_domain: self
@@ -500,6 +604,12 @@ impl RunArgs {
                 },
                 (None, None) => Delivery::Streams,
             },
+            direction: self.direction,
+            sip_source: self.sip_source.map(|router| SipSource {
+                router,
+                connections: self.sip_connections,
+                sip_domain: self.sip_domain.clone().unwrap_or_else(|| domain.clone()),
+            }),
         })
     }
 }
@@ -546,6 +656,12 @@ impl ConfigArgs {
         )?;
         if let Some(a) = self.sip_next_hop {
             check_loopback("--sip-next-hop", a, self.allow_remote)?;
+        }
+        if let Some(a) = self.sip_listen {
+            check_loopback("--sip-listen", a, self.allow_remote)?;
+        }
+        if let Some(a) = self.router_s2s_tls {
+            check_loopback("--router-s2s-tls", a, self.allow_remote)?;
         }
         if self.connections == 0 || self.connections > MAX_CONNECTIONS {
             return Err(bad(format!("--connections must be 1..={MAX_CONNECTIONS}")));
@@ -727,6 +843,146 @@ mod tests {
             .unwrap()
             .check()
             .is_err());
+    }
+
+    #[test]
+    fn outbound_needs_a_sip_source_and_plans_it() {
+        let refused = |extra: &str| match run_args(extra) {
+            Err(_) => true,
+            Ok(r) => r.check().is_err(),
+        };
+        assert!(refused("--rate 1 --direction outbound"), "no --sip-source");
+        assert!(refused("--rate 1 --sip-source 127.0.0.1:5060"), "inbound");
+        assert!(refused(
+            "--rate 1 --direction sideways --sip-source 127.0.0.1:5060"
+        ));
+        assert!(refused(
+            "--rate 1 --direction outbound --sip-source 127.0.0.1:5060 --sip-connections 0"
+        ));
+        assert!(refused(
+            "--rate 1 --direction both --sip-source 10.0.0.1:5060"
+        ));
+        assert!(refused(
+            "--direction outbound --sip-source 127.0.0.1:5060 --workload idle"
+        ));
+        assert!(run_args(
+            "--closed-loop --window 2 --direction outbound --sip-source 127.0.0.1:5060 \
+             --sip-connections 3"
+        )
+        .unwrap()
+        .plan(&ca(1))
+        .is_err());
+        let r =
+            run_args("--rate 5 --direction both --sip-source 127.0.0.1:5060 --sip-connections 3")
+                .unwrap();
+        let p = r.plan(&ca(2)).unwrap();
+        assert_eq!(p.direction, Direction::Both);
+        let src = p.sip_source.unwrap();
+        assert_eq!(src.router, "127.0.0.1:5060".parse().unwrap());
+        assert_eq!(src.connections, 3);
+        assert_eq!(src.sip_domain, "corp.test");
+        let p = run_args("--rate 5").unwrap().plan(&ca(1)).unwrap();
+        assert_eq!((p.direction, p.sip_source), (Direction::Inbound, None));
+    }
+
+    #[test]
+    fn tls_and_auth_modes_parse_and_dialback_refuses_what_it_cannot_do() {
+        let p = run_args("--rate 1 --tls direct")
+            .unwrap()
+            .plan(&ca(1))
+            .unwrap();
+        assert_eq!((p.tls, p.auth), (TlsMode::Direct, Auth::Sasl));
+        let p = run_args("--rate 1 --auth dialback")
+            .unwrap()
+            .plan(&ca(1))
+            .unwrap();
+        assert_eq!((p.tls, p.auth), (TlsMode::Starttls, Auth::Dialback));
+        assert!(run_args("--rate 1 --tls direct --auth dialback")
+            .unwrap()
+            .check()
+            .is_err());
+        assert!(run_args("--workload idle --auth dialback")
+            .unwrap()
+            .check()
+            .is_err());
+        assert!(run_args("--rate 1 --tls implicit").is_err());
+        assert!(run_args("--rate 1 --auth plain").is_err());
+    }
+
+    #[test]
+    fn config_for_dialback_lets_partners_use_it() {
+        let names = setup::default_partners(1);
+        let sides = setup::SipSides {
+            dialback: true,
+            s2s_tls: Some("127.0.0.1:5270".parse().unwrap()),
+            ..setup::SipSides::default()
+        };
+        let toml = setup::router_toml_sip(
+            &ca(1),
+            &names,
+            "127.0.0.1:5269".parse().unwrap(),
+            &["127.0.0.1:6000".parse().unwrap()],
+            4,
+            "1",
+            sides,
+        );
+        assert!(
+            toml.contains("sasl = \"optional\"\ndialback = true\n"),
+            "{toml}"
+        );
+        assert!(toml.contains("s2s_tls = [\"127.0.0.1:5270\"]\n"), "{toml}");
+        let plain = setup::router_toml_sip(
+            &ca(1),
+            &names,
+            "127.0.0.1:5269".parse().unwrap(),
+            &["127.0.0.1:6000".parse().unwrap()],
+            4,
+            "1",
+            setup::SipSides::default(),
+        );
+        assert!(
+            plain.contains("sasl = \"required\"\ndialback = false\n"),
+            "{plain}"
+        );
+        assert!(
+            !plain.contains("s2s_tls") && !plain.contains("[sip]"),
+            "{plain}"
+        );
+    }
+
+    #[test]
+    fn config_writes_the_sip_listener() {
+        let Ok(Cli {
+            command: Command::Config(c),
+        }) = parse(
+            "config --ca-dir d --out o --router-s2s 127.0.0.1:5269 \
+             --partner-listen 127.0.0.1:6000 --sip-listen 127.0.0.1:5060",
+        )
+        else {
+            panic!("parse")
+        };
+        assert!(c.check().is_ok());
+        assert_eq!(c.sip_listen, Some("127.0.0.1:5060".parse().unwrap()));
+        let names = setup::default_partners(1);
+        let toml = setup::router_toml_sip(
+            &ca(1),
+            &names,
+            c.router_s2s,
+            &["127.0.0.1:6000".parse().unwrap()],
+            4,
+            "1",
+            setup::SipSides {
+                next_hop: None,
+                listen: c.sip_listen,
+                s2s_tls: None,
+                dialback: false,
+            },
+        );
+        assert!(
+            toml.contains("[sip]\nlisten = [\"127.0.0.1:5060\"]\n"),
+            "{toml}"
+        );
+        assert!(!toml.contains("next_hop"));
     }
 
     #[test]

@@ -77,6 +77,12 @@ pub enum Outcome {
     Delivered,
     /// The router bounced it with a stanza error.
     Bounced(Condition),
+    /// The router refused a SIP request with this final status (the SIP source).
+    Refused(u16),
+    /// A presence subscription was granted (`subscribed`).
+    Subscribed,
+    /// A presence subscription was refused (`unsubscribed`).
+    Unsubscribed,
     /// An answer of any other kind.
     Unexpected,
 }
@@ -358,6 +364,14 @@ pub struct Recorder {
     pub delivered: u64,
     /// Bounces by condition index ([`CONDITIONS`] order, last = other).
     pub bounced: [u64; CONDITIONS.len() + 1],
+    /// SIP requests refused, by final status.
+    pub refused: std::collections::BTreeMap<u16, u64>,
+    /// Subscriptions granted.
+    pub subscribed: u64,
+    /// Subscriptions refused.
+    pub unsubscribed: u64,
+    /// Presence stanzas that answer no request (updates after a subscription).
+    pub presence_updates: u64,
     /// Answers of another kind.
     pub unexpected: u64,
     /// Offset from the epoch of the last measured completion, ns.
@@ -385,6 +399,10 @@ impl Recorder {
             answered: 0,
             delivered: 0,
             bounced: [0; CONDITIONS.len() + 1],
+            refused: std::collections::BTreeMap::new(),
+            subscribed: 0,
+            unsubscribed: 0,
+            presence_updates: 0,
             unexpected: 0,
             last_done_ns: 0,
             warmup: 0,
@@ -400,6 +418,9 @@ impl Recorder {
                 let i = cond.0.map_or(CONDITIONS.len(), usize::from);
                 self.bounced[i.min(CONDITIONS.len())] += 1;
             }
+            Outcome::Refused(code) => *self.refused.entry(code).or_default() += 1,
+            Outcome::Subscribed => self.subscribed += 1,
+            Outcome::Unsubscribed => self.unsubscribed += 1,
             Outcome::Unexpected => self.unexpected += 1,
         }
         if c.measured {
@@ -421,6 +442,12 @@ impl Recorder {
         for (a, b) in self.bounced.iter_mut().zip(other.bounced.iter()) {
             *a += b;
         }
+        for (code, n) in &other.refused {
+            *self.refused.entry(*code).or_default() += n;
+        }
+        self.subscribed += other.subscribed;
+        self.unsubscribed += other.unsubscribed;
+        self.presence_updates += other.presence_updates;
         self.unexpected += other.unexpected;
         self.last_done_ns = self.last_done_ns.max(other.last_done_ns);
         self.warmup += other.warmup;
@@ -428,7 +455,13 @@ impl Recorder {
 
     /// All completions counted.
     pub fn total(&self) -> u64 {
-        self.answered + self.delivered + self.bounced.iter().sum::<u64>() + self.unexpected
+        self.answered
+            + self.delivered
+            + self.bounced.iter().sum::<u64>()
+            + self.refused.values().sum::<u64>()
+            + self.subscribed
+            + self.unsubscribed
+            + self.unexpected
     }
 }
 

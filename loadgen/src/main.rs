@@ -58,14 +58,20 @@ fn main() -> ExitCode {
                 Ok(a) => a,
                 Err(e) => return usage(e),
             };
-            let text = setup::router_toml(
+            let sip = setup::SipSides {
+                next_hop: a.sip_next_hop,
+                listen: a.sip_listen,
+                s2s_tls: a.router_s2s_tls,
+                dialback: a.auth == loadgen::run::Auth::Dialback,
+            };
+            let text = setup::router_toml_sip(
                 &ca,
                 &partners,
                 a.router_s2s,
                 &addrs,
                 a.connections,
                 &a.shards,
-                a.sip_next_hop,
+                sip,
             );
             match std::fs::write(&a.out, text) {
                 Ok(()) => {

@@ -8,10 +8,12 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::component::ComponentCounts;
+use crate::correlator::Recorder;
 use crate::correlator::CONDITIONS;
 use crate::procstat::ProcUsage;
-use crate::run::{Mode, RunPlan, RunResult, Sample};
+use crate::run::{Direction, DirectionResult, Mode, RunPlan, RunResult, Sample};
 use crate::sip_sink::SinkTotals;
+use crate::sip_source::SourceCounts;
 use crate::workload::{BodySize, Workload};
 
 /// Latency summary, milliseconds.
@@ -95,6 +97,14 @@ pub struct Outcomes {
     pub delivered: u64,
     /// Bounces by stanza error condition.
     pub bounced: BTreeMap<String, u64>,
+    /// SIP MESSAGEs of the source refused by the router, by final status.
+    pub refused: BTreeMap<String, u64>,
+    /// Mix: subscriptions granted (`subscribed` at the partner).
+    pub subscribed: u64,
+    /// Mix: subscriptions refused (`unsubscribed`).
+    pub unsubscribed: u64,
+    /// Presence updates that answer no request (after a subscription; not counted).
+    pub presence_updates: u64,
     /// Answers of another kind (or stanzas without a loadgen id).
     pub unexpected: u64,
     /// Answers matching no pending request (duplicates).
@@ -103,6 +113,75 @@ pub struct Outcomes {
     pub lost: u64,
     /// Warm-up requests never answered after the drain (must be 0).
     pub lost_warmup: u64,
+}
+
+/// One direction of a `--direction both` run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DirectionReport {
+    /// Measured completions per second over its measured phase.
+    pub achieved_rate: f64,
+    /// Seconds the rate is computed over.
+    pub measured_seconds: f64,
+    /// From the intended send time.
+    pub corrected_ms: Percentiles,
+    /// From the actual send time.
+    pub uncorrected_ms: Percentiles,
+    /// Requests sent, warm-up included.
+    pub sent: u64,
+    /// Iq results.
+    pub answered: u64,
+    /// Deliveries observed.
+    pub delivered: u64,
+    /// Bounces by stanza error condition.
+    pub bounced: BTreeMap<String, u64>,
+    /// SIP refusals by final status.
+    pub refused: BTreeMap<String, u64>,
+    /// Measured requests never answered (must be 0).
+    pub lost: u64,
+}
+
+impl DirectionReport {
+    fn of(d: &DirectionResult) -> DirectionReport {
+        let r = &d.recorder;
+        DirectionReport {
+            achieved_rate: rate(r.corrected.len(), d.measured_seconds),
+            measured_seconds: d.measured_seconds,
+            corrected_ms: Percentiles::of(&r.corrected),
+            uncorrected_ms: Percentiles::of(&r.uncorrected),
+            sent: d.sent,
+            answered: r.answered,
+            delivered: r.delivered,
+            bounced: bounced_map(r),
+            refused: refused_map(r),
+            lost: d.lost + d.lost_warmup,
+        }
+    }
+}
+
+fn rate(n: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        n as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+fn bounced_map(rec: &Recorder) -> BTreeMap<String, u64> {
+    let mut bounced = BTreeMap::new();
+    for (i, n) in rec.bounced.iter().enumerate() {
+        if *n > 0 {
+            let name = CONDITIONS.get(i).copied().unwrap_or("other");
+            bounced.insert(name.to_string(), *n);
+        }
+    }
+    bounced
+}
+
+fn refused_map(rec: &Recorder) -> BTreeMap<String, u64> {
+    rec.refused
+        .iter()
+        .map(|(c, n)| (c.to_string(), *n))
+        .collect()
 }
 
 /// Connection trouble.
@@ -125,8 +204,18 @@ pub struct Errors {
 /// The run's parameters as they were applied.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Setup {
-    /// What was sent.
+    /// What was sent (inbound).
     pub workload: Workload,
+    /// Which way the load flowed.
+    pub direction: Direction,
+    /// How our S2S streams started TLS.
+    pub tls: crate::run::TlsMode,
+    /// How they authenticated.
+    pub auth: crate::run::Auth,
+    /// The router's SIP listener the source sent to (outbound).
+    pub sip_source: Option<String>,
+    /// SIP source connections (outbound).
+    pub sip_connections: Option<usize>,
     /// `open` or `closed`.
     pub mode: &'static str,
     /// Router address.
@@ -188,6 +277,14 @@ pub struct Report {
     pub sip_sink: Option<SinkTotals>,
     /// What the component saw (with `--component`).
     pub component: Option<ComponentCounts>,
+    /// What the SIP source saw (outbound).
+    pub sip_source: Option<SourceCounts>,
+    /// `--direction both`: the inbound part (the top-level figures are both together).
+    pub inbound: Option<DirectionReport>,
+    /// `--direction both`: the outbound part.
+    pub outbound: Option<DirectionReport>,
+    /// `--auth dialback`: keys the router asked the loadgen to verify, [valid, invalid].
+    pub dialback_verifies: Option<[u64; 2]>,
 }
 
 /// Percentiles of the curve: 0, then 1 - 10^(-k/8) up to 99.999.
@@ -199,13 +296,8 @@ impl Report {
     /// Builds the report of `result` under `plan`.
     pub fn new(plan: &RunPlan, result: &RunResult) -> Report {
         let rec = &result.recorder;
-        let mut bounced = BTreeMap::new();
-        for (i, n) in rec.bounced.iter().enumerate() {
-            if *n > 0 {
-                let name = CONDITIONS.get(i).copied().unwrap_or("other");
-                bounced.insert(name.to_string(), *n);
-            }
-        }
+        let bounced = bounced_map(rec);
+        let both = plan.direction == Direction::Both;
         let curve = if rec.corrected.is_empty() {
             Vec::new()
         } else {
@@ -228,6 +320,11 @@ impl Report {
             schema: 1,
             setup: Setup {
                 workload: plan.workload,
+                direction: plan.direction,
+                tls: plan.tls,
+                auth: plan.auth,
+                sip_source: plan.sip_source.as_ref().map(|s| s.router.to_string()),
+                sip_connections: plan.sip_source.as_ref().map(|s| s.connections),
                 mode: match plan.mode {
                     Mode::Open { .. } => "open",
                     Mode::Closed { .. } => "closed",
@@ -253,11 +350,7 @@ impl Report {
                 Mode::Open { rate } => Some(rate),
                 Mode::Closed { .. } => None,
             },
-            achieved_rate: if result.measured_seconds > 0.0 {
-                measured as f64 / result.measured_seconds
-            } else {
-                0.0
-            },
+            achieved_rate: rate(measured, result.measured_seconds),
             measured_seconds: result.measured_seconds,
             latency_ms: Latency {
                 corrected: Percentiles::of(&rec.corrected),
@@ -270,6 +363,10 @@ impl Report {
                 answered: rec.answered,
                 delivered: rec.delivered,
                 bounced,
+                refused: refused_map(rec),
+                subscribed: rec.subscribed,
+                unsubscribed: rec.unsubscribed,
+                presence_updates: rec.presence_updates,
                 unexpected: rec.unexpected,
                 unmatched: result.unmatched,
                 lost: result.lost,
@@ -289,6 +386,18 @@ impl Report {
             delivery: plan.delivery.describe(),
             sip_sink: result.sip_sink,
             component: result.component,
+            sip_source: result.sip_source,
+            inbound: result
+                .inbound
+                .as_ref()
+                .filter(|_| both)
+                .map(DirectionReport::of),
+            outbound: result
+                .outbound
+                .as_ref()
+                .filter(|_| both)
+                .map(DirectionReport::of),
+            dialback_verifies: result.dialback_verifies.map(|(v, i)| [v, i]),
         }
     }
 
@@ -304,6 +413,15 @@ impl Report {
             && e.connect + e.handshake + e.accept + e.io + e.closed_by_router == 0
             && self.sip_sink.is_none_or(|s| s.framing_errors == 0)
             && self.component.is_none_or(|c| !c.closed_early)
+            && self
+                .dialback_verifies
+                .is_none_or(|[_, invalid]| invalid == 0)
+            && self.sip_source.is_none_or(|s| {
+                s.unanswered() == 0
+                    && s.framing_errors == 0
+                    && s.closed_early == 0
+                    && s.foreign == 0
+            })
     }
 
     /// Pretty JSON.
@@ -315,10 +433,15 @@ impl Report {
     pub fn text(&self) -> String {
         let mut t = String::new();
         let s = &self.setup;
+        let what = match s.direction {
+            Direction::Inbound => format!("{:?}", s.workload),
+            Direction::Outbound => "outbound SIP MESSAGEs".to_string(),
+            Direction::Both => format!("{:?} + outbound SIP MESSAGEs", s.workload),
+        };
         let _ = writeln!(
             t,
-            "loadgen: {:?} {} loop against {} ({}), {} partners, {}/{} connections, {} router streams back",
-            s.workload, s.mode, s.router, s.domain, s.partners, s.connections_established,
+            "loadgen: {what} {} loop against {} ({}), {} partners, {}/{} connections, {} router streams back",
+            s.mode, s.router, s.domain, s.partners, s.connections_established,
             s.connections, s.router_streams
         );
         match self.offered_rate {
@@ -344,27 +467,83 @@ impl Report {
         row(&mut t, "corrected", &self.latency_ms.corrected);
         row(&mut t, "uncorrected", &self.latency_ms.uncorrected);
         let o = &self.outcomes;
-        let bounced: Vec<String> = o.bounced.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let list = |m: &BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let _ = writeln!(
             t,
-            "  outcomes: sent {}  answered {}  delivered {}  bounced [{}]  unexpected {}  unmatched {}  lost {} (+{} warm-up)  not sent {}",
+            "  outcomes: sent {}  answered {}  delivered {}  bounced [{}]  refused [{}]  unexpected {}  unmatched {}  lost {} (+{} warm-up)  not sent {}",
             o.sent,
             o.answered,
             o.delivered,
-            bounced.join(", "),
+            list(&o.bounced),
+            list(&o.refused),
             o.unexpected,
             o.unmatched,
             o.lost,
             o.lost_warmup,
             o.not_sent
         );
+        if o.subscribed + o.unsubscribed + o.presence_updates > 0 {
+            let _ = writeln!(
+                t,
+                "  presence: subscribed {}  unsubscribed {}  presence updates {}",
+                o.subscribed, o.unsubscribed, o.presence_updates
+            );
+        }
         let _ = writeln!(t, "  delivery: {}", self.delivery);
         if let Some(k) = &self.sip_sink {
             let c = &k.counts;
             let _ = writeln!(
                 t,
-                "  SIP sink: {} connections, {} MESSAGEs ({} answered with the error code, {} without seq), {} OPTIONS, {} other, {} framing errors",
-                k.connections, c.messages, c.errors_sent, c.no_seq, c.options, c.other, k.framing_errors
+                "  SIP sink: {} connections, {} MESSAGEs ({} answered with the error code, {} without seq), {} SUBSCRIBEs (200 + NOTIFY), {} OPTIONS, {} other, {} framing errors",
+                k.connections, c.messages, c.errors_sent, c.no_seq, c.subscribes, c.options, c.other, k.framing_errors
+            );
+        }
+        for (name, d) in [("inbound", &self.inbound), ("outbound", &self.outbound)] {
+            if let Some(d) = d {
+                let _ = writeln!(
+                    t,
+                    "  {name:<8}: achieved {:.0}/s  corrected p50 {:.3} p99 {:.3} p99.9 {:.3} max {:.3} ms  sent {}  answered {}  delivered {}  bounced [{}]  refused [{}]  lost {}",
+                    d.achieved_rate,
+                    d.corrected_ms.p50,
+                    d.corrected_ms.p99,
+                    d.corrected_ms.p999,
+                    d.corrected_ms.max,
+                    d.sent,
+                    d.answered,
+                    d.delivered,
+                    list(&d.bounced),
+                    list(&d.refused),
+                    d.lost
+                );
+            }
+        }
+        if let Some(k) = &self.sip_source {
+            let _ = writeln!(
+                t,
+                "  SIP source: {} connections to {}, {} MESSAGEs, final responses {} 2xx / {} refused, {} unanswered, {} provisional, {} foreign, {} requests from the router, {} framing errors, {} closed early",
+                k.connections,
+                s.sip_source.as_deref().unwrap_or("?"),
+                k.sent,
+                k.ok,
+                k.refused,
+                k.unanswered(),
+                k.provisional,
+                k.foreign,
+                k.requests,
+                k.framing_errors,
+                k.closed_early
+            );
+        }
+        if let Some([valid, invalid]) = self.dialback_verifies {
+            let _ = writeln!(
+                t,
+                "  dialback: the router asked {} key verifications: {valid} valid, {invalid} invalid",
+                valid + invalid
             );
         }
         if let Some(c) = &self.component {

@@ -8,14 +8,16 @@
 //! calling thread prints progress, then drains, stops everything and collects the recorders.
 
 use std::io::IsTerminal;
-use std::net::{SocketAddr, TcpListener};
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use rustls::{ClientConfig, ServerConfig};
 use stanza_router::xml::{Event, StanzaKind};
+use stanza_router::xmpp::dialback::DialbackSecret;
 
 use crate::component::{self, ComponentCounts};
 use crate::correlator::{Correlator, Kind, Recorder};
@@ -23,7 +25,8 @@ use crate::procstat::{self, ProcUsage};
 use crate::s2s::{self, Duplex, Established};
 use crate::schedule::Schedule;
 use crate::sip_sink::{SinkTotals, SipErrors, SipSink};
-use crate::workload::{self, BodySize, Templates, Workload};
+use crate::sip_source::{self, SourceCounts, SourceTemplates};
+use crate::workload::{self, BodySize, Mix, Templates, Workload};
 
 /// Bytes collected before a batch is written (one large TLS write).
 const BATCH_BYTES: usize = 64 * 1024;
@@ -51,11 +54,73 @@ pub enum Mode {
     },
 }
 
+/// How our streams to the router start TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// STARTTLS on the router's `listen.s2s`.
+    Starttls,
+    /// Direct TLS (XEP-0368) on the router's `listen.s2s_tls`.
+    Direct,
+}
+
+/// How our partners authenticate their streams to the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Auth {
+    /// SASL EXTERNAL with the partners' certificate.
+    Sasl,
+    /// Server dialback (XEP-0220) over TLS; the loadgen answers the router's verify streams
+    /// as the partners' authoritative server, with a secret of its own.
+    Dialback,
+}
+
+/// Which way the load flows through the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Partners → router over S2S (the `--workload`).
+    Inbound,
+    /// The SIP source → the router's `[sip] listen` → the partners over the router's S2S
+    /// streams (SIP MESSAGEs).
+    Outbound,
+    /// Both at once, each at the full `--rate` (or `--window`), reported separately and
+    /// together.
+    Both,
+}
+
+impl Direction {
+    /// Whether partners send over S2S.
+    pub fn inbound(self) -> bool {
+        self != Direction::Outbound
+    }
+
+    /// Whether the SIP source sends.
+    pub fn outbound(self) -> bool {
+        self != Direction::Inbound
+    }
+}
+
+/// The SIP source of an outbound run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SipSource {
+    /// The router's `[sip] listen` address.
+    pub router: SocketAddr,
+    /// TCP connections to it.
+    pub connections: usize,
+    /// The SIP domain of the senders `lgC@…` (an internal domain of the router).
+    pub sip_domain: String,
+}
+
 /// A validated run.
 #[derive(Debug, Clone)]
 pub struct RunPlan {
-    /// The router's STARTTLS S2S listener.
+    /// The router's S2S listener (STARTTLS or direct TLS, per `tls`).
     pub router: SocketAddr,
+    /// How our streams start TLS.
+    pub tls: TlsMode,
+    /// How our streams authenticate.
+    pub auth: Auth,
     /// The router's domain.
     pub domain: String,
     /// Partner domains; partner `i` listens on `partner_listen[i]`.
@@ -82,6 +147,8 @@ pub struct RunPlan {
     pub users: u64,
     /// What to send.
     pub workload: Workload,
+    /// Proportions of `Workload::Mix`.
+    pub mix: Mix,
     /// Router process to sample (CPU, peak RSS).
     pub router_pid: Option<u32>,
     /// Print progress on stderr.
@@ -90,6 +157,10 @@ pub struct RunPlan {
     pub recipient_domain: String,
     /// Where deliveries are observed besides the partners' streams.
     pub delivery: Delivery,
+    /// Which way the load flows.
+    pub direction: Direction,
+    /// The SIP source (outbound and both).
+    pub sip_source: Option<SipSource>,
 }
 
 /// Where the loadgen observes messages delivered on the far side of the server under test.
@@ -138,6 +209,8 @@ impl Delivery {
 pub struct PartnerTls {
     /// Client side (our streams to the router), certificate covering every partner domain.
     pub client: Arc<ClientConfig>,
+    /// The same, offering ALPN `xmpp-server` (direct TLS, XEP-0368).
+    pub client_direct: Arc<ClientConfig>,
     /// Server side (the router's streams to us).
     pub server: Arc<ServerConfig>,
 }
@@ -201,6 +274,23 @@ impl ErrorCounts {
     }
 }
 
+/// One direction's part of a run.
+#[derive(Debug, Clone)]
+pub struct DirectionResult {
+    /// Merged recorders of this direction's observers.
+    pub recorder: Recorder,
+    /// Requests sent (registered), warm-up included.
+    pub sent: u64,
+    /// Measured requests without an answer after the drain.
+    pub lost: u64,
+    /// Warm-up requests without an answer after the drain.
+    pub lost_warmup: u64,
+    /// Answers that matched no pending request.
+    pub unmatched: u64,
+    /// Seconds of this direction's measured phase.
+    pub measured_seconds: f64,
+}
+
 /// What a run produced.
 #[derive(Debug)]
 pub struct RunResult {
@@ -233,6 +323,14 @@ pub struct RunResult {
     pub sip_sink: Option<SinkTotals>,
     /// What the component saw.
     pub component: Option<ComponentCounts>,
+    /// Partners → router part (with `Direction::Both`, or alone).
+    pub inbound: Option<DirectionResult>,
+    /// SIP source → partners part (outbound and both).
+    pub outbound: Option<DirectionResult>,
+    /// What the SIP source saw.
+    pub sip_source: Option<SourceCounts>,
+    /// `--auth dialback`: keys the router asked us to verify, (valid, invalid).
+    pub dialback_verifies: Option<(u64, u64)>,
 }
 
 /// Why the run could not start.
@@ -244,6 +342,8 @@ pub enum RunError {
     NoConnection(String),
     /// The component could not connect or authenticate.
     Component(String),
+    /// No connection to the router's SIP listener.
+    SipSource(SocketAddr, std::io::Error),
     /// A thread could not be spawned.
     Spawn(std::io::Error),
 }
@@ -254,6 +354,9 @@ impl std::fmt::Display for RunError {
             RunError::Bind(a, e) => write!(f, "cannot listen on {a} for a partner: {e}"),
             RunError::NoConnection(e) => write!(f, "no connection to the router: {e}"),
             RunError::Component(e) => write!(f, "component: {e}"),
+            RunError::SipSource(a, e) => {
+                write!(f, "cannot connect to the router's SIP listener {a}: {e}")
+            }
             RunError::Spawn(e) => write!(f, "cannot start a thread: {e}"),
         }
     }
@@ -262,17 +365,64 @@ impl std::fmt::Display for RunError {
 impl std::error::Error for RunError {}
 
 struct Shared {
-    corr: Arc<Correlator>,
+    /// Inbound requests (set once the connections are up).
+    corr: OnceLock<Arc<Correlator>>,
+    /// Outbound requests (their own sequence numbers), when the SIP source runs.
+    out: OnceLock<Arc<Correlator>>,
+    /// `--auth dialback`: our partners' key secret (we are their authoritative server too).
+    secret: Option<DialbackSecret>,
+    /// Dialback keys the router asked us to verify, found valid.
+    verify_valid: AtomicU64,
+    /// … found invalid.
+    verify_invalid: AtomicU64,
     stop: AtomicBool,
     errors: ErrorCounts,
     not_sent: AtomicU64,
     writers_left: AtomicUsize,
     router_streams: AtomicU64,
+    /// SIP final responses the source's readers have seen.
+    sip_finals: AtomicU64,
+}
+
+impl Shared {
+    fn corrs(&self) -> impl Iterator<Item = &Correlator> {
+        self.corr
+            .get()
+            .into_iter()
+            .chain(self.out.get())
+            .map(|c| &**c)
+    }
+
+    fn registered(&self) -> u64 {
+        self.corrs().map(Correlator::registered).sum()
+    }
+
+    fn completed(&self) -> u64 {
+        self.corrs().map(Correlator::completed).sum()
+    }
+
+    fn pending(&self) -> u64 {
+        self.corrs().map(Correlator::pending).sum()
+    }
 }
 
 /// Runs the plan to the end (bounded by duration, count and drain).
 pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
-    let errors = ErrorCounts::default();
+    // The pending tables are set once the connections are up (their epoch starts the schedule);
+    // the partners' acceptors run before, to answer the router's dialback verify streams.
+    let shared = Arc::new(Shared {
+        corr: OnceLock::new(),
+        out: OnceLock::new(),
+        stop: AtomicBool::new(false),
+        errors: ErrorCounts::default(),
+        not_sent: AtomicU64::new(0),
+        writers_left: AtomicUsize::new(0),
+        router_streams: AtomicU64::new(0),
+        sip_finals: AtomicU64::new(0),
+        secret: (plan.auth == Auth::Dialback).then(DialbackSecret::random),
+        verify_valid: AtomicU64::new(0),
+        verify_invalid: AtomicU64::new(0),
+    });
     // Listeners first: the router connects back as soon as it has an answer.
     let mut listeners = Vec::with_capacity(plan.partners.len());
     for addr in &plan.partner_listen {
@@ -301,41 +451,8 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
         }
         _ => None,
     };
-    let streams = establish(plan, tls, &errors);
-    if streams.is_empty() {
-        let why = errors.messages().first().cloned().unwrap_or_default();
-        return Err(RunError::NoConnection(why));
-    }
-    let nconn = streams.len();
-    let window = match plan.mode {
-        Mode::Closed { window } => window as usize,
-        Mode::Open { .. } => 0,
-    };
-    let epoch = Instant::now();
-    let shared = Arc::new(Shared {
-        corr: Arc::new(Correlator::new(epoch, MIN_RING.max(window * 4), nconn)),
-        stop: AtomicBool::new(false),
-        errors,
-        not_sent: AtomicU64::new(0),
-        writers_left: AtomicUsize::new(nconn),
-        router_streams: AtomicU64::new(0),
-    });
-
-    let sink_stop = Arc::new(AtomicBool::new(false));
-    let sip_sink = match (sink_listener, &plan.delivery) {
-        (Some(l), Delivery::SipSink { errors, .. }) => Some(
-            SipSink::start(l, *errors, shared.corr.clone(), sink_stop.clone())
-                .map_err(RunError::Spawn)?,
-        ),
-        _ => None,
-    };
-    let component = match component {
-        Some(c) => {
-            let (corr, stop) = (shared.corr.clone(), sink_stop.clone());
-            Some(spawn("component", move || c.serve(&corr, &stop))?)
-        }
-        None => None,
-    };
+    // Whatever way this function returns, the threads started from here on see `stop`.
+    let guard = StopOnDrop(shared.clone());
     let mut acceptors = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
         let sh = shared.clone();
@@ -345,6 +462,61 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
             acceptor(l, &local, &remote, server, &sh)
         })?);
     }
+    let streams = if plan.direction.inbound() {
+        let s = establish(plan, tls, &shared.errors, shared.secret.as_ref());
+        if s.is_empty() {
+            let why = shared
+                .errors
+                .messages()
+                .first()
+                .cloned()
+                .unwrap_or_default();
+            return Err(RunError::NoConnection(why));
+        }
+        s
+    } else {
+        Vec::new()
+    };
+    let sip_conns = match &plan.sip_source {
+        Some(src) if plan.direction.outbound() => connect_sip_source(src)?,
+        _ => Vec::new(),
+    };
+    let nconn = streams.len();
+    let nsip = sip_conns.len();
+    let window = match plan.mode {
+        Mode::Closed { window } => window as usize,
+        Mode::Open { .. } => 0,
+    };
+    let epoch = Instant::now();
+    let corr = Arc::new(Correlator::new(
+        epoch,
+        MIN_RING.max(window * 4),
+        nconn.max(1),
+    ));
+    let _ = shared.corr.set(corr.clone());
+    let out = (nsip > 0).then(|| Arc::new(Correlator::new(epoch, MIN_RING.max(window * 4), nsip)));
+    if let Some(o) = &out {
+        let _ = shared.out.set(o.clone());
+    }
+    shared.writers_left.store(nconn + nsip, Ordering::Release);
+
+    let sink_stop = Arc::new(AtomicBool::new(false));
+    let sip_sink = match (sink_listener, &plan.delivery) {
+        (Some(l), Delivery::SipSink { errors, .. }) => {
+            match SipSink::start(l, *errors, corr.clone(), sink_stop.clone()) {
+                Ok(s) => Some(s),
+                Err(e) => return Err(RunError::Spawn(e)),
+            }
+        }
+        _ => None,
+    };
+    let component = match component {
+        Some(c) => {
+            let (corr, stop) = (corr.clone(), sink_stop.clone());
+            Some(spawn("component", move || c.serve(&corr, &stop))?)
+        }
+        None => None,
+    };
     let schedule = match plan.mode {
         Mode::Open { rate } => Some(Schedule::new(
             rate,
@@ -355,12 +527,18 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
         )),
         Mode::Closed { .. } => None,
     };
-    let closed = Arc::new(ClosedState {
-        next_seq: AtomicU64::new(0),
-        measured_left: AtomicU64::new(plan.count.unwrap_or(u64::MAX)),
-    });
+    let closed_state = || {
+        Arc::new(ClosedState {
+            next_seq: AtomicU64::new(0),
+            measured_left: AtomicU64::new(plan.count.unwrap_or(u64::MAX)),
+        })
+    };
+    let closed = closed_state();
     let mut writers = Vec::new();
     let mut stream_readers = Vec::new();
+    // To unblock a writer the router stopped reading from (see the deadline below); in the
+    // order of `writers`.
+    let mut writer_sockets: Vec<Wire> = Vec::new();
     for (j, (partner, est)) in streams.into_iter().enumerate() {
         let templates = Templates::new(
             plan.workload,
@@ -369,16 +547,19 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
             &plan.recipient_domain,
             plan.users,
             plan.body,
-        );
+        )
+        .with_mix(plan.mix);
+        writer_sockets.push(Wire::Xmpp(est.duplex.clone()));
         let job = WriterJob {
             conn: j,
             nconn,
-            duplex: est.duplex.clone(),
-            templates,
+            wire: Wire::Xmpp(est.duplex.clone()),
+            templates: Tpl::Xmpp(templates),
             kind: plan.workload.kind(),
             plan: plan.clone(),
             schedule,
             closed: closed.clone(),
+            corr: corr.clone(),
             shared: shared.clone(),
         };
         writers.push(spawn(&format!("writer-{j}"), move || job.run())?);
@@ -386,6 +567,39 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
         stream_readers.push(spawn(&format!("conn-reader-{j}"), move || {
             stream_reader(est, &sh)
         })?);
+    }
+    let mut sip_readers = Vec::new();
+    if let (Some(src), Some(out)) = (&plan.sip_source, &out) {
+        let closed = closed_state();
+        for (j, tcp) in sip_conns.into_iter().enumerate() {
+            let local = tcp.local_addr().unwrap_or(src.router);
+            let reader = tcp.try_clone().map_err(RunError::Spawn)?;
+            writer_sockets.push(Wire::Sip(tcp.try_clone().map_err(RunError::Spawn)?));
+            let job = WriterJob {
+                conn: j,
+                nconn: nsip,
+                wire: Wire::Sip(tcp),
+                templates: Tpl::Sip(SourceTemplates::new(
+                    j,
+                    local,
+                    &src.sip_domain,
+                    &plan.partners,
+                    plan.users,
+                    plan.body,
+                )),
+                kind: Kind::Message,
+                plan: plan.clone(),
+                schedule,
+                closed: closed.clone(),
+                corr: out.clone(),
+                shared: shared.clone(),
+            };
+            writers.push(spawn(&format!("sip-writer-{j}"), move || job.run())?);
+            let (corr, stop, sh) = (out.clone(), sink_stop.clone(), shared.clone());
+            sip_readers.push(spawn(&format!("sip-reader-{j}"), move || {
+                sip_source::read_responses(reader, &corr, &sh.sip_finals, &stop)
+            })?);
+        }
     }
 
     let mut progress = Progress::new(plan, epoch);
@@ -397,15 +611,50 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
     } else {
         None
     };
+    // A writer blocked on a router that reads just enough to keep each write alive (its
+    // backpressure) would never time out: past the planned end plus the drain, its socket is
+    // shut down, which fails the write.
+    let writers_deadline = epoch + plan.warmup + plan.duration + plan.drain;
     while shared.writers_left.load(Ordering::Acquire) > 0 {
         progress.tick(&shared, false);
         if usage_start.is_none() && Instant::now() >= warm_end {
             usage_start = plan.router_pid.map(procstat::sample);
         }
+        if Instant::now() >= writers_deadline {
+            let errs = &shared.errors;
+            errs.note(
+                &errs.io,
+                format!(
+                    "{} writers still blocked {:.0} s after the planned end (the router stopped \
+                     reading): their connections were shut down",
+                    shared.writers_left.load(Ordering::Acquire),
+                    plan.drain.as_secs_f64()
+                ),
+            );
+            // Only the stalled ones: the other direction may still be draining.
+            let stalled = writers.iter().zip(&writer_sockets);
+            for (_, w) in stalled.filter(|(h, _)| !h.is_finished()) {
+                match w {
+                    Wire::Xmpp(d) => d.shutdown(),
+                    Wire::Sip(t) => {
+                        let _ = t.shutdown(std::net::Shutdown::Both);
+                    }
+                }
+            }
+            while shared.writers_left.load(Ordering::Acquire) > 0 {
+                progress.tick(&shared, true);
+            }
+        }
     }
+    drop(writer_sockets);
     let planned_end = epoch + plan.warmup + plan.duration;
     let drain_deadline = Instant::now() + plan.drain;
-    while shared.corr.pending() > 0 && Instant::now() < drain_deadline {
+    // Outbound: also wait for the SIP final responses (the stanza may come first).
+    let responses_due = || match &out {
+        Some(out) => out.registered() > shared.sip_finals.load(Ordering::Acquire),
+        None => false,
+    };
+    while (shared.pending() > 0 || responses_due()) && Instant::now() < drain_deadline {
         progress.tick(&shared, true);
     }
     let usage = match (plan.router_pid, usage_start) {
@@ -417,16 +666,17 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
     shared.stop.store(true, Ordering::Release);
     sink_stop.store(true, Ordering::Release);
 
-    let mut recorder = Recorder::new();
+    let mut in_rec = Recorder::new();
+    let mut out_rec = Recorder::new();
     let sip_sink = sip_sink.map(|s| {
         let (recs, totals) = s.join();
         for r in &recs {
-            recorder.merge(r);
+            in_rec.merge(r);
         }
         totals
     });
     let component = component.and_then(|h| h.join().ok()).map(|(r, counts)| {
-        recorder.merge(&r);
+        in_rec.merge(&r);
         counts
     });
     for w in writers {
@@ -435,22 +685,72 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
     for r in stream_readers {
         let _ = r.join();
     }
+    let mut sip_source = (nsip > 0).then(|| SourceCounts {
+        connections: nsip as u64,
+        ..SourceCounts::default()
+    });
+    for r in sip_readers {
+        if let (Ok((rec, counts)), Some(total)) = (r.join(), sip_source.as_mut()) {
+            out_rec.merge(&rec);
+            total.add(&SourceCounts {
+                connections: 0,
+                ..counts
+            });
+        }
+    }
     for a in acceptors {
         if let Ok(recs) = a.join() {
-            for r in recs {
-                recorder.merge(&r);
+            for (i, o) in recs {
+                in_rec.merge(&i);
+                out_rec.merge(&o);
             }
         }
     }
-    let corr = shared.corr.clone();
-    let (lost, lost_warmup) = corr.lost();
     let start_ns = plan.warmup.as_nanos() as u64;
+    let planned_end_ns = corr.offset_ns(planned_end.min(Instant::now()));
+    let part = |corr: &Correlator, recorder: Recorder| {
+        let (lost, lost_warmup) = corr.lost();
+        let end_ns = if recorder.last_done_ns > start_ns {
+            recorder.last_done_ns
+        } else {
+            planned_end_ns
+        };
+        DirectionResult {
+            sent: corr.registered(),
+            unmatched: corr.unmatched(),
+            lost,
+            lost_warmup,
+            measured_seconds: (end_ns.saturating_sub(start_ns)) as f64 / 1e9,
+            recorder,
+        }
+    };
+    let inbound = plan.direction.inbound().then(|| part(&corr, in_rec));
+    let outbound = out.as_ref().map(|o| part(o, out_rec));
+    if let (Some(s), Some(o)) = (sip_source.as_mut(), &outbound) {
+        s.sent = o.sent;
+    }
+    let mut recorder = Recorder::new();
+    let (mut sent, mut unmatched, mut lost, mut lost_warmup) = (0, 0, 0, 0);
+    for d in inbound.iter().chain(outbound.iter()) {
+        recorder.merge(&d.recorder);
+        sent += d.sent;
+        unmatched += d.unmatched;
+        lost += d.lost;
+        lost_warmup += d.lost_warmup;
+    }
     let end_ns = if recorder.last_done_ns > start_ns {
         recorder.last_done_ns
     } else {
-        corr.offset_ns(planned_end.min(Instant::now()))
+        planned_end_ns
     };
     let measured_seconds = (end_ns.saturating_sub(start_ns)) as f64 / 1e9;
+    let dialback_verifies = shared.secret.as_ref().map(|_| {
+        (
+            shared.verify_valid.load(Ordering::Relaxed),
+            shared.verify_invalid.load(Ordering::Relaxed),
+        )
+    });
+    drop(guard);
     let shared = Arc::try_unwrap(shared).map_err(|_| ()).ok();
     let (errors, not_sent, router_streams) = match shared {
         Some(s) => (
@@ -461,8 +761,8 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
         None => (ErrorCounts::default(), 0, 0),
     };
     Ok(RunResult {
-        sent: corr.registered(),
-        unmatched: corr.unmatched(),
+        sent,
+        unmatched,
         recorder,
         not_sent,
         lost,
@@ -475,7 +775,25 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
         router_usage: usage,
         sip_sink,
         component,
+        inbound,
+        outbound,
+        sip_source,
+        dialback_verifies,
     })
+}
+
+/// Opens the SIP source's connections to the router's SIP listener.
+fn connect_sip_source(src: &SipSource) -> Result<Vec<TcpStream>, RunError> {
+    (0..src.connections)
+        .map(|_| {
+            let tcp = TcpStream::connect_timeout(&src.router, HANDSHAKE_TIMEOUT)
+                .map_err(|e| RunError::SipSource(src.router, e))?;
+            tcp.set_nodelay(true)
+                .and_then(|()| tcp.set_write_timeout(Some(s2s::WRITE_STALL)))
+                .map_err(|e| RunError::SipSource(src.router, e))?;
+            Ok(tcp)
+        })
+        .collect()
 }
 
 fn spawn<T: Send + 'static>(
@@ -490,7 +808,12 @@ fn spawn<T: Send + 'static>(
 
 /// Opens every connection, [`CONNECT_PARALLEL`] dialogues at a time, each within
 /// [`HANDSHAKE_TIMEOUT`]; returns the established ones with their partner, in order.
-fn establish(plan: &RunPlan, tls: &PartnerTls, errors: &ErrorCounts) -> Vec<(String, Established)> {
+fn establish(
+    plan: &RunPlan,
+    tls: &PartnerTls,
+    errors: &ErrorCounts,
+    secret: Option<&DialbackSecret>,
+) -> Vec<(String, Established)> {
     let next = AtomicUsize::new(0);
     let slots: Vec<Mutex<Option<(String, Established)>>> =
         (0..plan.connections).map(|_| Mutex::new(None)).collect();
@@ -503,13 +826,31 @@ fn establish(plan: &RunPlan, tls: &PartnerTls, errors: &ErrorCounts) -> Vec<(Str
                 }
                 let partner = plan.partners[c % plan.partners.len()].clone();
                 let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-                match s2s::connect(
-                    plan.router,
-                    &partner,
-                    &plan.domain,
-                    tls.client.clone(),
-                    deadline,
-                ) {
+                let r = match (plan.tls, secret) {
+                    (TlsMode::Starttls, Some(secret)) => s2s::connect_dialback(
+                        plan.router,
+                        &partner,
+                        &plan.domain,
+                        tls.client.clone(),
+                        secret,
+                        deadline,
+                    ),
+                    (TlsMode::Starttls, None) => s2s::connect(
+                        plan.router,
+                        &partner,
+                        &plan.domain,
+                        tls.client.clone(),
+                        deadline,
+                    ),
+                    (TlsMode::Direct, _) => s2s::connect_direct(
+                        plan.router,
+                        &partner,
+                        &plan.domain,
+                        tls.client_direct.clone(),
+                        deadline,
+                    ),
+                };
+                match r {
                     Ok(est) => {
                         if let Ok(mut s) = slots[c].lock() {
                             *s = Some((partner, est));
@@ -552,7 +893,7 @@ pub fn idle(
     ready: impl FnOnce(usize),
 ) -> Result<IdleResult, RunError> {
     let errors = ErrorCounts::default();
-    let streams = establish(plan, tls, &errors);
+    let streams = establish(plan, tls, &errors, None);
     if streams.is_empty() {
         let why = errors.messages().first().cloned().unwrap_or_default();
         return Err(RunError::NoConnection(why));
@@ -599,25 +940,59 @@ pub fn idle(
     })
 }
 
+/// Sets the run's stop flag when dropped (an early return ends the threads already started).
+struct StopOnDrop(Arc<Shared>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop.store(true, Ordering::Release);
+    }
+}
+
 struct ClosedState {
     next_seq: AtomicU64,
     measured_left: AtomicU64,
 }
 
+/// Where a writer's batches go.
+enum Wire {
+    /// One of our S2S streams to the router.
+    Xmpp(Arc<Duplex>),
+    /// A SIP source connection to the router's SIP listener.
+    Sip(TcpStream),
+}
+
+/// What a writer formats.
+enum Tpl {
+    Xmpp(Templates),
+    Sip(SourceTemplates),
+}
+
+impl Tpl {
+    fn write(&self, seq: u64, out: &mut Vec<u8>) {
+        match self {
+            Tpl::Xmpp(t) => t.write(seq, out),
+            Tpl::Sip(t) => t.write(seq, out),
+        }
+    }
+}
+
 struct WriterJob {
     conn: usize,
     nconn: usize,
-    duplex: Arc<Duplex>,
-    templates: Templates,
+    wire: Wire,
+    templates: Tpl,
     kind: Kind,
     plan: RunPlan,
     schedule: Option<Schedule>,
     closed: Arc<ClosedState>,
+    /// This direction's pending table.
+    corr: Arc<Correlator>,
     shared: Arc<Shared>,
 }
 
 impl WriterJob {
-    fn run(self) {
+    fn run(mut self) {
         let mut batch = Vec::with_capacity(BATCH_BYTES + 64 * 1024);
         let mut scratch = Vec::with_capacity(BATCH_BYTES + 16 * 1024);
         match self.schedule {
@@ -627,11 +1002,14 @@ impl WriterJob {
         self.shared.writers_left.fetch_sub(1, Ordering::AcqRel);
     }
 
-    fn flush(&self, batch: &mut Vec<u8>, scratch: &mut Vec<u8>) -> bool {
+    fn flush(&mut self, batch: &mut Vec<u8>, scratch: &mut Vec<u8>) -> bool {
         if batch.is_empty() {
             return true;
         }
-        let r = self.duplex.send(batch, scratch);
+        let r = match &mut self.wire {
+            Wire::Xmpp(d) => d.send(batch, scratch).map_err(|e| e.to_string()),
+            Wire::Sip(tcp) => tcp.write_all(batch).map_err(|e| format!("SIP source: {e}")),
+        };
         batch.clear();
         match r {
             Ok(()) => true,
@@ -643,8 +1021,8 @@ impl WriterJob {
         }
     }
 
-    fn open_loop(&self, s: &Schedule, batch: &mut Vec<u8>, scratch: &mut Vec<u8>) {
-        let corr = &self.shared.corr;
+    fn open_loop(&mut self, s: &Schedule, batch: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+        let corr = self.corr.clone();
         let step = self.nconn as u64;
         let mut n = self.conn as u64;
         let end = s.end_index();
@@ -686,11 +1064,11 @@ impl WriterJob {
         }
     }
 
-    fn closed_loop(&self, batch: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+    fn closed_loop(&mut self, batch: &mut Vec<u8>, scratch: &mut Vec<u8>) {
         let Mode::Closed { window } = self.plan.mode else {
             return;
         };
-        let corr = &self.shared.corr;
+        let corr = self.corr.clone();
         let credit = corr.credit(self.conn);
         let mine = window.div_ceil(self.nconn as u64).max(1);
         let warm_ns = self.plan.warmup.as_nanos() as u64;
@@ -794,15 +1172,15 @@ fn stream_reader(mut est: Established, sh: &Shared) {
 }
 
 /// Accepts the router's outbound streams to one partner until stopped; returns the recorders
-/// of their answer readers.
+/// of their answer readers (inbound answers, outbound deliveries).
 fn acceptor(
     l: TcpListener,
     local: &str,
     remote: &str,
     tls: Arc<ServerConfig>,
     sh: &Arc<Shared>,
-) -> Vec<Recorder> {
-    let mut readers: Vec<JoinHandle<Recorder>> = Vec::new();
+) -> Vec<(Recorder, Recorder)> {
+    let mut readers: Vec<JoinHandle<(Recorder, Recorder)>> = Vec::new();
     let mut n = 0;
     while !sh.stop.load(Ordering::Acquire) {
         match l.accept() {
@@ -820,15 +1198,26 @@ fn acceptor(
                     .name(format!("answers-{local}-{n}"))
                     .spawn(move || {
                         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-                        match s2s::accept(tcp, &local, &remote, tls, &id, deadline) {
-                            Ok(est) => {
+                        let dialect = s2s::Dialect {
+                            dialback_ns: sh2.secret.is_some(),
+                        };
+                        let secret = sh2.secret.as_ref();
+                        match s2s::accept_answering(
+                            tcp, &local, &remote, tls, &id, deadline, dialect, secret,
+                        ) {
+                            Ok(s2s::Accepted::Stream(est)) => {
                                 sh2.router_streams.fetch_add(1, Ordering::Relaxed);
-                                answer_reader(est, &sh2)
+                                answer_reader(*est, &sh2)
+                            }
+                            Ok(s2s::Accepted::Verified { valid, invalid }) => {
+                                sh2.verify_valid.fetch_add(valid, Ordering::Relaxed);
+                                sh2.verify_invalid.fetch_add(invalid, Ordering::Relaxed);
+                                (Recorder::new(), Recorder::new())
                             }
                             Err(e) => {
                                 let errs = &sh2.errors;
                                 errs.note(&errs.accept, format!("{remote} → {local}: {e}"));
-                                Recorder::new()
+                                (Recorder::new(), Recorder::new())
                             }
                         }
                     });
@@ -853,9 +1242,12 @@ fn acceptor(
     readers.into_iter().filter_map(|h| h.join().ok()).collect()
 }
 
-/// Frames the answers on one router stream and completes them.
-fn answer_reader(mut est: Established, sh: &Shared) -> Recorder {
+/// Frames the stanzas on one router stream: answers to our inbound requests (by their `lg-`
+/// id) and, with the SIP source running, messages it sent (by the `seq=` in the body) are
+/// completed in their direction's table. Returns (inbound, outbound) recorders.
+fn answer_reader(mut est: Established, sh: &Shared) -> (Recorder, Recorder) {
     let mut rec = Recorder::new();
+    let mut out_rec = Recorder::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut scratch = Vec::new();
     let mut at = Instant::now();
@@ -864,24 +1256,41 @@ fn answer_reader(mut est: Established, sh: &Shared) -> Recorder {
             match est.framer.next_event() {
                 Ok(Some(Event::Stanza(s))) => match workload::classify(&s) {
                     Some((seq, outcome)) => {
-                        if let Some(done) = sh.corr.complete(seq, at) {
+                        if let Some(done) = sh.corr.get().and_then(|c| c.complete(seq, at)) {
                             rec.record(&done, outcome);
                         }
                     }
-                    None => rec.unexpected += 1,
+                    None => match (sh.out.get(), s.kind()) {
+                        (_, StanzaKind::Presence) => match workload::classify_presence(&s) {
+                            Some((seq, outcome)) => {
+                                if let Some(done) = sh.corr.get().and_then(|c| c.complete(seq, at))
+                                {
+                                    rec.record(&done, outcome);
+                                }
+                            }
+                            None => rec.presence_updates += 1,
+                        },
+                        (Some(out), StanzaKind::Message) => {
+                            match crate::correlator::seq_from_body_bytes(s.as_bytes()) {
+                                Some(seq) => out.delivered(seq, at, &mut out_rec),
+                                None => out_rec.unexpected += 1,
+                            }
+                        }
+                        _ => rec.unexpected += 1,
+                    },
                 },
                 Ok(Some(Event::StreamOpen(_))) => {}
                 Ok(Some(Event::StreamClose)) => {
                     let _ = est.duplex.send(b"</stream:stream>", &mut scratch);
                     est.duplex.shutdown();
-                    return rec;
+                    return (rec, out_rec);
                 }
                 Ok(None) => break,
                 Err(e) => {
                     let errs = &sh.errors;
                     errs.note(&errs.io, format!("answer stream: {e}"));
                     est.duplex.shutdown();
-                    return rec;
+                    return (rec, out_rec);
                 }
             }
         }
@@ -902,7 +1311,7 @@ fn answer_reader(mut est: Established, sh: &Shared) -> Recorder {
         }
     }
     est.duplex.shutdown();
-    rec
+    (rec, out_rec)
 }
 
 /// The stderr progress: a live one-line rate (terminals only) and an interval line a second.
@@ -940,7 +1349,7 @@ impl Progress {
     fn tick(&mut self, sh: &Shared, draining: bool) {
         thread::sleep(TICK);
         let now = Instant::now();
-        let (sent, done) = (sh.corr.registered(), sh.corr.completed());
+        let (sent, done) = (sh.registered(), sh.completed());
         let dt = now.duration_since(self.last).as_secs_f64().max(1e-9);
         if self.live {
             eprint!(
@@ -949,7 +1358,7 @@ impl Progress {
                 if draining { "drain" } else { "run  " },
                 (sent - self.last_sent) as f64 / dt,
                 (done - self.last_done) as f64 / dt,
-                sh.corr.pending(),
+                sh.pending(),
             );
         }
         self.last = now;
@@ -961,7 +1370,7 @@ impl Progress {
     }
 
     fn line(&mut self, sh: &Shared, now: Instant) {
-        let (sent, done) = (sh.corr.registered(), sh.corr.completed());
+        let (sent, done) = (sh.registered(), sh.completed());
         let span = now
             .duration_since(self.next_line - Duration::from_secs(1))
             .as_secs_f64()
@@ -970,7 +1379,7 @@ impl Progress {
             t: now.duration_since(self.epoch).as_secs_f64(),
             sent_per_s: (sent - self.line_sent) as f64 / span,
             completed_per_s: (done - self.line_done) as f64 / span,
-            pending: sh.corr.pending(),
+            pending: sh.pending(),
         };
         if !self.quiet {
             if self.live {

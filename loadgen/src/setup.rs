@@ -152,6 +152,8 @@ pub fn partner_tls(dir: &Path) -> Result<PartnerTls, SetupError> {
         .map_err(|e| SetupError::Tls(e.to_string()))?;
     Ok(PartnerTls {
         client: tls::client_config(&id, Alpn::None).map_err(|e| SetupError::Tls(e.to_string()))?,
+        client_direct: tls::client_config(&id, Alpn::XmppServer)
+            .map_err(|e| SetupError::Tls(e.to_string()))?,
         server: tls::server_config(&id, &[], Alpn::None)
             .map_err(|e| SetupError::Tls(e.to_string()))?,
     })
@@ -171,6 +173,46 @@ pub fn router_toml(
     shards: &str,
     sip_next_hop: Option<SocketAddr>,
 ) -> String {
+    let sip = SipSides {
+        next_hop: sip_next_hop,
+        ..SipSides::default()
+    };
+    router_toml_sip(
+        ca,
+        partners,
+        router_s2s,
+        partner_listen,
+        connections,
+        shards,
+        sip,
+    )
+}
+
+/// The router's optional listeners and next hop in a `loadgen config`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SipSides {
+    /// `[sip] next_hop`: where the router delivers to the internal side (a `--sip-sink`).
+    pub next_hop: Option<SocketAddr>,
+    /// `[sip] listen`: where the internal side sends to the router (a `--sip-source`).
+    pub listen: Option<SocketAddr>,
+    /// `listen.s2s_tls`: direct TLS S2S (XEP-0368) besides STARTTLS (`loadgen run --tls
+    /// direct`).
+    pub s2s_tls: Option<SocketAddr>,
+    /// Partners authenticate by dialback (SASL optional) instead of SASL EXTERNAL (required).
+    pub dialback: bool,
+}
+
+/// [`router_toml`] with the extras of [`SipSides`]: a `[sip]` section is written when either
+/// SIP side is given.
+pub fn router_toml_sip(
+    ca: &CaDir,
+    partners: &[String],
+    router_s2s: SocketAddr,
+    partner_listen: &[SocketAddr],
+    connections: usize,
+    shards: &str,
+    sip: SipSides,
+) -> String {
     let path = |f: &str| toml_string(&ca.dir.join(f).display().to_string());
     let per_partner = connections.div_ceil(partners.len().max(1)) + 16;
     let total = (connections + partners.len() * 16 + 64).max(1000);
@@ -180,26 +222,34 @@ pub fn router_toml(
     };
     let mut t = format!(
         "# Written by `loadgen config`: the router under test for `loadgen run`.\n\
-         [server]\ndomains = [{}]\n\n[listen]\ns2s = [\"{router_s2s}\"]\n\n\
+         [server]\ndomains = [{}]\n\n[listen]\ns2s = [\"{router_s2s}\"]\n{}\n\
          [tls]\ncertificate = {}\nkey = {}\ntrust = [{}]\nsystem_roots = false\n\n\
          [federation]\ndefault = \"deny\"\n\n\
          [limits]\nconnections = {total}\nconnections_per_partner = {per_partner}\n\n\
          [runtime]\nshards = {shards}\n\n[log]\nlevel = \"warn\"\n",
         toml_string(&ca.router_domain),
+        sip.s2s_tls
+            .map_or_else(String::new, |a| format!("s2s_tls = [\"{a}\"]\n")),
         path(ROUTER_CERT),
         path(ROUTER_KEY),
         path(CA_FILE),
     );
-    if let Some(hop) = sip_next_hop {
-        t.push_str(&format!(
-            "\n[sip]\nnext_hop = \"sip:{hop};transport=tcp\"\n"
-        ));
+    if sip.next_hop.is_some() || sip.listen.is_some() {
+        t.push_str("\n[sip]\n");
+    }
+    if let Some(hop) = sip.next_hop {
+        t.push_str(&format!("next_hop = \"sip:{hop};transport=tcp\"\n"));
+    }
+    if let Some(l) = sip.listen {
+        t.push_str(&format!("listen = [\"{l}\"]\n"));
     }
     for (p, addr) in partners.iter().zip(partner_listen) {
         t.push_str(&format!(
-            "\n[[partner]]\ndomain = {}\ntype = \"federated\"\ntls = \"required\"\nsasl = \"required\"\n\
-             dialback = false\nconnection_limit = {per_partner}\nproxy_fqdn = \"{addr}\"\n",
-            toml_string(p)
+            "\n[[partner]]\ndomain = {}\ntype = \"federated\"\ntls = \"required\"\nsasl = \"{}\"\n\
+             dialback = {}\nconnection_limit = {per_partner}\nproxy_fqdn = \"{addr}\"\n",
+            toml_string(p),
+            if sip.dialback { "optional" } else { "required" },
+            sip.dialback
         ));
     }
     t

@@ -1,5 +1,6 @@
 //! The SIP sink: the internal SIP pool the router's `[sip] next_hop` points to. It answers every
-//! MESSAGE (200, or a chosen error for a chosen share), OPTIONS and other requests, and
+//! MESSAGE (200, or a chosen error for a chosen share), SUBSCRIBE (200 then a NOTIFY, off the
+//! hot path: [`crate::notifier`]), OPTIONS and other requests, and
 //! completes each delivered message in the [`Correlator`] from the `seq=` in its body.
 //!
 //! It must out-run the router, so the hot path is a minimal byte scan rather than the full
@@ -96,6 +97,8 @@ pub struct SinkCounts {
     pub no_seq: u64,
     /// OPTIONS requests.
     pub options: u64,
+    /// SUBSCRIBE requests answered 200 + NOTIFY (see [`crate::notifier`]).
+    pub subscribes: u64,
     /// Other requests (answered 200, ACK not answered).
     pub other: u64,
     /// Responses (ignored: the sink sends no requests).
@@ -110,6 +113,7 @@ impl SinkCounts {
         self.errors_sent += o.errors_sent;
         self.no_seq += o.no_seq;
         self.options += o.options;
+        self.subscribes += o.subscribes;
         self.other += o.other;
         self.responses += o.responses;
         self.pings += o.pings;
@@ -123,12 +127,14 @@ pub struct SinkConn {
     /// MESSAGEs seen by the whole sink, for the error share (exact over all connections).
     n: Arc<AtomicU64>,
     tag: u64,
+    /// `host:port` of the sink (Via and Contact of NOTIFYs).
+    local: String,
     /// What this connection saw.
     pub counts: SinkCounts,
 }
 
 /// The reason phrase for a status.
-fn reason(code: u16) -> &'static str {
+pub(crate) fn reason(code: u16) -> &'static str {
     match code {
         200 => "OK",
         400 => "Bad Request",
@@ -146,7 +152,7 @@ fn reason(code: u16) -> &'static str {
 
 /// The header a line names, among those the sink looks at (full and compact forms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Hdr {
+pub(crate) enum Hdr {
     Via,
     From,
     To,
@@ -156,7 +162,7 @@ enum Hdr {
     Other,
 }
 
-fn header_of(name: &[u8]) -> Hdr {
+pub(crate) fn header_of(name: &[u8]) -> Hdr {
     let eq = |s: &[u8]| name.eq_ignore_ascii_case(s);
     match name.len() {
         1 => match name[0].to_ascii_lowercase() {
@@ -177,7 +183,7 @@ fn header_of(name: &[u8]) -> Hdr {
     }
 }
 
-fn trim(mut b: &[u8]) -> &[u8] {
+pub(crate) fn trim(mut b: &[u8]) -> &[u8] {
     while let [x, rest @ ..] = b {
         if x.is_ascii_whitespace() {
             b = rest;
@@ -195,7 +201,7 @@ fn trim(mut b: &[u8]) -> &[u8] {
     b
 }
 
-fn parse_len(v: &[u8]) -> Option<usize> {
+pub(crate) fn parse_len(v: &[u8]) -> Option<usize> {
     let v = trim(v);
     if v.is_empty() || v.len() > 9 || !v.iter().all(u8::is_ascii_digit) {
         return None;
@@ -226,8 +232,15 @@ impl SinkConn {
             errors,
             n,
             tag: 0,
+            local: "127.0.0.1".into(),
             counts: SinkCounts::default(),
         }
+    }
+
+    /// The sink's own address, for the NOTIFYs that follow SUBSCRIBEs.
+    pub fn with_local(mut self, local: String) -> SinkConn {
+        self.local = local;
+        self
     }
 
     /// Whether the next MESSAGE gets the error code: spread evenly, `share` of them.
@@ -370,6 +383,19 @@ impl SinkConn {
                 self.counts.options += 1;
                 200
             }
+            b"SUBSCRIBE" => {
+                self.tag += 1;
+                if let Some((ok, notify)) =
+                    crate::notifier::answer_subscribe(&m[..total], &self.local, self.tag)
+                {
+                    self.counts.subscribes += 1;
+                    out.extend_from_slice(&ok);
+                    out.extend_from_slice(&notify);
+                    return Ok(Some(total));
+                }
+                self.counts.other += 1;
+                400
+            }
             b"ACK" => {
                 self.counts.other += 1;
                 return Ok(Some(total));
@@ -411,7 +437,7 @@ impl SinkConn {
     }
 }
 
-fn push_num(out: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn push_num(out: &mut Vec<u8>, mut n: u64) {
     let mut d = [0u8; 20];
     let mut i = d.len();
     loop {
@@ -477,7 +503,10 @@ fn accept_loop(
             Ok((tcp, _)) => {
                 totals.connections += 1;
                 let (corr, stop) = (corr.clone(), stop.clone());
-                let conn = SinkConn::sharing(errors, messages.clone());
+                let local = tcp
+                    .local_addr()
+                    .map_or_else(|_| "127.0.0.1".to_string(), |a| a.to_string());
+                let conn = SinkConn::sharing(errors, messages.clone()).with_local(local);
                 let h = thread::Builder::new()
                     .name(format!("sip-sink-{}", totals.connections))
                     .spawn(move || serve(tcp, conn, &corr, &stop));

@@ -19,17 +19,136 @@ pub enum Workload {
     /// Nothing: open `--connections` authenticated sessions and hold them for `--duration`
     /// (memory per idle session).
     Idle,
+    /// Messages, presence probes and subscriptions in the `--mix` proportions (needs the SIP
+    /// sink: see [`Mix`] for what each item measures).
+    Mix,
 }
 
 impl Workload {
     /// The request kind.
     pub fn kind(self) -> Kind {
         match self {
-            Workload::Messages => Kind::Message,
+            Workload::Messages | Workload::Mix => Kind::Message,
             Workload::Pings | Workload::Idle => Kind::Ping,
         }
     }
 }
+
+/// The proportions of `--workload mix` (weights, normalised to their sum). Each item is
+/// completed end to end:
+/// * `messages`: `<message/>` to `userN@DOMAIN`, delivered when the SIP sink sees the MESSAGE
+///   (as `--workload messages`).
+/// * `presence`: `<presence type='probe'/>` from a fresh partner user `lgp<seq>@PARTNER` to
+///   `userN@DOMAIN`; the router's presence tables (on the shard owning the user) answer it
+///   `unsubscribed` (no subscription), completed as answered at the partner. Available
+///   presence with show/status is not used: the router turns it into a NOTIFY only inside an
+///   existing SIP subscription dialog, so alone it has no observable effect.
+/// * `subscriptions`: `<presence type='subscribe'/>` from a fresh partner user
+///   `lgs<seq>@PARTNER` to `userN@DOMAIN`; the router sends a SIP SUBSCRIBE to the sink, which
+///   answers 200 and a NOTIFY (active, PIDF open); the router then tells the partner
+///   `subscribed`, completed as subscribed (`unsubscribed` counts as refused). Each creates a
+///   subscriber dialog that the router keeps and refreshes: its table holds 65,536 per shard,
+///   so keep rate × share × run length under that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Mix {
+    /// Weight of messages.
+    pub messages: u32,
+    /// Weight of presence probes.
+    pub presence: u32,
+    /// Weight of subscriptions.
+    pub subscriptions: u32,
+}
+
+impl Default for Mix {
+    fn default() -> Self {
+        Mix {
+            messages: 80,
+            presence: 15,
+            subscriptions: 5,
+        }
+    }
+}
+
+/// One request of a mix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MixItem {
+    /// A message.
+    Message,
+    /// A presence probe.
+    Presence,
+    /// A subscription request.
+    Subscription,
+}
+
+impl std::str::FromStr for Mix {
+    type Err = String;
+
+    /// `messages=80,presence=15,subscriptions=5` (any subset; missing items weigh 0).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut m = Mix {
+            messages: 0,
+            presence: 0,
+            subscriptions: 0,
+        };
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?}: expected ITEM=WEIGHT"))?;
+            let v: u32 = v
+                .trim()
+                .trim_end_matches('%')
+                .parse()
+                .ok()
+                .filter(|v| *v <= 1_000_000)
+                .ok_or_else(|| format!("{part:?}: the weight must be a whole number"))?;
+            match k.trim() {
+                "messages" => m.messages = v,
+                "presence" => m.presence = v,
+                "subscriptions" => m.subscriptions = v,
+                other => {
+                    return Err(format!(
+                        "{other:?}: mix items are messages, presence and subscriptions"
+                    ))
+                }
+            }
+        }
+        if m.total() == 0 {
+            return Err(format!("{s:?}: the weights sum to 0"));
+        }
+        Ok(m)
+    }
+}
+
+impl Mix {
+    fn total(&self) -> u64 {
+        u64::from(self.messages) + u64::from(self.presence) + u64::from(self.subscriptions)
+    }
+
+    /// The item of request `seq`: a reproducible choice spread evenly in the proportions.
+    pub fn item(&self, seq: u64) -> MixItem {
+        let r = splitmix(seq ^ 0x5bd1_e995) % self.total().max(1);
+        if r < u64::from(self.messages) {
+            MixItem::Message
+        } else if r < u64::from(self.messages) + u64::from(self.presence) {
+            MixItem::Presence
+        } else {
+            MixItem::Subscription
+        }
+    }
+}
+
+/// splitmix64: a well-spread reproducible hash of a sequence number.
+fn splitmix(seq: u64) -> u64 {
+    let mut z = seq.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Local part prefix of the partner user sending a mix's presence probe.
+pub const PROBE_USER: &str = "lgp";
+/// Local part prefix of the partner user sending a mix's subscription request.
+pub const SUBSCRIBE_USER: &str = "lgs";
 
 /// Message body sizes (bytes of padding after the sequence marker).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -103,12 +222,7 @@ impl BodySize {
         match self {
             BodySize::Fixed { bytes } => bytes,
             BodySize::Uniform { min, max } => {
-                // splitmix64: a well-spread reproducible choice per sequence number.
-                let mut z = seq.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                z ^= z >> 31;
-                min + (z % (max - min + 1) as u64) as usize
+                min + (splitmix(seq) % (max - min + 1) as u64) as usize
             }
         }
     }
@@ -121,8 +235,10 @@ pub struct Templates {
     /// `' from='…' to='` (messages) or `' from='…' to='DOMAIN'><ping…/></iq>` (pings).
     middle: String,
     domain: String,
+    partner: String,
     users: u64,
     body: BodySize,
+    mix: Mix,
 }
 
 const PADDING: [u8; 1024] = [b'x'; 1024];
@@ -142,16 +258,53 @@ impl Templates {
             Workload::Pings => format!(
                 "' from='lg{conn}@{partner}/lg' to='{domain}'><ping xmlns='urn:xmpp:ping'/></iq>"
             ),
-            Workload::Messages => format!("' from='lg{conn}@{partner}/lg' to='user"),
+            Workload::Messages | Workload::Mix => {
+                format!("' from='lg{conn}@{partner}/lg' to='user")
+            }
             Workload::Idle => String::new(),
         };
         Templates {
             workload,
             middle,
             domain: domain.to_string(),
+            partner: partner.to_string(),
             users: users.max(1),
             body,
+            mix: Mix::default(),
         }
+    }
+
+    /// The proportions of a `Workload::Mix`.
+    pub fn with_mix(mut self, mix: Mix) -> Templates {
+        self.mix = mix;
+        self
+    }
+
+    fn message(&self, seq: u64, out: &mut Vec<u8>) {
+        let _ = write!(
+            out,
+            "<message type='chat' id='{ID_PREFIX}{seq}{}{}@{}'><body>{BODY_MARKER}{seq} ",
+            self.middle,
+            seq % self.users,
+            self.domain
+        );
+        let mut left = self.body.for_seq(seq);
+        while left > 0 {
+            let n = left.min(PADDING.len());
+            out.extend_from_slice(&PADDING[..n]);
+            left -= n;
+        }
+        out.extend_from_slice(b"</body></message>");
+    }
+
+    fn presence(&self, seq: u64, ty: &str, user: &str, out: &mut Vec<u8>) {
+        let _ = write!(
+            out,
+            "<presence type='{ty}' id='{ID_PREFIX}{seq}' from='{user}{seq}@{}' to='user{}@{}'/>",
+            self.partner,
+            seq % self.users,
+            self.domain
+        );
     }
 
     /// Appends request `seq` to `out`.
@@ -161,20 +314,16 @@ impl Templates {
             Workload::Idle => Ok(()),
             Workload::Pings => write!(out, "<iq type='get' id='{ID_PREFIX}{seq}{}", self.middle),
             Workload::Messages => {
-                let _ = write!(
-                    out,
-                    "<message type='chat' id='{ID_PREFIX}{seq}{}{}@{}'><body>{BODY_MARKER}{seq} ",
-                    self.middle,
-                    seq % self.users,
-                    self.domain
-                );
-                let mut left = self.body.for_seq(seq);
-                while left > 0 {
-                    let n = left.min(PADDING.len());
-                    out.extend_from_slice(&PADDING[..n]);
-                    left -= n;
+                self.message(seq, out);
+                Ok(())
+            }
+            Workload::Mix => {
+                match self.mix.item(seq) {
+                    MixItem::Message => self.message(seq, out),
+                    MixItem::Presence => self.presence(seq, "probe", PROBE_USER, out),
+                    MixItem::Subscription => self.presence(seq, "subscribe", SUBSCRIBE_USER, out),
                 }
-                out.write_all(b"</body></message>")
+                Ok(())
             }
         };
     }
@@ -191,6 +340,32 @@ pub fn classify(s: &Stanza) -> Option<(u64, Outcome)> {
         _ => Outcome::Unexpected,
     };
     Some((seq, outcome))
+}
+
+/// Classifies the router's answer to a mix's presence item, which carries no id: the sequence
+/// number is in the addressee's local part (`lgp<seq>` probe, `lgs<seq>` subscription).
+/// `None` for other stanzas (available presence after a subscription, for one).
+pub fn classify_presence(s: &Stanza) -> Option<(u64, Outcome)> {
+    if s.kind() != StanzaKind::Presence {
+        return None;
+    }
+    let ty = s.attr_raw(HeaderAttr::Type)?;
+    let to = s.attr_raw(HeaderAttr::To)?;
+    let local = &to[..to.find('@')?];
+    let num = |rest: &str| {
+        (!rest.is_empty() && rest.len() <= 19 && rest.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| rest.parse::<u64>().ok())
+            .flatten()
+    };
+    if let Some(seq) = local.strip_prefix(PROBE_USER).and_then(num) {
+        return matches!(ty, "unsubscribed" | "subscribed").then_some((seq, Outcome::Answered));
+    }
+    let seq = local.strip_prefix(SUBSCRIBE_USER).and_then(num)?;
+    match ty {
+        "subscribed" => Some((seq, Outcome::Subscribed)),
+        "unsubscribed" => Some((seq, Outcome::Unsubscribed)),
+        _ => None,
+    }
 }
 
 /// The stanza error condition: the name of the element declared in the stanzas namespace.
@@ -281,6 +456,88 @@ mod tests {
         let s = stanza(std::str::from_utf8(&out).unwrap());
         assert_eq!(s.kind(), StanzaKind::Iq);
         assert_eq!(s.attr_raw(HeaderAttr::To), Some("corp.test"));
+    }
+
+    #[test]
+    fn mix_parses_and_spreads_in_proportion() {
+        let m: Mix = "messages=80,presence=15,subscriptions=5".parse().unwrap();
+        assert_eq!(m, Mix::default());
+        let mut n = [0u32; 3];
+        for seq in 0..100_000 {
+            n[m.item(seq) as usize] += 1;
+        }
+        for (got, want) in n.iter().zip([80_000, 15_000, 5_000]) {
+            assert!(got.abs_diff(want) < 1_000, "{n:?}");
+        }
+        let only: Mix = "presence=1".parse().unwrap();
+        assert!((0..100).all(|s| only.item(s) == MixItem::Presence));
+        for bad in [
+            "",
+            "messages=0",
+            "mails=3",
+            "messages",
+            "messages=-1",
+            "presence=x",
+        ] {
+            assert!(bad.parse::<Mix>().is_err(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn mix_writes_probes_and_subscriptions_whose_answers_carry_the_sequence() {
+        let only = |spec: &str| {
+            Templates::new(
+                Workload::Mix,
+                "p0.partner.test",
+                0,
+                "corp.test",
+                10,
+                BodySize::Fixed { bytes: 5 },
+            )
+            .with_mix(spec.parse().unwrap())
+        };
+        let mut out = Vec::new();
+        only("presence=1").write(12, &mut out);
+        let s = stanza(std::str::from_utf8(&out).unwrap());
+        assert_eq!(s.kind(), StanzaKind::Presence);
+        assert_eq!(s.attr_raw(HeaderAttr::Type), Some("probe"));
+        assert_eq!(s.attr_raw(HeaderAttr::From), Some("lgp12@p0.partner.test"));
+        assert_eq!(s.attr_raw(HeaderAttr::To), Some("user2@corp.test"));
+        out.clear();
+        only("subscriptions=1").write(13, &mut out);
+        let s = stanza(std::str::from_utf8(&out).unwrap());
+        assert_eq!(s.attr_raw(HeaderAttr::Type), Some("subscribe"));
+        assert_eq!(s.attr_raw(HeaderAttr::From), Some("lgs13@p0.partner.test"));
+        out.clear();
+        only("messages=1").write(14, &mut out);
+        assert!(out.starts_with(b"<message"));
+        let answer = |xml: &str| classify_presence(&stanza(xml));
+        assert_eq!(
+            answer(
+                "<presence type='unsubscribed' from='user2@corp.test' to='lgp12@p0.partner.test'/>"
+            ),
+            Some((12, Outcome::Answered))
+        );
+        assert_eq!(
+            answer(
+                "<presence type='subscribed' from='user3@corp.test' to='lgs13@p0.partner.test'/>"
+            ),
+            Some((13, Outcome::Subscribed))
+        );
+        assert_eq!(
+            answer(
+                "<presence type='unsubscribed' from='user3@corp.test' to='lgs13@p0.partner.test'/>"
+            ),
+            Some((13, Outcome::Unsubscribed))
+        );
+        assert_eq!(
+            answer("<presence from='user3@corp.test' to='lgs13@p0.partner.test'/>"),
+            None
+        );
+        assert_eq!(
+            answer("<presence type='subscribed' to='lg0@p0.partner.test'/>"),
+            None
+        );
     }
 
     #[test]

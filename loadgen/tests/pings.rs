@@ -85,6 +85,37 @@ impl Drop for Bench {
 }
 
 fn bench(label: &str, partners: usize, connections: usize, mode: Mode, count: u64) -> Bench {
+    bench_tls(
+        label,
+        partners,
+        connections,
+        mode,
+        count,
+        run::TlsMode::Starttls,
+    )
+}
+
+fn bench_tls(
+    label: &str,
+    partners: usize,
+    connections: usize,
+    mode: Mode,
+    count: u64,
+    tls_mode: run::TlsMode,
+) -> Bench {
+    let auth = run::Auth::Sasl;
+    bench_auth(label, partners, connections, mode, count, tls_mode, auth)
+}
+
+fn bench_auth(
+    label: &str,
+    partners: usize,
+    connections: usize,
+    mode: Mode,
+    count: u64,
+    tls_mode: run::TlsMode,
+    auth: run::Auth,
+) -> Bench {
     let dir = TempDir::new(label);
     let names = setup::default_partners(partners);
     setup::write_ca(&dir.0, "corp.test", &names).unwrap();
@@ -94,15 +125,29 @@ fn bench(label: &str, partners: usize, connections: usize, mode: Mode, count: u6
     let listen: Vec<SocketAddr> = (0..partners as u16)
         .map(|i| (IP, base + i).into())
         .collect();
-    let toml = setup::router_toml(&ca, &names, router, &listen, connections, "2", None);
+    // Direct TLS: the loadgen targets the router's `listen.s2s_tls`.
+    let direct: SocketAddr = (IP, free_port()).into();
+    let sides = setup::SipSides {
+        s2s_tls: Some(direct),
+        dialback: auth == run::Auth::Dialback,
+        ..setup::SipSides::default()
+    };
+    let toml = setup::router_toml_sip(&ca, &names, router, &listen, connections, "2", sides);
     let path = dir.0.join("router.toml");
     std::fs::write(&path, &toml).unwrap();
     let cfg = Config::load(&path).unwrap_or_else(|e| panic!("config invalid:\n{e}\n{toml}"));
     let handle = shards::start(Arc::new(cfg)).expect("router starts");
     wait_listening(router);
+    wait_listening(direct);
+    let router = match tls_mode {
+        run::TlsMode::Starttls => router,
+        run::TlsMode::Direct => direct,
+    };
     let tls = setup::partner_tls(&dir.0).unwrap();
     let plan = RunPlan {
         router,
+        tls: tls_mode,
+        auth,
         domain: "corp.test".into(),
         partners: names,
         partner_listen: listen,
@@ -116,10 +161,13 @@ fn bench(label: &str, partners: usize, connections: usize, mode: Mode, count: u6
         body: BodySize::Fixed { bytes: 100 },
         users: 10,
         workload: Workload::Pings,
+        mix: Default::default(),
         router_pid: Some(std::process::id()),
         progress: false,
         recipient_domain: "corp.test".into(),
         delivery: run::Delivery::Streams,
+        direction: run::Direction::Inbound,
+        sip_source: None,
     };
     Bench {
         _dir: dir,
@@ -178,4 +226,43 @@ fn closed_loop_pings_are_all_answered_and_the_report_has_its_shape() {
     assert!(json["offered_rate"].is_null());
     let page = loadgen::html::render(&report);
     assert!(page.contains("<svg") && page.contains("Latency by percentile"));
+}
+
+#[test]
+fn direct_tls_streams_carry_pings_like_starttls() {
+    let b = bench_tls(
+        "direct",
+        2,
+        2,
+        Mode::Closed { window: 16 },
+        300,
+        run::TlsMode::Direct,
+    );
+    let result = run::run(&b.plan, &b.tls).expect("run starts");
+    let report = Report::new(&b.plan, &result);
+    assert_eq!(report.outcomes.lost, 0, "{}", report.text());
+    assert_eq!(report.outcomes.answered, 300, "{}", report.text());
+    assert_eq!(report.setup.connections_established, 2, "{}", report.text());
+    assert!(report.clean(), "{}", report.text());
+}
+
+#[test]
+fn dialback_streams_are_verified_by_the_loadgens_authoritative_answers() {
+    let b = bench_auth(
+        "dialback",
+        2,
+        2,
+        Mode::Closed { window: 16 },
+        300,
+        run::TlsMode::Starttls,
+        run::Auth::Dialback,
+    );
+    let result = run::run(&b.plan, &b.tls).expect("run starts");
+    let report = Report::new(&b.plan, &result);
+    assert_eq!(report.outcomes.answered, 300, "{}", report.text());
+    assert_eq!(report.setup.connections_established, 2, "{}", report.text());
+    let [valid, invalid] = report.dialback_verifies.expect("verify counts");
+    assert!(valid >= 1, "the router asked us: {}", report.text());
+    assert_eq!(invalid, 0, "{}", report.text());
+    assert!(report.clean(), "{}", report.text());
 }

@@ -104,6 +104,8 @@ fn bench(label: &str, mode: Mode, count: u64, errors: Option<SipErrors>) -> Benc
     let tls = setup::partner_tls(&dir.0).unwrap();
     let plan = RunPlan {
         router,
+        tls: run::TlsMode::Starttls,
+        auth: run::Auth::Sasl,
         domain: "corp.test".into(),
         partners: names,
         partner_listen: listen,
@@ -117,6 +119,7 @@ fn bench(label: &str, mode: Mode, count: u64, errors: Option<SipErrors>) -> Benc
         body: BodySize::Fixed { bytes: 200 },
         users: 50,
         workload: Workload::Messages,
+        mix: Default::default(),
         router_pid: None,
         progress: false,
         recipient_domain: "corp.test".into(),
@@ -124,6 +127,8 @@ fn bench(label: &str, mode: Mode, count: u64, errors: Option<SipErrors>) -> Benc
             listen: sink,
             errors,
         },
+        direction: run::Direction::Inbound,
+        sip_source: None,
     };
     Bench {
         _dir: dir,
@@ -173,4 +178,29 @@ fn closed_loop_with_an_error_share_delivers_the_rest_and_bounces_the_share() {
     assert_eq!(o.delivered, 1800, "{}", report.text());
     let bounced: u64 = o.bounced.values().sum();
     assert_eq!(bounced, 200, "{}", report.text());
+}
+
+#[test]
+fn mix_of_messages_probes_and_subscriptions_completes_each_end_to_end() {
+    let mut b = bench("sink-mix", Mode::Open { rate: 2000.0 }, 1000, None);
+    b.plan.workload = Workload::Mix;
+    b.plan.mix = "messages=60,presence=20,subscriptions=20".parse().unwrap();
+    let result = run::run(&b.plan, &b.tls).expect("run starts");
+    let report = Report::new(&b.plan, &result);
+    let o = &report.outcomes;
+    assert_eq!(o.lost, 0, "{}", report.text());
+    assert!(report.clean(), "{}", report.text());
+    let sink = report.sip_sink.expect("sink totals");
+    // Every subscription went through the sink as a SUBSCRIBE and came back `subscribed`.
+    assert!(o.subscribed > 100, "{}", report.text());
+    assert_eq!(o.unsubscribed, 0, "{}", report.text());
+    assert_eq!(sink.counts.subscribes, o.subscribed, "{}", report.text());
+    assert_eq!(sink.counts.messages, o.delivered, "{}", report.text());
+    assert!(o.answered > 100, "probes answered: {}", report.text());
+    assert_eq!(
+        o.delivered + o.answered + o.subscribed,
+        1000,
+        "{}",
+        report.text()
+    );
 }

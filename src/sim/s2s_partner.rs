@@ -1,6 +1,7 @@
 //! The partner side of an S2S stream, blocking, on std sockets and rustls: the stream a
-//! federated partner opens to the router (STARTTLS, SASL EXTERNAL, restart) and the router's
-//! outbound stream it accepts as the receiving server. Shared by `stanza-router demo`'s embedded
+//! federated partner opens to the router (STARTTLS or direct TLS, SASL EXTERNAL or dialback,
+//! restart) and the router's outbound stream it accepts as the receiving server (or, for
+//! dialback, answers as the partner's authoritative server). Shared by `stanza-router demo`'s embedded
 //! partner and the load generator.
 //!
 //! Any domain pair; after the dialogue an [`Established`] stream's [`Duplex`] can be shared by a
@@ -14,7 +15,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::xml::{Event, Framer, FramerLimits, Stanza, StanzaKind, NS_SASL, NS_TLS};
+use crate::xml::{Event, Framer, FramerLimits, HeaderAttr, Stanza, StanzaKind, NS_SASL, NS_TLS};
+use crate::xmpp::dialback::DialbackSecret;
 use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 
 /// Socket read timeout: how often a blocked reader checks its deadline or stop flag.
@@ -360,6 +362,29 @@ impl Dialogue {
         }
     }
 
+    /// Expects a stream header and returns its id (dialback keys are bound to it).
+    fn expect_header_id(&mut self) -> Result<String, S2sError> {
+        loop {
+            match self.framer.next_event() {
+                Ok(Some(Event::StreamOpen(h))) => {
+                    return h.id.ok_or_else(|| {
+                        S2sError::Protocol("the peer's stream header has no id".into())
+                    })
+                }
+                Ok(Some(Event::Stanza(e))) => return Err(unexpected("a stream header", &e)),
+                Ok(Some(Event::StreamClose)) => return Err(S2sError::Closed),
+                Ok(None) => {}
+                Err(e) => return Err(S2sError::Framing(e.to_string())),
+            }
+            if Instant::now() > self.deadline {
+                return Err(S2sError::Timeout("a stream header"));
+            }
+            if !self.duplex.pump(&mut self.framer, &mut self.buf)? {
+                return Err(S2sError::Closed);
+            }
+        }
+    }
+
     /// Expects an element of `kind`; `mechanism`: features must offer SASL EXTERNAL.
     fn expect(&mut self, kind: StanzaKind, what: &'static str) -> Result<Stanza, S2sError> {
         match self.next(what)? {
@@ -445,6 +470,187 @@ pub fn connect_with(
     d.expect_header()?;
     d.expect(StanzaKind::Features, "post-authentication features")?;
     Ok(d.done())
+}
+
+/// Opens `local` → `remote` at `addr` over direct TLS (XEP-0368: TLS from the first byte, the
+/// client config in `tls` offering ALPN `xmpp-server`), then SASL EXTERNAL, stream restart,
+/// final features.
+pub fn connect_direct(
+    addr: SocketAddr,
+    local: &str,
+    remote: &str,
+    tls: Arc<ClientConfig>,
+    deadline: Instant,
+) -> Result<Established, S2sError> {
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    let tcp = TcpStream::connect_timeout(&addr, timeout.max(Duration::from_millis(1)))
+        .map_err(|e| S2sError::Connect(addr, e))?;
+    let mut d = Dialogue::new(tcp, deadline)?;
+    let name = rustls_pki_types::ServerName::try_from(remote.to_string())
+        .map_err(|_| S2sError::Protocol(format!("{remote} is not a DNS name")))?;
+    d.duplex.start_tls(
+        Connection::Client(ClientConnection::new(tls, name)?),
+        deadline,
+    )?;
+    let header = stream_header(local, remote, None);
+    d.send(&header)?;
+    d.expect_header()?;
+    d.expect_features_with("EXTERNAL", "features offering SASL EXTERNAL")?;
+    d.send(&format!(
+        "<auth xmlns='{NS_SASL}' mechanism='EXTERNAL'>=</auth>"
+    ))?;
+    d.expect(StanzaKind::SaslSuccess, "SASL <success/>")?;
+    d.framer.reset();
+    d.send(&header)?;
+    d.expect_header()?;
+    d.expect(StanzaKind::Features, "post-authentication features")?;
+    Ok(d.done())
+}
+
+/// Opens `local` → `remote` at `addr` authenticated by server dialback (XEP-0220) over
+/// STARTTLS: the key is `secret`'s for (remote, local, the stream id of the TLS stream), and the
+/// router checks it with `local`'s authoritative server — which must answer with the same
+/// secret (see [`accept_answering`]). Succeeds on `<db:result type='valid'/>`.
+pub fn connect_dialback(
+    addr: SocketAddr,
+    local: &str,
+    remote: &str,
+    tls: Arc<ClientConfig>,
+    secret: &DialbackSecret,
+    deadline: Instant,
+) -> Result<Established, S2sError> {
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    let tcp = TcpStream::connect_timeout(&addr, timeout.max(Duration::from_millis(1)))
+        .map_err(|e| S2sError::Connect(addr, e))?;
+    let mut d = Dialogue::new(tcp, deadline)?;
+    let header = stream_header_with(local, remote, None, Dialect { dialback_ns: true });
+    d.send(&header)?;
+    d.expect_header()?;
+    d.expect_features_with("starttls", "features offering STARTTLS")?;
+    d.send(&format!("<starttls xmlns='{NS_TLS}'/>"))?;
+    d.expect(StanzaKind::TlsProceed, "<proceed/>")?;
+    d.framer.reset();
+    let name = rustls_pki_types::ServerName::try_from(remote.to_string())
+        .map_err(|_| S2sError::Protocol(format!("{remote} is not a DNS name")))?;
+    d.duplex.start_tls(
+        Connection::Client(ClientConnection::new(tls, name)?),
+        deadline,
+    )?;
+    d.send(&header)?;
+    let id = d.expect_header_id()?;
+    d.expect(StanzaKind::Features, "features after TLS")?;
+    let key = secret.key(remote, local, &id);
+    d.send(&format!(
+        "<db:result from='{local}' to='{remote}'>{key}</db:result>"
+    ))?;
+    let r = d.expect(StanzaKind::DialbackResult, "<db:result/>")?;
+    match r.attr_raw(HeaderAttr::Type) {
+        Some("valid") => Ok(d.done()),
+        other => Err(S2sError::Protocol(format!(
+            "the router answered dialback for {local} with type {other:?}"
+        ))),
+    }
+}
+
+/// What [`accept_answering`] ended with.
+pub enum Accepted {
+    /// An authenticated stream (SASL EXTERNAL), ready for stanzas.
+    Stream(Box<Established>),
+    /// A verify-only stream: the router asked `db:verify` questions, answered with the secret,
+    /// then closed.
+    Verified {
+        /// Keys found valid.
+        valid: u64,
+        /// Keys found invalid.
+        invalid: u64,
+    },
+}
+
+/// The text content of a simple element (`<db:verify …>KEY</db:verify>`).
+fn element_text(e: &Stanza) -> &str {
+    let b = e.as_bytes();
+    let start = b.iter().position(|c| *c == b'>').map_or(b.len(), |p| p + 1);
+    let end = b
+        .iter()
+        .rposition(|c| *c == b'<')
+        .filter(|e| *e >= start)
+        .unwrap_or(start);
+    std::str::from_utf8(&b[start..end]).unwrap_or("")
+}
+
+/// [`accept_with`], also acting as `local`'s authoritative server for dialback: when the
+/// router's stream asks `<db:verify/>` instead of authenticating (a verify-only stream, XEP-0220
+/// §2.3), each key is checked against `secret` for (its `from`, `local`, its `id`) and answered
+/// `valid` or `invalid` until the router closes the stream.
+#[allow(clippy::too_many_arguments)]
+pub fn accept_answering(
+    tcp: TcpStream,
+    local: &str,
+    remote: &str,
+    tls: Arc<ServerConfig>,
+    stream_id: &str,
+    deadline: Instant,
+    dialect: Dialect,
+    secret: Option<&DialbackSecret>,
+) -> Result<Accepted, S2sError> {
+    let header =
+        |n: u32| stream_header_with(local, remote, Some(&format!("{stream_id}-{n}")), dialect);
+    let mut d = Dialogue::new(tcp, deadline)?;
+    d.expect_header()?;
+    d.send(&header(1))?;
+    d.send(&format!(
+        "<stream:features><starttls xmlns='{NS_TLS}'><required/></starttls></stream:features>"
+    ))?;
+    d.expect(StanzaKind::StartTls, "<starttls/>")?;
+    d.send(&format!("<proceed xmlns='{NS_TLS}'/>"))?;
+    d.framer.reset();
+    d.duplex
+        .start_tls(Connection::Server(ServerConnection::new(tls)?), deadline)?;
+    d.expect_header()?;
+    d.send(&header(2))?;
+    d.send(&format!(
+        "<stream:features><mechanisms xmlns='{NS_SASL}'><mechanism>EXTERNAL</mechanism></mechanisms></stream:features>"
+    ))?;
+    let (mut valid, mut invalid) = (0, 0);
+    loop {
+        let what = "SASL <auth/> or <db:verify/>";
+        let e = match d.next(what) {
+            Ok(Got::Element(e)) => e,
+            Ok(Got::Header) => {
+                return Err(S2sError::Protocol(format!("expected {what}, got a header")))
+            }
+            // The router closes a verify-only stream once its questions are answered.
+            Err(S2sError::Closed) if valid + invalid > 0 => {
+                let _ = d.send("</stream:stream>");
+                return Ok(Accepted::Verified { valid, invalid });
+            }
+            Err(e) => return Err(e),
+        };
+        match (e.kind(), secret) {
+            (StanzaKind::SaslAuth, _) if valid + invalid == 0 => break,
+            (StanzaKind::DialbackVerify, Some(secret)) => {
+                let from = e.attr_raw(HeaderAttr::From).unwrap_or("");
+                let id = e.attr_raw(HeaderAttr::Id).unwrap_or("");
+                let ok = secret.verify(from, local, id, element_text(&e));
+                if ok {
+                    valid += 1;
+                } else {
+                    invalid += 1;
+                }
+                let ty = if ok { "valid" } else { "invalid" };
+                d.send(&format!(
+                    "<db:verify from='{local}' to='{from}' id='{id}' type='{ty}'/>"
+                ))?;
+            }
+            _ => return Err(unexpected(what, &e)),
+        }
+    }
+    d.send(&format!("<success xmlns='{NS_SASL}'/>"))?;
+    d.framer.reset();
+    d.expect_header()?;
+    d.send(&header(3))?;
+    d.send("<stream:features/>")?;
+    Ok(Accepted::Stream(Box::new(d.done())))
 }
 
 /// Answers the stream a router opened to `local` on `tcp` (we are the receiving server):
@@ -534,6 +740,70 @@ mod tests {
         let conn = ClientConnection::new(client, name).unwrap();
         c.start_tls(Connection::Client(conn), deadline).unwrap();
         (c, srv.join().unwrap())
+    }
+
+    /// A scripted router asks two `db:verify` questions on a verify-only stream: the key made
+    /// with the secret is valid, another is not, and the stream ends when the router closes.
+    #[test]
+    fn authoritative_answers_check_keys_against_the_secret() {
+        use crate::edge::tls::{client_config, identity_from_pem, server_config, Alpn};
+        let ca = crate::pki::ThrowawayCa::new("test").unwrap();
+        let leaf = ca.issue(&["corp.test", "p.test"]).unwrap();
+        let id = identity_from_pem(&leaf.cert_pem, &leaf.key_pem).unwrap();
+        let client = client_config(&id, Alpn::None).unwrap();
+        let server = server_config(&id, &[], Alpn::None).unwrap();
+        let secret = DialbackSecret::new(b"loadgen");
+        let good = secret.key("corp.test", "p.test", "s1");
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let srv = std::thread::spawn(move || {
+            let tcp = l.accept().unwrap().0;
+            let dialect = Dialect { dialback_ns: true };
+            match accept_answering(
+                tcp,
+                "p.test",
+                "corp.test",
+                server,
+                "sid",
+                deadline,
+                dialect,
+                Some(&secret),
+            ) {
+                Ok(Accepted::Verified { valid, invalid }) => (valid, invalid),
+                Ok(Accepted::Stream(_)) => panic!("authenticated instead of verifying"),
+                Err(e) => panic!("{e}"),
+            }
+        });
+        let mut d = Dialogue::new(TcpStream::connect(addr).unwrap(), deadline).unwrap();
+        let header = stream_header_with("corp.test", "p.test", None, Dialect { dialback_ns: true });
+        d.send(&header).unwrap();
+        d.expect_header().unwrap();
+        d.expect_features_with("starttls", "STARTTLS").unwrap();
+        d.send(&format!("<starttls xmlns='{NS_TLS}'/>")).unwrap();
+        d.expect(StanzaKind::TlsProceed, "proceed").unwrap();
+        d.framer.reset();
+        let name = rustls_pki_types::ServerName::try_from("p.test").unwrap();
+        let conn = ClientConnection::new(client, name).unwrap();
+        d.duplex
+            .start_tls(Connection::Client(conn), deadline)
+            .unwrap();
+        d.send(&header).unwrap();
+        d.expect_header().unwrap();
+        d.expect(StanzaKind::Features, "features").unwrap();
+        d.send(&format!(
+            "<db:verify from='corp.test' to='p.test' id='s1'>{good}</db:verify>\
+             <db:verify from='corp.test' to='p.test' id='s2'>{good}</db:verify>"
+        ))
+        .unwrap();
+        for (sid, ty) in [("s1", "valid"), ("s2", "invalid")] {
+            let v = d.expect(StanzaKind::DialbackVerify, "db:verify").unwrap();
+            assert_eq!(v.attr_raw(HeaderAttr::Id), Some(sid));
+            assert_eq!(v.attr_raw(HeaderAttr::Type), Some(ty));
+            assert_eq!(v.attr_raw(HeaderAttr::From), Some("p.test"));
+        }
+        d.send("</stream:stream>").unwrap();
+        assert_eq!(srv.join().unwrap(), (1, 1));
     }
 
     #[test]

@@ -267,6 +267,8 @@ pub fn prepare(a: &SweepArgs) -> Result<Sweep, ArgError> {
     std::fs::create_dir_all(&work_dir).map_err(|e| bad(format!("{}: {e}", work_dir.display())))?;
     let plan = RunPlan {
         router: s2s,
+        tls: crate::run::TlsMode::Starttls,
+        auth: crate::run::Auth::Sasl,
         domain: ca.router_domain.clone(),
         partners,
         partner_listen: listen,
@@ -280,10 +282,13 @@ pub fn prepare(a: &SweepArgs) -> Result<Sweep, ArgError> {
         body: a.body_size,
         users: a.users,
         workload: a.workload,
+        mix: crate::workload::Mix::default(),
         router_pid: None,
         progress: false,
         recipient_domain: ca.router_domain.clone(),
         delivery,
+        direction: crate::run::Direction::Inbound,
+        sip_source: None,
     };
     Ok(Sweep {
         bench: Bench {

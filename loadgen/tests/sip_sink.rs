@@ -204,3 +204,30 @@ fn mix_of_messages_probes_and_subscriptions_completes_each_end_to_end() {
         report.text()
     );
 }
+
+/// Closed loop, so the router runs flat out: subscriptions make the pool send NOTIFYs on the
+/// router's own next-hop flow while messages keep that flow's write queue full. The router
+/// once answered those NOTIFYs from the loop that drains the flow, and the two waited on each
+/// other: inbound streams stopped being read within a second and most requests were lost.
+#[test]
+fn mix_at_saturation_loses_nothing_when_the_pool_sends_on_the_routers_flow() {
+    let mut b = bench(
+        "sink-mix-closed",
+        Mode::Closed { window: 1024 },
+        20_000,
+        None,
+    );
+    b.plan.workload = Workload::Mix;
+    b.plan.mix = "messages=80,presence=15,subscriptions=5".parse().unwrap();
+    let result = run::run(&b.plan, &b.tls).expect("run starts");
+    let report = Report::new(&b.plan, &result);
+    let o = &report.outcomes;
+    assert_eq!(o.lost, 0, "{}", report.text());
+    assert!(report.clean(), "{}", report.text());
+    assert_eq!(
+        o.delivered + o.answered + o.subscribed,
+        20_000,
+        "{}",
+        report.text()
+    );
+}

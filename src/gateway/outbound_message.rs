@@ -63,6 +63,10 @@ pub(super) enum Pending {
 /// `resource-constraint` (the same bound as waiting for the next-hop flow to come up).
 const ROOM_WAIT: Duration = Duration::from_secs(2);
 
+/// Requests from the pool on the next-hop flow waiting to be answered; beyond it they are
+/// answered 503 with Retry-After at once (the pool is sending faster than we can answer).
+const POOL_REQUESTS: usize = 4096;
+
 /// The gateway's SIP side on one shard.
 pub struct MessageGateway {
     sip: SipHandle,
@@ -76,6 +80,8 @@ pub struct MessageGateway {
     pub(super) presence: RefCell<super::presence_gateway::PresenceTables>,
     /// Wakes the event loop when a transaction starts (its Timer F may be the earliest deadline).
     kick: LocalSender<()>,
+    /// Requests the pool sent on our flow, answered in order by [`serve_pool_requests`].
+    pool_requests: LocalSender<crate::sip::SipMessage>,
     /// Signalled when a transaction ends while senders wait for room ([`Self::wait_for_room`]).
     room: (LocalSender<()>, LocalReceiver<()>),
     room_waiters: std::cell::Cell<usize>,
@@ -110,6 +116,7 @@ impl MessageGateway {
         cfg.tls = Some(ctx.tls_client.clone());
         let (sip, incoming) = SipConnection::spawn(cfg);
         let (kick, kicked) = local_channel::new_bounded(1);
+        let (pool_requests, pool_rx) = local_channel::new_bounded(POOL_REQUESTS);
         let via_host = ctx
             .config
             .listen
@@ -136,6 +143,7 @@ impl MessageGateway {
             )?),
             via_host,
             kick,
+            pool_requests,
             room: local_channel::new_bounded(1),
             room_waiters: std::cell::Cell::new(0),
             probe: RefCell::new(OptionsProbe::new(ctx.config.sip.options_interval)),
@@ -143,6 +151,7 @@ impl MessageGateway {
             probe_from,
         });
         glommio::spawn_local(run(ctx.clone(), gw.clone(), incoming, kicked)).detach();
+        glommio::spawn_local(serve_pool_requests(ctx.clone(), gw.sip.clone(), pool_rx)).detach();
         Ok(gw)
     }
 
@@ -169,6 +178,9 @@ impl MessageGateway {
         };
         let (bytes, branch) = request;
         let pending = Pending::Message(MessagePending { stanza: s.clone() });
+        // Only here, on the partner stream's own task: the gateway loop, which settles
+        // transactions and so makes room, must never wait for room itself.
+        self.wait_for_room().await;
         if !self.transmit(ctx, bytes, &branch, "MESSAGE", pending).await {
             ctx.counters
                 .messages_bounced
@@ -202,7 +214,6 @@ impl MessageGateway {
         pending: Pending,
         flow: Option<ListenerFlow>,
     ) -> bool {
-        self.wait_for_room().await;
         if self.start_tx(bytes, branch, method, pending).is_none() {
             return false;
         }
@@ -490,6 +501,27 @@ fn failure_condition(f: SipFailure) -> StanzaCondition {
     f.condition()
 }
 
+/// Answers the requests the pool sent on the next-hop flow, in order (NOTIFYs of one dialog
+/// must not overtake each other).
+async fn serve_pool_requests(
+    ctx: Rc<EdgeContext>,
+    sip: SipHandle,
+    requests: LocalReceiver<crate::sip::SipMessage>,
+) {
+    while let Some(req) = requests.recv().await {
+        match ctx.sip_ingress.get().cloned() {
+            Some(ingress) => ingress.on_message(Origin::NextHop, req).await,
+            None => {
+                if let Ok(bytes) =
+                    response_to(&req, 501, "Not Implemented", None).and_then(|b| b.finish())
+                {
+                    let _ = sip.send(bytes).await;
+                }
+            }
+        }
+    }
+}
+
 async fn run(
     ctx: Rc<EdgeContext>,
     gw: Rc<MessageGateway>,
@@ -536,16 +568,22 @@ async fn run(
                 done.into_iter().collect::<Vec<_>>()
             }
             Some(Some(Incoming::Message(req))) => {
-                // The pool may send requests on our flow too: the ingress answers them.
-                match ctx.sip_ingress.get().cloned() {
-                    Some(ingress) => ingress.on_message(Origin::NextHop, req).await,
-                    None => {
-                        if let Ok(bytes) =
-                            response_to(&req, 501, "Not Implemented", None).and_then(|b| b.finish())
-                        {
-                            let _ = gw.sip.send(bytes).await;
+                // The pool may send requests on our flow too. They are answered on their own
+                // task: answering writes to the flow, and this loop must keep draining what the
+                // flow delivers, or the flow (blocked delivering to us) never writes again.
+                if gw.pool_requests.is_full() {
+                    let sip = gw.sip.clone();
+                    glommio::spawn_local(async move {
+                        let busy = response_to(&req, 503, "Service Unavailable", None)
+                            .map(|b| b.header(crate::sip::HeaderName::RetryAfter, "1"))
+                            .and_then(|b| b.finish());
+                        if let Ok(bytes) = busy {
+                            let _ = sip.send(bytes).await;
                         }
-                    }
+                    })
+                    .detach();
+                } else {
+                    let _ = gw.pool_requests.try_send(req);
                 }
                 Vec::new()
             }

@@ -186,15 +186,24 @@ impl HeaderName {
                 .find(|e| e.2 == Some(c))
                 .map_or(HeaderName::Other, |e| e.0);
         }
-        // Most names differ in length or first byte, so this linear scan is short in practice.
+        // Most names differ in length or first byte: both are compared before the whole name.
+        let Some(first) = name.first().map(u8::to_ascii_lowercase) else {
+            return HeaderName::Other;
+        };
         TABLE
             .iter()
-            .find(|e| e.1.len() == name.len() && e.1.as_bytes().eq_ignore_ascii_case(name))
+            .find(|e| {
+                let known = e.1.as_bytes();
+                known.len() == name.len()
+                    && known[0].to_ascii_lowercase() == first
+                    && known.eq_ignore_ascii_case(name)
+            })
             .map_or(HeaderName::Other, |e| e.0)
     }
 
     fn entry(self) -> Option<&'static (HeaderName, &'static str, Option<u8>, bool)> {
-        TABLE.iter().find(|e| e.0 == self)
+        // TABLE is in declaration order (a test checks), so the discriminant is the index.
+        TABLE.get(self as usize).filter(|e| e.0 == self)
     }
 
     /// The canonical long name (`"Call-ID"`), or `None` for [`HeaderName::Other`].
@@ -223,6 +232,16 @@ pub(crate) fn is_token_byte(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_is_in_declaration_order() {
+        for (i, e) in TABLE.iter().enumerate() {
+            assert_eq!(e.0 as usize, i, "{:?}", e.0);
+            assert_eq!(e.0.as_str(), Some(e.1));
+        }
+        assert_eq!(HeaderName::Other as usize, TABLE.len());
+        assert_eq!(HeaderName::Other.as_str(), None);
+    }
 
     #[test]
     fn compact_forms_map_to_long_names() {

@@ -214,6 +214,22 @@ pub(super) struct HostAddrs {
     pub(super) error: Option<ResolveError>,
 }
 
+impl HostAddrs {
+    /// The addresses, or why there are none: the first lookup error, else NXDOMAIN when both
+    /// lookups said so, else no address records for `name`.
+    pub(super) fn into_result(self, name: String) -> Result<Vec<IpAddr>, ResolveError> {
+        if !self.addrs.is_empty() {
+            Ok(self.addrs)
+        } else if let Some(e) = self.error {
+            Err(e)
+        } else if self.nxdomain {
+            Err(ResolveError::NxDomain { name })
+        } else {
+            Err(ResolveError::NoAddresses { name })
+        }
+    }
+}
+
 pub(super) fn host_addrs(
     a: Option<&LookupResult>,
     aaaa: Option<&LookupResult>,
@@ -526,22 +542,16 @@ impl S2sResolution {
             self.options.address_order,
         );
         let host = display_name(&self.domain);
-        let res = if !h.addrs.is_empty() {
-            Ok(h.addrs
-                .iter()
+        let res = h.into_result(host.clone()).map(|addrs| {
+            addrs
+                .into_iter()
                 .map(|ip| S2sTarget {
                     host: host.clone(),
-                    addr: SocketAddr::new(*ip, DEFAULT_S2S_PORT),
+                    addr: SocketAddr::new(ip, DEFAULT_S2S_PORT),
                     direct_tls: false,
                 })
-                .collect())
-        } else if let Some(e) = h.error {
-            Err(e)
-        } else if h.nxdomain {
-            Err(ResolveError::NxDomain { name: host })
-        } else {
-            Err(ResolveError::NoAddresses { name: host })
-        };
+                .collect()
+        });
         self.finish(res);
     }
 }
@@ -625,16 +635,7 @@ impl HostResolution {
             return;
         }
         let h = host_addrs(self.core.result(a), self.core.result(aaaa), self.order);
-        let name = display_name(&self.name);
-        self.outcome = Some(if !h.addrs.is_empty() {
-            Ok(h.addrs)
-        } else if let Some(e) = h.error {
-            Err(e)
-        } else if h.nxdomain {
-            Err(ResolveError::NxDomain { name })
-        } else {
-            Err(ResolveError::NoAddresses { name })
-        });
+        self.outcome = Some(h.into_result(display_name(&self.name)));
         self.finished = true;
     }
 }

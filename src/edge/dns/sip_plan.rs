@@ -428,22 +428,16 @@ impl SipResolution {
         };
         let h = host_addrs(self.core.result(a), self.core.result(aaaa), self.order);
         let host = display_name(&self.name);
-        let res = if !h.addrs.is_empty() {
-            Ok(h.addrs
-                .iter()
+        let res = h.into_result(host.clone()).map(|addrs| {
+            addrs
+                .into_iter()
                 .map(|ip| SipTarget {
                     host: host.clone(),
-                    addr: SocketAddr::new(*ip, port),
+                    addr: SocketAddr::new(ip, port),
                     transport,
                 })
-                .collect())
-        } else if let Some(e) = h.error {
-            Err(e)
-        } else if h.nxdomain {
-            Err(ResolveError::NxDomain { name: host })
-        } else {
-            Err(ResolveError::NoAddresses { name: host })
-        };
+                .collect()
+        });
         self.finish(res);
     }
 }

@@ -2,10 +2,9 @@
 //! sending pings over STARTTLS + SASL EXTERNAL streams and reading the answers on the router's
 //! outbound streams. Every ping must be answered, none lost.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use loadgen::report::Report;
 use loadgen::run::{self, Mode, RunPlan};
@@ -14,75 +13,9 @@ use loadgen::workload::{BodySize, Workload};
 use stanza_router::config::Config;
 use stanza_router::runtime::shards;
 
-const IP: Ipv4Addr = Ipv4Addr::LOCALHOST;
+mod common;
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(label: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let p =
-            std::env::temp_dir().join(format!("loadgen-{label}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((IP, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `n` consecutive free ports (partner `i` listens on base + i).
-fn free_port_run(n: u16) -> u16 {
-    for _ in 0..100 {
-        let base = free_port();
-        if base.checked_add(n).is_none() {
-            continue;
-        }
-        if (1..n).all(|i| TcpListener::bind((IP, base + i)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no run of {n} free ports");
-}
-
-fn wait_listening(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(Instant::now() < deadline, "router did not listen on {addr}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-struct Bench {
-    _dir: TempDir,
-    router: Option<shards::RouterHandle>,
-    plan: RunPlan,
-    tls: run::PartnerTls,
-}
-
-impl Drop for Bench {
-    fn drop(&mut self) {
-        if let Some(r) = self.router.take() {
-            r.shutdown();
-        }
-    }
-}
+use common::*;
 
 fn bench(label: &str, partners: usize, connections: usize, mode: Mode, count: u64) -> Bench {
     bench_tls(

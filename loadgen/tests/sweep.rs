@@ -2,14 +2,16 @@
 //! grid and 1 s points: messages over STARTTLS + SASL EXTERNAL to a SIP sink. The best profile
 //! is written, parses as a profile, carries its figures, and no router is left running.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use loadgen::setup;
 use stanza_router::config::Profile;
 
-const IP: Ipv4Addr = Ipv4Addr::LOCALHOST;
+mod common;
+
+use common::{free_port, free_port_run, TempDir, IP};
 
 /// The stanza-router binary of this build: `$CARGO_TARGET_DIR/debug` or next to this test's
 /// `deps/` directory (`cargo test --workspace` builds it).
@@ -33,37 +35,6 @@ fn router_bin() -> PathBuf {
              `cargo build --bin stanza-router` or `cargo test --workspace`"
             )
         })
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((IP, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_port_run(n: u16) -> u16 {
-    for _ in 0..100 {
-        let base = free_port();
-        if base.checked_add(n).is_none() {
-            continue;
-        }
-        if (1..n).all(|i| TcpListener::bind((IP, base + i)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no run of {n} free ports");
 }
 
 #[test]

@@ -25,17 +25,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use stanza_router::gateway::errors::{condition_for_sip_status, SipFailure};
-use stanza_router::pki::ThrowawayCa;
 use stanza_router::xmpp::error::StanzaCondition;
 use support::c2s::{C2sClient, ClientError, Stanza};
-use support::peers::{Ejabberd, HarnessError, Peer, PeerOptions, Prosody};
-use support::router::{PartnerEntry, RouterSetup, TestRouter};
+use support::gateway_world::{start_federated, XmppServer as Server};
+use support::peers::Peer;
+use support::router::TestRouter;
 use support::sipp::{Scenario, Sipp, SippOptions};
 use support::workdir::free_port;
-
-fn started<T>(what: &str, r: Result<T, HarnessError>) -> T {
-    r.unwrap_or_else(|e| panic!("{what} did not start: {e}"))
-}
 
 fn ip(last: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, last)
@@ -45,26 +41,12 @@ fn deadline() -> Instant {
     Instant::now() + Duration::from_secs(30)
 }
 
-/// Which real server hosts the XMPP user.
-#[derive(Clone, Copy, Debug)]
-enum Server {
-    Prosody,
-    Ejabberd,
-}
-
 impl Server {
     /// First of its four addresses: router, server, SIPp UAS, SIPp UAC.
     fn base(self) -> u8 {
         match self {
             Server::Prosody => 222,
             Server::Ejabberd => 226,
-        }
-    }
-
-    fn domain(self) -> &'static str {
-        match self {
-            Server::Prosody => "a.test",
-            Server::Ejabberd => "b.test",
         }
     }
 }
@@ -106,56 +88,22 @@ impl World {
     /// `t1`: the router's `sip.t1` (TOML duration).
     fn start(server: Server, t1: &str) -> World {
         let b = server.base();
-        let domain = server.domain();
-        let ca = ThrowawayCa::new("interop CA").unwrap();
-        let peer_ip = ip(b + 1);
-        let opts = PeerOptions {
-            domain: domain.into(),
-            ip: peer_ip,
-            s2s_port: free_port(peer_ip).unwrap(),
-            s2s_tls_port: None,
-            c2s_port: free_port(peer_ip).unwrap(),
-            // DNS-ID only: ejabberd 23.01 crashes on XmppAddr SANs (tests/support/README.md).
-            cert: ca.issue_with(&[domain], false).unwrap(),
-            trust_ca_pem: Some(ca.cert_pem()),
-            routes: Vec::new(),
-            require_encryption: true,
-            stanza_size_limit: None,
-            users: vec![("alice".into(), "alicepw".into())],
-        };
         let pool_addr = SocketAddr::new(ip(b + 2).into(), free_port(ip(b + 2)).unwrap());
         let pool = start_pool(pool_addr);
         let sip_listen = SocketAddr::new(ip(b).into(), free_port(ip(b)).unwrap());
-        let mut setup = RouterSetup::new(ip(b), &ca);
-        setup.partners.push(PartnerEntry {
-            domain: domain.into(),
-            toml: format!(
-                "type = \"federated\"\ntls = \"required\"\nsasl = \"optional\"\n\
-                 dialback = true\nproxy_fqdn = \"{}\"",
-                opts.s2s_addr()
-            ),
-        });
         // Probes every second, answered by the pool scenario.
-        setup.extra = format!(
+        let sip = format!(
             "[sip]\nnext_hop = \"sip:{pool_addr};transport=tcp\"\nlisten = [\"{sip_listen}\"]\n\
              t1 = \"{t1}\"\noptions_interval = \"1s\"\n"
         );
-        let router = TestRouter::start(setup);
-        let mut opts = opts;
-        opts.routes = vec![("corp.test".into(), router.s2s)];
-        let peer: Box<dyn Peer> = match server {
-            Server::Prosody => Box::new(started("prosody", Prosody::start(opts))),
-            Server::Ejabberd => Box::new(started("ejabberd", Ejabberd::start(opts))),
-        };
-        let alice = C2sClient::login(peer.c2s_addr(), domain, "alice", "alicepw", "t")
-            .unwrap_or_else(|e| panic!("login: {e}\n{}", peer.log_tail(40)));
+        let f = start_federated(server, ip(b), ip(b + 1), sip);
         World {
-            router,
-            peer,
+            router: f.router,
+            peer: f.peer,
             pool: Some(pool),
             pool_addr,
             sip_listen,
-            alice,
+            alice: f.alice,
             server,
         }
     }

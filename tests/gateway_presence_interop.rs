@@ -30,18 +30,14 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use stanza_router::pki::ThrowawayCa;
 use stanza_router::sip::{HeaderName, Request};
 use support::c2s::{C2sClient, Stanza};
-use support::peers::{Ejabberd, HarnessError, Peer, PeerOptions, Prosody};
-use support::router::{PartnerEntry, RouterSetup, TestRouter};
+use support::gateway_world::{start_federated, XmppServer as Server};
+use support::peers::Peer;
+use support::router::TestRouter;
 use support::sip_script::{header, text, SipFlow};
 use support::sipp::{Direction, Scenario, Sipp, SippOptions};
 use support::workdir::free_port;
-
-fn started<T>(what: &str, r: Result<T, HarnessError>) -> T {
-    r.unwrap_or_else(|e| panic!("{what} did not start: {e}"))
-}
 
 fn ip(last: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 1, last)
@@ -49,13 +45,6 @@ fn ip(last: u8) -> Ipv4Addr {
 
 fn deadline() -> Instant {
     Instant::now() + Duration::from_secs(30)
-}
-
-/// Which real server hosts the XMPP user.
-#[derive(Clone, Copy, Debug)]
-enum Server {
-    Prosody,
-    Ejabberd,
 }
 
 /// The tests of this file, run against each server.
@@ -70,13 +59,6 @@ enum Case {
 }
 
 impl Server {
-    fn domain(self) -> &'static str {
-        match self {
-            Server::Prosody => "a.test",
-            Server::Ejabberd => "b.test",
-        }
-    }
-
     /// First address of the block of four of `case` on this server.
     fn block(self, case: Case) -> u8 {
         let server = match self {
@@ -138,22 +120,6 @@ impl World {
     fn start(server: Server, case: Case) -> World {
         let b = server.block(case);
         let domain = server.domain();
-        let ca = ThrowawayCa::new("interop CA").unwrap();
-        let peer_ip = ip(b + 1);
-        let opts = PeerOptions {
-            domain: domain.into(),
-            ip: peer_ip,
-            s2s_port: free_port(peer_ip).unwrap(),
-            s2s_tls_port: None,
-            c2s_port: free_port(peer_ip).unwrap(),
-            // DNS-ID only: ejabberd 23.01 crashes on XmppAddr SANs (tests/support/README.md).
-            cert: ca.issue_with(&[domain], false).unwrap(),
-            trust_ca_pem: Some(ca.cert_pem()),
-            routes: Vec::new(),
-            require_encryption: true,
-            stanza_size_limit: None,
-            users: vec![("alice".into(), "alicepw".into())],
-        };
         let sip_listen = SocketAddr::new(ip(b).into(), free_port(ip(b)).unwrap());
         let (sipp, listener) = match case {
             Case::ScriptedSubscribesToXmpp => {
@@ -166,33 +132,16 @@ impl World {
             (None, Some(l)) => (l.local_addr().unwrap(), ""),
             (None, None) => unreachable!("one pool or the other"),
         };
-        let mut setup = RouterSetup::new(ip(b), &ca);
-        setup.partners.push(PartnerEntry {
-            domain: domain.into(),
-            toml: format!(
-                "type = \"federated\"\ntls = \"required\"\nsasl = \"optional\"\n\
-                 dialback = true\nproxy_fqdn = \"{}\"",
-                opts.s2s_addr()
-            ),
-        });
-        setup.extra = format!(
+        let sip = format!(
             "[sip]\nnext_hop = \"sip:{pool_addr};transport=tcp\"\nlisten = [\"{sip_listen}\"]\n{probes}"
         );
-        let shards = setup.shards;
-        let router = TestRouter::start(setup);
+        let f = start_federated(server, ip(b), ip(b + 1), sip);
         let pool = match (sipp, listener) {
             (Some(s), _) => Pool::Sipp(s),
-            (None, Some(l)) => Pool::Scripted(SipFlow::accept_all(&l, shards)),
+            (None, Some(l)) => Pool::Scripted(SipFlow::accept_all(&l, f.shards)),
             (None, None) => unreachable!("one pool or the other"),
         };
-        let mut opts = opts;
-        opts.routes = vec![("corp.test".into(), router.s2s)];
-        let peer: Box<dyn Peer> = match server {
-            Server::Prosody => Box::new(started("prosody", Prosody::start(opts))),
-            Server::Ejabberd => Box::new(started("ejabberd", Ejabberd::start(opts))),
-        };
-        let mut alice = C2sClient::login(peer.c2s_addr(), domain, "alice", "alicepw", "t")
-            .unwrap_or_else(|e| panic!("login: {e}\n{}", peer.log_tail(40)));
+        let (router, peer, mut alice) = (f.router, f.peer, f.alice);
         // An "interested resource" (RFC 6121 §2.1.6): Prosody delivers subscription stanzas
         // other than `subscribe` only to resources that asked for the roster.
         alice

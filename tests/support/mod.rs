@@ -6,6 +6,7 @@ pub mod c2s;
 pub mod dialogue;
 pub mod dns_server;
 pub mod ejabberd;
+pub mod gateway_world;
 pub mod peers;
 pub mod prosody;
 pub mod router;

@@ -331,6 +331,41 @@ struct Dialogue {
 }
 
 impl Dialogue {
+    /// Connects to `addr` within the deadline.
+    fn dial(addr: SocketAddr, deadline: Instant) -> Result<Dialogue, S2sError> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let tcp = TcpStream::connect_timeout(&addr, timeout.max(Duration::from_millis(1)))
+            .map_err(|e| S2sError::Connect(addr, e))?;
+        Dialogue::new(tcp, deadline)
+    }
+
+    /// Starts TLS as the client towards `remote` (its certificate must name it).
+    fn client_tls(&mut self, tls: Arc<ClientConfig>, remote: &str) -> Result<(), S2sError> {
+        let name = rustls_pki_types::ServerName::try_from(remote.to_string())
+            .map_err(|_| S2sError::Protocol(format!("{remote} is not a DNS name")))?;
+        self.duplex.start_tls(
+            Connection::Client(ClientConnection::new(tls, name)?),
+            self.deadline,
+        )
+    }
+
+    /// Over TLS: opens the stream with `header`, authenticates with SASL EXTERNAL, restarts
+    /// the stream and reads the final features.
+    fn sasl_external(&mut self, header: &str) -> Result<(), S2sError> {
+        self.send(header)?;
+        self.expect_header()?;
+        self.expect_features_with("EXTERNAL", "features offering SASL EXTERNAL")?;
+        self.send(&format!(
+            "<auth xmlns='{NS_SASL}' mechanism='EXTERNAL'>=</auth>"
+        ))?;
+        self.expect(StanzaKind::SaslSuccess, "SASL <success/>")?;
+        self.framer.reset();
+        self.send(header)?;
+        self.expect_header()?;
+        self.expect(StanzaKind::Features, "post-authentication features")?;
+        Ok(())
+    }
+
     fn new(tcp: TcpStream, deadline: Instant) -> Result<Dialogue, S2sError> {
         Ok(Dialogue {
             duplex: Arc::new(Duplex::new(tcp)?),
@@ -441,10 +476,7 @@ pub fn connect_with(
     deadline: Instant,
     dialect: Dialect,
 ) -> Result<Established, S2sError> {
-    let timeout = deadline.saturating_duration_since(Instant::now());
-    let tcp = TcpStream::connect_timeout(&addr, timeout.max(Duration::from_millis(1)))
-        .map_err(|e| S2sError::Connect(addr, e))?;
-    let mut d = Dialogue::new(tcp, deadline)?;
+    let mut d = Dialogue::dial(addr, deadline)?;
     let header = stream_header_with(local, remote, None, dialect);
     d.send(&header)?;
     d.expect_header()?;
@@ -452,23 +484,8 @@ pub fn connect_with(
     d.send(&format!("<starttls xmlns='{NS_TLS}'/>"))?;
     d.expect(StanzaKind::TlsProceed, "<proceed/>")?;
     d.framer.reset();
-    let name = rustls_pki_types::ServerName::try_from(remote.to_string())
-        .map_err(|_| S2sError::Protocol(format!("{remote} is not a DNS name")))?;
-    d.duplex.start_tls(
-        Connection::Client(ClientConnection::new(tls, name)?),
-        deadline,
-    )?;
-    d.send(&header)?;
-    d.expect_header()?;
-    d.expect_features_with("EXTERNAL", "features offering SASL EXTERNAL")?;
-    d.send(&format!(
-        "<auth xmlns='{NS_SASL}' mechanism='EXTERNAL'>=</auth>"
-    ))?;
-    d.expect(StanzaKind::SaslSuccess, "SASL <success/>")?;
-    d.framer.reset();
-    d.send(&header)?;
-    d.expect_header()?;
-    d.expect(StanzaKind::Features, "post-authentication features")?;
+    d.client_tls(tls, remote)?;
+    d.sasl_external(&header)?;
     Ok(d.done())
 }
 
@@ -482,28 +499,10 @@ pub fn connect_direct(
     tls: Arc<ClientConfig>,
     deadline: Instant,
 ) -> Result<Established, S2sError> {
-    let timeout = deadline.saturating_duration_since(Instant::now());
-    let tcp = TcpStream::connect_timeout(&addr, timeout.max(Duration::from_millis(1)))
-        .map_err(|e| S2sError::Connect(addr, e))?;
-    let mut d = Dialogue::new(tcp, deadline)?;
-    let name = rustls_pki_types::ServerName::try_from(remote.to_string())
-        .map_err(|_| S2sError::Protocol(format!("{remote} is not a DNS name")))?;
-    d.duplex.start_tls(
-        Connection::Client(ClientConnection::new(tls, name)?),
-        deadline,
-    )?;
+    let mut d = Dialogue::dial(addr, deadline)?;
+    d.client_tls(tls, remote)?;
     let header = stream_header(local, remote, None);
-    d.send(&header)?;
-    d.expect_header()?;
-    d.expect_features_with("EXTERNAL", "features offering SASL EXTERNAL")?;
-    d.send(&format!(
-        "<auth xmlns='{NS_SASL}' mechanism='EXTERNAL'>=</auth>"
-    ))?;
-    d.expect(StanzaKind::SaslSuccess, "SASL <success/>")?;
-    d.framer.reset();
-    d.send(&header)?;
-    d.expect_header()?;
-    d.expect(StanzaKind::Features, "post-authentication features")?;
+    d.sasl_external(&header)?;
     Ok(d.done())
 }
 
@@ -519,10 +518,7 @@ pub fn connect_dialback(
     secret: &DialbackSecret,
     deadline: Instant,
 ) -> Result<Established, S2sError> {
-    let timeout = deadline.saturating_duration_since(Instant::now());
-    let tcp = TcpStream::connect_timeout(&addr, timeout.max(Duration::from_millis(1)))
-        .map_err(|e| S2sError::Connect(addr, e))?;
-    let mut d = Dialogue::new(tcp, deadline)?;
+    let mut d = Dialogue::dial(addr, deadline)?;
     let header = stream_header_with(local, remote, None, Dialect { dialback_ns: true });
     d.send(&header)?;
     d.expect_header()?;
@@ -530,12 +526,7 @@ pub fn connect_dialback(
     d.send(&format!("<starttls xmlns='{NS_TLS}'/>"))?;
     d.expect(StanzaKind::TlsProceed, "<proceed/>")?;
     d.framer.reset();
-    let name = rustls_pki_types::ServerName::try_from(remote.to_string())
-        .map_err(|_| S2sError::Protocol(format!("{remote} is not a DNS name")))?;
-    d.duplex.start_tls(
-        Connection::Client(ClientConnection::new(tls, name)?),
-        deadline,
-    )?;
+    d.client_tls(tls, remote)?;
     d.send(&header)?;
     let id = d.expect_header_id()?;
     d.expect(StanzaKind::Features, "features after TLS")?;

@@ -88,36 +88,48 @@ fn partner_subscription_becomes_sip_subscribe_and_notify_becomes_presence() {
 }
 
 /// Router at 127.0.0.`r` whose next hop is a plain listener at `r+2` (the test plays the pool);
-/// partner a.test (`public-unverified`) listens at `r+1`.
+/// partner a.test of `partner_type` listens at `r+1`. With `sip_listen`, the router also takes
+/// SIP requests at 127.0.0.`r` (the address is returned).
 fn with_scripted_pool(
     r: u8,
+    partner_type: &str,
+    sip_listen: bool,
 ) -> (
     TestRouter,
     support::dialogue::Peer,
     support::s2s_peer::PeerListener,
     TcpListener,
+    SocketAddr,
 ) {
     let ca = ThrowawayCa::new("gateway CA").unwrap();
     let peer = peer_tls(&ca.issue_with(&["a.test"], false).unwrap());
     let l = listener(r + 1);
     let pool = TcpListener::bind((ip(r + 2), 0)).unwrap();
+    let sip = SocketAddr::new(ip(r).into(), free_port(ip(r)).unwrap());
     let mut setup = RouterSetup::new(ip(r), &ca);
     setup.partners.push(partner(
         &l,
-        "type = \"public-unverified\"\ntls = \"required\"\nsasl = \"optional\"\ndialback = true",
+        &format!(
+            "type = \"{partner_type}\"\ntls = \"required\"\nsasl = \"optional\"\ndialback = true"
+        ),
     ));
+    let listen = if sip_listen {
+        format!("listen = [\"{sip}\"]\n")
+    } else {
+        String::new()
+    };
     setup.extra = format!(
-        "[sip]\nnext_hop = \"sip:{};transport=tcp\"\n",
+        "[sip]\nnext_hop = \"sip:{};transport=tcp\"\n{listen}",
         pool.local_addr().unwrap()
     );
     let router = TestRouter::start(setup);
-    (router, peer, l, pool)
+    (router, peer, l, pool, sip)
 }
 
 #[test]
 fn public_unverified_partner_cannot_start_a_subscription() {
     let r = 174;
-    let (router, peer, l, pool) = with_scripted_pool(r);
+    let (router, peer, l, pool, _) = with_scripted_pool(r, "public-unverified", false);
     let mut c = inbound_sasl(&router, &peer);
     c.send("<presence type='subscribe' from='alice@a.test' to='bob@corp.test'/>");
     let mut o = outbound_sasl(&l, &peer);
@@ -133,7 +145,7 @@ fn public_unverified_partner_cannot_start_a_subscription() {
 #[test]
 fn internal_subscription_asks_the_partner_and_its_answer_and_presence_become_notifies() {
     let r = 178;
-    let (router, peer, l, pool) = with_scripted_pool(r);
+    let (router, peer, l, pool, _) = with_scripted_pool(r, "public-unverified", false);
     let mut flows = SipFlow::accept_all(&pool, router_shards());
     let subscribe = "SUBSCRIBE sip:alice@a.test SIP/2.0\r\n\
         Via: SIP/2.0/TCP 127.0.0.180;branch=z9hG4bKsub1\r\n\
@@ -185,21 +197,7 @@ fn internal_subscription_asks_the_partner_and_its_answer_and_presence_become_not
 #[test]
 fn sipp_subscription_over_the_listener_gets_its_notifies_on_its_own_connection() {
     let r = 240;
-    let ca = ThrowawayCa::new("gateway CA").unwrap();
-    let peer = peer_tls(&ca.issue_with(&["a.test"], false).unwrap());
-    let l = listener(r + 1);
-    let pool = TcpListener::bind((ip(r + 2), 0)).unwrap();
-    let sip = SocketAddr::new(ip(r).into(), free_port(ip(r)).unwrap());
-    let mut setup = RouterSetup::new(ip(r), &ca);
-    setup.partners.push(partner(
-        &l,
-        "type = \"federated\"\ntls = \"required\"\nsasl = \"optional\"\ndialback = true",
-    ));
-    setup.extra = format!(
-        "[sip]\nnext_hop = \"sip:{};transport=tcp\"\nlisten = [\"{sip}\"]\n",
-        pool.local_addr().unwrap()
-    );
-    let router = TestRouter::start(setup);
+    let (router, peer, l, pool, sip) = with_scripted_pool(r, "federated", true);
     let mut flows = SipFlow::accept_all(&pool, router_shards());
     let scenario = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/sipp_scenarios/uac_subscribe_dialog.xml");
@@ -209,7 +207,7 @@ fn sipp_subscription_over_the_listener_gets_its_notifies_on_its_own_connection()
         .key("from_uri", "sip:bob@corp.test")
         .key("expires", "600");
     opts.timeout = Duration::from_secs(30);
-    let uac = Sipp::uac(Scenario::File(scenario), sip, opts).expect("sipp uac starts");
+    let mut uac = Sipp::uac(Scenario::File(scenario), sip, opts).expect("sipp uac starts");
     // SIPp treats a NOTIFY arriving while it is still answering the previous one as
     // unexpected: each step below waits until SIPp has answered the NOTIFY before.
     // The partner user is asked; it approves and tells its presence.
@@ -220,9 +218,9 @@ fn sipp_subscription_over_the_listener_gets_its_notifies_on_its_own_connection()
         "{ask}"
     );
     let mut c = inbound_sasl(&router, &peer);
-    notifies_answered(&uac, 1);
+    uac.wait_answered("NOTIFY", 1, deadline()).unwrap();
     c.send("<presence type='subscribed' from='alice@a.test' to='bob@corp.test'/>");
-    notifies_answered(&uac, 2);
+    uac.wait_answered("NOTIFY", 2, deadline()).unwrap();
     c.send(
         "<presence from='alice@a.test/home' to='bob@corp.test'><show>dnd</show>\
          <status xml:lang='de'>Im Meeting</status></presence>",
@@ -261,21 +259,7 @@ fn sipp_subscription_over_the_listener_gets_its_notifies_on_its_own_connection()
 fn listener_dialogs_of_users_on_either_shard_get_their_notifies_on_that_connection() {
     use stanza_router::runtime::placement::user_shard;
     let r = 250;
-    let ca = ThrowawayCa::new("gateway CA").unwrap();
-    let peer = peer_tls(&ca.issue_with(&["a.test"], false).unwrap());
-    let l = listener(r + 1);
-    let pool = TcpListener::bind((ip(r + 2), 0)).unwrap();
-    let sip = SocketAddr::new(ip(r).into(), free_port(ip(r)).unwrap());
-    let mut setup = RouterSetup::new(ip(r), &ca);
-    setup.partners.push(partner(
-        &l,
-        "type = \"federated\"\ntls = \"required\"\nsasl = \"optional\"\ndialback = true",
-    ));
-    setup.extra = format!(
-        "[sip]\nnext_hop = \"sip:{};transport=tcp\"\nlisten = [\"{sip}\"]\n",
-        pool.local_addr().unwrap()
-    );
-    let router = TestRouter::start(setup);
+    let (router, peer, l, pool, sip) = with_scripted_pool(r, "federated", true);
     let mut flows = SipFlow::accept_all(&pool, router_shards());
     let users: Vec<String> = {
         let first = (0..)
@@ -362,27 +346,6 @@ fn listener_dialogs_of_users_on_either_shard_get_their_notifies_on_that_connecti
     assert!(flows.iter_mut().all(|p| p
         .next(Instant::now() + Duration::from_millis(300))
         .is_none()));
-}
-
-/// Waits until SIPp's trace shows it answered `n` NOTIFYs (it writes the trace as it goes).
-fn notifies_answered(sipp: &Sipp, n: usize) {
-    let until = deadline();
-    loop {
-        let answered = support::sipp::parse_trace(&sipp.messages())
-            .iter()
-            .filter(|m| m.direction == support::sipp::Direction::Sent)
-            .filter(|m| m.status().is_some())
-            .filter(|m| m.header("CSeq").is_some_and(|c| c.ends_with("NOTIFY")))
-            .count();
-        if answered >= n {
-            return;
-        }
-        assert!(
-            Instant::now() < until,
-            "SIPp answered {answered} of {n} NOTIFYs"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn header(m: &SipMessage, name: &str) -> String {

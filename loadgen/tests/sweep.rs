@@ -40,9 +40,7 @@ fn router_bin() -> PathBuf {
 #[test]
 fn sweep_writes_the_best_profile_with_its_figures_and_stops_every_router() {
     let router = router_bin();
-    let dir =
-        TempDir(std::env::temp_dir().join(format!("loadgen-sweep-test-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = TempDir::new("sweep-test");
     let names = setup::default_partners(2);
     let ca_dir = dir.0.join("ca");
     setup::write_ca(&ca_dir, "corp.test", &names).unwrap();
@@ -154,9 +152,7 @@ fn committed_sweep_profiles_parse_as_profiles() {
 #[test]
 fn messages_without_a_sip_next_hop_are_refused_before_any_router_starts() {
     let router = router_bin();
-    let dir =
-        TempDir(std::env::temp_dir().join(format!("loadgen-sweep-args-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = TempDir::new("sweep-args");
     let names = setup::default_partners(1);
     let ca_dir = dir.0.join("ca");
     setup::write_ca(&ca_dir, "corp.test", &names).unwrap();
@@ -192,9 +188,7 @@ fn messages_without_a_sip_next_hop_are_refused_before_any_router_starts() {
 
 #[test]
 fn a_router_that_does_not_start_disqualifies_its_points_and_no_file_is_written() {
-    let dir =
-        TempDir(std::env::temp_dir().join(format!("loadgen-sweep-fail-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = TempDir::new("sweep-fail");
     let names = setup::default_partners(1);
     let ca_dir = dir.0.join("ca");
     setup::write_ca(&ca_dir, "corp.test", &names).unwrap();

@@ -366,6 +366,33 @@ impl Dialogue {
         Ok(())
     }
 
+    /// As the receiving server: answers the stream with `first` and required STARTTLS, does
+    /// the TLS handshake, answers the restarted stream with `second` and offers SASL EXTERNAL.
+    fn serve_starttls(
+        &mut self,
+        tls: Arc<ServerConfig>,
+        first: &str,
+        second: &str,
+    ) -> Result<(), S2sError> {
+        self.expect_header()?;
+        self.send(first)?;
+        self.send(&format!(
+            "<stream:features><starttls xmlns='{NS_TLS}'><required/></starttls></stream:features>"
+        ))?;
+        self.expect(StanzaKind::StartTls, "<starttls/>")?;
+        self.send(&format!("<proceed xmlns='{NS_TLS}'/>"))?;
+        self.framer.reset();
+        self.duplex.start_tls(
+            Connection::Server(ServerConnection::new(tls)?),
+            self.deadline,
+        )?;
+        self.expect_header()?;
+        self.send(second)?;
+        self.send(&format!(
+            "<stream:features><mechanisms xmlns='{NS_SASL}'><mechanism>EXTERNAL</mechanism></mechanisms></stream:features>"
+        ))
+    }
+
     fn new(tcp: TcpStream, deadline: Instant) -> Result<Dialogue, S2sError> {
         Ok(Dialogue {
             duplex: Arc::new(Duplex::new(tcp)?),
@@ -587,21 +614,7 @@ pub fn accept_answering(
     let header =
         |n: u32| stream_header_with(local, remote, Some(&format!("{stream_id}-{n}")), dialect);
     let mut d = Dialogue::new(tcp, deadline)?;
-    d.expect_header()?;
-    d.send(&header(1))?;
-    d.send(&format!(
-        "<stream:features><starttls xmlns='{NS_TLS}'><required/></starttls></stream:features>"
-    ))?;
-    d.expect(StanzaKind::StartTls, "<starttls/>")?;
-    d.send(&format!("<proceed xmlns='{NS_TLS}'/>"))?;
-    d.framer.reset();
-    d.duplex
-        .start_tls(Connection::Server(ServerConnection::new(tls)?), deadline)?;
-    d.expect_header()?;
-    d.send(&header(2))?;
-    d.send(&format!(
-        "<stream:features><mechanisms xmlns='{NS_SASL}'><mechanism>EXTERNAL</mechanism></mechanisms></stream:features>"
-    ))?;
+    d.serve_starttls(tls, &header(1), &header(2))?;
     let (mut valid, mut invalid) = (0, 0);
     loop {
         let what = "SASL <auth/> or <db:verify/>";
@@ -679,21 +692,7 @@ pub fn accept_with(
     let header =
         |n: u32| stream_header_with(local, remote, Some(&format!("{stream_id}-{n}")), dialect);
     let mut d = Dialogue::new(tcp, deadline)?;
-    d.expect_header()?;
-    d.send(&header(1))?;
-    d.send(&format!(
-        "<stream:features><starttls xmlns='{NS_TLS}'><required/></starttls></stream:features>"
-    ))?;
-    d.expect(StanzaKind::StartTls, "<starttls/>")?;
-    d.send(&format!("<proceed xmlns='{NS_TLS}'/>"))?;
-    d.framer.reset();
-    d.duplex
-        .start_tls(Connection::Server(ServerConnection::new(tls)?), deadline)?;
-    d.expect_header()?;
-    d.send(&header(2))?;
-    d.send(&format!(
-        "<stream:features><mechanisms xmlns='{NS_SASL}'><mechanism>EXTERNAL</mechanism></mechanisms></stream:features>"
-    ))?;
+    d.serve_starttls(tls, &header(1), &header(2))?;
     d.expect(StanzaKind::SaslAuth, "SASL <auth/>")?;
     d.send(&format!("<success xmlns='{NS_SASL}'/>"))?;
     d.framer.reset();

@@ -3,6 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use stanza_router::gateway::children::for_each_child;
 use stanza_router::xml::{Event, Framer, FramerError, FramerLimits};
 
 const HEADER: &[u8] = b"<stream:stream xmlns='jabber:server' \
@@ -27,6 +28,8 @@ fn run(data: &[u8], cuts: &[usize]) -> (Vec<Event>, Option<FramerError>) {
                         let mut out = Vec::new();
                         s.write_children(&mut out);
                         assert!(std::str::from_utf8(&out).is_ok());
+                        // The gateway's direct child scan reads only framer-checked stanzas.
+                        let _ = for_each_child(s, |c| drop(c));
                     }
                     events.push(e);
                 }

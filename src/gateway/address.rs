@@ -31,11 +31,21 @@ const MAX_URI: usize = 8192;
 
 /// Maps a JID to a SIP URI: `sip:` + encoded localpart + `@` + domain [+ `;gr=` + resource].
 pub fn jid_to_sip_uri(jid: &str) -> Result<String, MapError> {
-    let j = Jid::parse(jid).map_err(jid_error)?;
-    let mut out = String::with_capacity(jid.len() + 16);
+    sip_uri_of(&Jid::parse(jid).map_err(jid_error)?)
+}
+
+/// [`jid_to_sip_uri`] of a JID already parsed (and so checked).
+pub fn sip_uri_of(j: &Jid<'_>) -> Result<String, MapError> {
+    let len = j.local.map_or(0, |l| l.len() + 1) + j.domain.len() + j.resource.map_or(0, str::len);
+    let mut out = String::with_capacity(len + 16);
     out.push_str("sip:");
     if let Some(local) = j.local {
-        encode(&local.to_lowercase(), is_user_char, &mut out);
+        if local.is_ascii() {
+            // The common case, without the allocation of a Unicode lowercasing.
+            encode_lower_ascii(local, is_user_char, &mut out);
+        } else {
+            encode(&local.to_lowercase(), is_user_char, &mut out);
+        }
         out.push('@');
     }
     if j.domain.is_ascii() {
@@ -183,36 +193,79 @@ fn jid_error(e: JidError) -> MapError {
 }
 
 fn push_lower_ascii(s: &str, out: &mut String) {
-    out.extend(s.chars().map(|c| c.to_ascii_lowercase()));
-}
-
-/// RFC 3261 `unreserved` (alphanum / mark).
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b)
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        out.push_str(&s.to_ascii_lowercase());
+    } else {
+        out.push_str(s);
+    }
 }
 
 /// Bytes left unescaped in a userpart: `unreserved` and `user-unreserved` minus `; ? /`, which
 /// the grammar allows but which confuse parsers that split on them; escaping is always allowed.
 fn is_user_char(b: u8) -> bool {
-    is_unreserved(b) || b"&=+$,".contains(&b)
+    USER_CHAR[usize::from(b)]
 }
 
 /// RFC 3261 `paramchar` (param-unreserved / unreserved).
 fn is_param_char(b: u8) -> bool {
-    is_unreserved(b) || b"[]/:&+$".contains(&b)
+    PARAM_CHAR[usize::from(b)]
+}
+
+/// Byte classes as tables (RFC 3261 `unreserved` is alphanum and `-_.!~*'()`): they run on
+/// every byte of both addresses of every message.
+const USER_CHAR: [bool; 256] = byte_class(b"-_.!~*'()&=+$,");
+const PARAM_CHAR: [bool; 256] = byte_class(b"-_.!~*'()[]/:&+$");
+
+/// ASCII letters and digits plus `extra`.
+const fn byte_class(extra: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = (i as u8).is_ascii_alphanumeric();
+        i += 1;
+    }
+    let mut j = 0;
+    while j < extra.len() {
+        t[extra[j] as usize] = true;
+        j += 1;
+    }
+    t
 }
 
 fn encode(s: &str, keep: fn(u8) -> bool, out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in s.as_bytes() {
-        if keep(b) {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 0xF)] as char);
+    // Runs of kept bytes are copied whole. They are ASCII, so a non-empty run starts and ends
+    // on char boundaries (bytes of a multi-byte char are all escaped).
+    let b = s.as_bytes();
+    let mut run = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if !keep(c) {
+            if run < i {
+                out.push_str(&s[run..i]);
+            }
+            push_escape(c, out);
+            run = i + 1;
         }
     }
+    out.push_str(&s[run..]);
+}
+
+/// [`encode`] of the ASCII lowercase of `s` (ASCII).
+fn encode_lower_ascii(s: &str, keep: fn(u8) -> bool, out: &mut String) {
+    for &c in s.as_bytes() {
+        let c = c.to_ascii_lowercase();
+        if keep(c) {
+            out.push(char::from(c));
+        } else {
+            push_escape(c, out);
+        }
+    }
+}
+
+fn push_escape(c: u8, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('%');
+    out.push(char::from(HEX[usize::from(c >> 4)]));
+    out.push(char::from(HEX[usize::from(c & 0xF)]));
 }
 
 fn decode(s: &str) -> Result<String, MapError> {

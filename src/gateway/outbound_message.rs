@@ -16,7 +16,7 @@ use bytes::Bytes;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use tracing::{debug, warn};
 
-use super::address::jid_to_sip_uri;
+use super::address::{jid_to_sip_uri, sip_uri_of};
 use super::children::for_each_child;
 use super::errors::SipFailure;
 use super::inbound::{ListenerFlow, Origin};
@@ -396,15 +396,13 @@ impl MessageGateway {
         let Some(sip) = sip_from_xmpp(&m, &self.limits).map_err(|e| e.condition())? else {
             return Ok(None);
         };
-        let bare_to = Jid::parse(to).map_err(|_| StanzaCondition::JidMalformed)?;
-        let bare = &to[..bare_to.bare_len()];
-        let sip_domain = cfg.sip_domain_for_xmpp(bare_to.domain);
-        let to_uri = if sip_domain == bare_to.domain {
-            jid_to_sip_uri(bare)
-        } else {
-            let local = bare_to.local.map_or(String::new(), |l| format!("{l}@"));
-            jid_to_sip_uri(&format!("{local}{sip_domain}"))
-        }
+        let to_jid = Jid::parse(to).map_err(|_| StanzaCondition::JidMalformed)?;
+        // The bare JID, in the SIP domain configured for its XMPP domain (checked at load).
+        let to_uri = sip_uri_of(&Jid {
+            local: to_jid.local,
+            domain: cfg.sip_domain_for_xmpp(to_jid.domain),
+            resource: None,
+        })
         .map_err(|e| e.condition())?;
         let from_uri = jid_to_sip_uri(from).map_err(|e| e.condition())?;
         let branch = self.branches.borrow_mut().next_branch();

@@ -176,29 +176,82 @@ const TABLE: &[(HeaderName, &str, Option<u8>, bool)] = &[
     (HeaderName::WwwAuthenticate, "WWW-Authenticate", None, false),
 ];
 
+/// Compact forms by letter (`a` at 0); [`HeaderName::Other`] where a letter is none.
+const COMPACT: [HeaderName; 26] = {
+    let mut t = [HeaderName::Other; 26];
+    let mut i = 0;
+    while i < TABLE.len() {
+        if let Some(c) = TABLE[i].2 {
+            t[(c - b'a') as usize] = TABLE[i].0;
+        }
+        i += 1;
+    }
+    t
+};
+
 impl HeaderName {
     /// Classifies a header name as it appears on the wire (any case, compact forms too).
     pub fn from_bytes(name: &[u8]) -> HeaderName {
-        if let [c] = name {
-            let c = c.to_ascii_lowercase();
-            return TABLE
-                .iter()
-                .find(|e| e.2 == Some(c))
-                .map_or(HeaderName::Other, |e| e.0);
-        }
-        // Most names differ in length or first byte: both are compared before the whole name.
-        let Some(first) = name.first().map(u8::to_ascii_lowercase) else {
+        // Runs for every header line of every message: a jump on (length, first letter) leaves
+        // one or two candidates, instead of a walk over the table. A test checks it against
+        // TABLE.
+        let Some(&first) = name.first() else {
             return HeaderName::Other;
         };
-        TABLE
-            .iter()
-            .find(|e| {
-                let known = e.1.as_bytes();
-                known.len() == name.len()
-                    && known[0].to_ascii_lowercase() == first
-                    && known.eq_ignore_ascii_case(name)
-            })
-            .map_or(HeaderName::Other, |e| e.0)
+        let first = first.to_ascii_lowercase();
+        if name.len() == 1 {
+            return match first {
+                b'a'..=b'z' => COMPACT[usize::from(first - b'a')],
+                _ => HeaderName::Other,
+            };
+        }
+        let candidates: &[HeaderName] = match (name.len(), first) {
+            (3, b'v') => &[HeaderName::Via],
+            (4, b'f') => &[HeaderName::From],
+            (2, b't') => &[HeaderName::To],
+            (7, b'c') => &[HeaderName::CallId, HeaderName::Contact],
+            (4, b'c') => &[HeaderName::CSeq],
+            (14, b'c') => &[HeaderName::ContentLength],
+            (12, b'c') => &[HeaderName::ContentType],
+            (12, b'm') => &[HeaderName::MaxForwards],
+            (7, b'e') => &[HeaderName::Expires],
+            (5, b'e') => &[HeaderName::Event],
+            (18, b's') => &[HeaderName::SubscriptionState],
+            (6, b'a') => &[HeaderName::Accept],
+            (14, b'a') => &[HeaderName::AcceptContact],
+            (5, b'a') => &[HeaderName::Allow],
+            (12, b'a') => &[HeaderName::AllowEvents],
+            (13, b'a') => &[HeaderName::Authorization],
+            (16, b'c') => &[HeaderName::ContentEncoding, HeaderName::ContentLanguage],
+            (4, b'd') => &[HeaderName::Date],
+            (8, b'i') => &[HeaderName::Identity],
+            (11, b'm') => &[HeaderName::MinExpires],
+            (18, b'p') => &[HeaderName::ProxyAuthenticate],
+            (19, b'p') => &[HeaderName::ProxyAuthorization],
+            (13, b'p') => &[HeaderName::ProxyRequire],
+            (12, b'r') => &[HeaderName::RecordRoute],
+            (8, b'r') => &[HeaderName::ReferTo],
+            (11, b'r') => &[HeaderName::ReferredBy, HeaderName::RetryAfter],
+            (14, b'r') => &[HeaderName::RejectContact],
+            (19, b'r') => &[HeaderName::RequestDisposition],
+            (7, b'r') => &[HeaderName::Require],
+            (5, b'r') => &[HeaderName::Route],
+            (15, b's') => &[HeaderName::SessionExpires],
+            (7, b's') => &[HeaderName::Subject],
+            (9, b's') => &[HeaderName::Supported],
+            (11, b'u') => &[HeaderName::Unsupported],
+            (10, b'u') => &[HeaderName::UserAgent],
+            (16, b'w') => &[HeaderName::WwwAuthenticate],
+            _ => return HeaderName::Other,
+        };
+        for &h in candidates {
+            if h.as_str()
+                .is_some_and(|known| known.as_bytes().eq_ignore_ascii_case(name))
+            {
+                return h;
+            }
+        }
+        HeaderName::Other
     }
 
     fn entry(self) -> Option<&'static (HeaderName, &'static str, Option<u8>, bool)> {
@@ -226,8 +279,24 @@ impl HeaderName {
 
 /// True for RFC 3261 `token` characters (header names, methods, parameter names).
 pub(crate) fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+    TOKEN[usize::from(b)]
 }
+
+/// [`is_token_byte`] as a table: it runs on every byte of every header name.
+const TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        b += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {
@@ -241,6 +310,22 @@ mod tests {
         }
         assert_eq!(HeaderName::Other as usize, TABLE.len());
         assert_eq!(HeaderName::Other.as_str(), None);
+    }
+
+    #[test]
+    fn every_long_name_classifies_in_any_case() {
+        for e in TABLE {
+            let lower = e.1.to_ascii_lowercase();
+            let upper = e.1.to_ascii_uppercase();
+            for name in [e.1, &lower, &upper] {
+                assert_eq!(HeaderName::from_bytes(name.as_bytes()), e.0, "{name}");
+            }
+            // One byte off is another header.
+            let mut off = lower.into_bytes();
+            off[1] ^= 1;
+            assert_ne!(HeaderName::from_bytes(&off), e.0);
+        }
+        assert_eq!(HeaderName::from_bytes(b""), HeaderName::Other);
     }
 
     #[test]

@@ -230,7 +230,8 @@ impl SipMessage {
     /// transaction matches a response by (RFC 3261 §17.1.3), on every response. A malformed Via
     /// yields whatever follows `branch=`, which then matches no transaction of ours.
     pub fn top_via_branch(&self) -> Option<&str> {
-        let top = self.header_values(HeaderName::Via).next()?;
+        let first_line = self.headers.iter().find(|h| h.name == HeaderName::Via)?;
+        let top = split_list(self.slice(&first_line.value)).next()?;
         let params = &top[top.iter().position(|&b| b == b';')?..];
         params.split(|&b| b == b';').find_map(|p| {
             let p = p.trim_ascii();

@@ -129,8 +129,15 @@ pub(crate) struct Head {
 /// Finds the end (exclusive, after CRLFCRLF) of the header section, searching from `from`.
 pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     let from = from.saturating_sub(3);
-    memchr::memmem::find(&buf[from.min(buf.len())..], b"\r\n\r\n").map(|p| from + p + 4)
+    HEAD_END
+        .find(&buf[from.min(buf.len())..])
+        .map(|p| from + p + 4)
 }
+
+/// The searcher for the blank line, built once: building it per call cost more than the
+/// search over a typical header section.
+static HEAD_END: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
 
 fn r32(a: usize, b: usize) -> std::ops::Range<u32> {
     // Header sections are capped far below 4 GiB, so these never truncate.
@@ -145,15 +152,13 @@ pub(crate) fn parse_head(buf: &[u8], head_len: usize, limits: &Limits) -> Result
         });
     }
     let head = &buf[..head_len];
+    // One scan per line: the first CR or LF must be a CR followed by LF.
     let line_end = |from: usize| -> Result<usize, ParseError> {
-        let nl = memchr::memchr(b'\n', &head[from..]).ok_or(ParseError::Incomplete)? + from;
-        if nl == from
-            || head[nl - 1] != b'\r'
-            || memchr::memchr(b'\r', &head[from..nl - 1]).is_some()
-        {
+        let cr = memchr::memchr2(b'\r', b'\n', &head[from..]).ok_or(ParseError::Incomplete)? + from;
+        if head[cr] != b'\r' || head.get(cr + 1) != Some(&b'\n') {
             return Err(ParseError::BadLineEnding);
         }
-        Ok(nl - 1)
+        Ok(cr)
     };
     let sl_end = line_end(0)?;
     let start = parse_start_line(&head[..sl_end])?;

@@ -13,6 +13,7 @@ use super::headers::HeaderName;
 use super::message::SipMessage;
 use super::serialize::{BuildError, Builder, Response};
 use crate::gateway::errors::SipFailure;
+use crate::runtime::id_map::TokenMap;
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
@@ -164,7 +165,7 @@ impl TxMethod {
 #[derive(Debug)]
 pub struct ClientTransactions {
     cfg: TxConfig,
-    by_branch: HashMap<Rc<str>, ClientTx>,
+    by_branch: TokenMap<Rc<str>, ClientTx>,
     /// Timer F deadlines, ordered, with the branch to find the transaction by.
     deadlines: BTreeMap<(Instant, TxId), Rc<str>>,
     next_id: u64,
@@ -177,7 +178,7 @@ impl ClientTransactions {
     pub fn new(cfg: TxConfig) -> Self {
         ClientTransactions {
             cfg,
-            by_branch: HashMap::new(),
+            by_branch: TokenMap::default(),
             deadlines: BTreeMap::new(),
             next_id: 1,
             out: VecDeque::new(),

@@ -100,29 +100,35 @@ fn escape(s: &str, out: &mut Vec<u8>, attr: bool) {
 /// Borrowed when `raw` holds no reference (the common case). `raw` is text the framer has
 /// validated; anything that is not a valid reference is copied verbatim, so this never fails.
 pub fn unescape(raw: &str) -> Cow<'_, str> {
-    let Some(first) = memchr::memchr(b'&', raw.as_bytes()) else {
+    let b = raw.as_bytes();
+    let Some(first) = memchr::memchr(b'&', b) else {
         return Cow::Borrowed(raw);
     };
     let mut out = String::with_capacity(raw.len());
-    out.push_str(&raw[..first]);
-    let mut rest = &raw[first..];
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        rest = &rest[amp..];
-        let Some(semi) = rest.find(';') else { break };
-        let name = &rest[1..semi];
-        match resolve_reference(name) {
-            Some(c) => {
+    // `run` is where the text not yet copied starts; every cut is at an ASCII `&` or `;`, so
+    // on a char boundary.
+    let mut run = 0;
+    let mut amp = first;
+    loop {
+        let reference = memchr::memchr(b';', &b[amp + 1..])
+            .map(|semi| amp + 1 + semi)
+            .and_then(|semi| Some((semi, resolve_reference(&raw[amp + 1..semi])?)));
+        let next_from = match reference {
+            Some((semi, c)) => {
+                out.push_str(&raw[run..amp]);
                 out.push(c);
-                rest = &rest[semi + 1..];
+                run = semi + 1;
+                run
             }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
+            // Not a reference: the `&` stays, copied with the run.
+            None => amp + 1,
+        };
+        match memchr::memchr(b'&', &b[next_from..]) {
+            Some(i) => amp = next_from + i,
+            None => break,
         }
     }
-    out.push_str(rest);
+    out.push_str(&raw[run..]);
     Cow::Owned(out)
 }
 
@@ -140,6 +146,11 @@ pub(crate) fn decode_text(raw: &str) -> Cow<'_, str> {
 /// §3.3.3 attribute-value normalization), then references resolved (so `&#xA;` stays a LF).
 pub(crate) fn decode_attr(raw: &str) -> Cow<'_, str> {
     let b = raw.as_bytes();
+    // Attribute values are short (addresses, ids, languages): one plain pass beats the setup
+    // of two SIMD searches, and most values need nothing.
+    if !b.iter().any(|&c| matches!(c, b'\t' | b'\n' | b'\r' | b'&')) {
+        return Cow::Borrowed(raw);
+    }
     if memchr::memchr3(b'\t', b'\n', b'\r', b).is_none() {
         return unescape(raw);
     }
@@ -227,6 +238,14 @@ mod tests {
             unescape("a&lt;b&amp;&#x263A;&#65;&quot;&apos;&gt;"),
             "a<b&☺A\"'>"
         );
+    }
+
+    #[test]
+    fn unescape_keeps_what_is_not_a_reference() {
+        assert_eq!(unescape("a & b"), "a & b");
+        assert_eq!(unescape("&bogus; &lt"), "&bogus; &lt");
+        assert_eq!(unescape("&&amp;;&#0;&#x41;"), "&&;&#0;A");
+        assert_eq!(unescape("é&amp;ü&#xE9;"), "é&üé");
     }
 
     #[test]

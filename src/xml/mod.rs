@@ -16,6 +16,7 @@ mod scan;
 mod stanza;
 
 pub use error::{FramerError, Limit};
+pub(crate) use escape::{decode_attr, decode_text};
 pub use escape::{escape_attr, escape_text, is_xml_char, open_stanza, unescape};
 pub use framer::{Event, Framer};
 pub use header::StreamHeader;

@@ -116,6 +116,8 @@ pub struct Stanza {
     name_end: u32,
     /// Offset of the prefix colon in `bytes`, 0 when unprefixed.
     colon: u32,
+    /// Offset of the start tag's `>`, or of the `/` of `/>` (an empty element).
+    tag_end: u32,
     ns: NsSrc,
     kind: StanzaKind,
     /// Raw value ranges of the [`HeaderAttr`]s; `start == 0` means absent (offset 0 is `<`).
@@ -219,6 +221,7 @@ impl Stanza {
             bytes,
             name_end: name_end as u32,
             colon: colon as u32,
+            tag_end: u32::try_from(tag_end).map_err(|_| malformed.clone())?,
             ns,
             kind: StanzaKind::Other,
             attrs,
@@ -232,6 +235,13 @@ impl Stanza {
     /// [`Stanza::write_children`].
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// Where the element's content starts (just after the start tag's `>`); `None` for an empty
+    /// element (`<x/>`).
+    pub fn content_start(&self) -> Option<usize> {
+        let end = self.tag_end as usize;
+        (self.bytes.get(end) == Some(&b'>')).then_some(end + 1)
     }
 
     /// Length of the element in bytes.

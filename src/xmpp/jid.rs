@@ -94,12 +94,28 @@ pub fn check_domain(d: &str) -> Result<(), JidError> {
     if d.starts_with('[') && d.ends_with(']') {
         return Ok(());
     }
+    let b = d.as_bytes();
+    if d.is_ascii() {
+        // One pass for the common case: refused bytes, empty labels (`..`, leading or
+        // trailing dot).
+        let mut prev = b'.';
+        for &c in b {
+            if DOMAIN_BAD[usize::from(c)] || (c == b'.' && prev == b'.') {
+                return Err(JidError::BadCharacter);
+            }
+            prev = c;
+        }
+        return if prev == b'.' {
+            Err(JidError::BadCharacter)
+        } else {
+            Ok(())
+        };
+    }
     let bad = |c: char| {
         c.is_whitespace()
             || c.is_control()
             || matches!(c, '@' | '/' | '"' | '&' | '\'' | '<' | '>' | ':' | '\\')
     };
-    let b = d.as_bytes();
     // Labels are non-empty: no leading/trailing dot, no "..".
     if b[0] == b'.' || b[b.len() - 1] == b'.' || memchr::memmem::find(b, b"..").is_some() {
         return Err(JidError::BadCharacter);

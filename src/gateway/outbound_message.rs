@@ -226,6 +226,9 @@ impl MessageGateway {
     /// stream then stops reading, which is backpressure, instead of bouncing what it already
     /// read with `resource-constraint` (seen at 150k messages/s when the flow came up).
     async fn wait_for_room(&self) {
+        if !self.txs.borrow().is_full() {
+            return;
+        }
         let deadline = Instant::now() + ROOM_WAIT;
         while self.txs.borrow().is_full() {
             let now = Instant::now();
@@ -264,9 +267,11 @@ impl MessageGateway {
             }
         };
         self.pending.borrow_mut().insert(tx, pending);
-        // Wake the loop to re-arm its timer; once a kick is pending another adds nothing (and a
-        // refused try_send builds an error value: measurable at 150k messages/s).
-        if !self.kick.is_full() {
+        // Wake the loop to arm Timer F when this is the only transaction: otherwise an earlier
+        // deadline (Timer F is the same for all) is already armed. Once a kick is pending
+        // another adds nothing (and a refused try_send builds an error value: measurable at
+        // 150k messages/s).
+        if self.txs.borrow().len() == 1 && !self.kick.is_full() {
             let _ = self.kick.try_send(());
         }
         Some(tx)
@@ -520,6 +525,10 @@ async fn serve_pool_requests(
     }
 }
 
+/// Events handled per wake-up before timers are looked at again: responses come in bursts
+/// (one per request of a window), and re-arming a timer per response was measurable.
+const RUN_BATCH: usize = 64;
+
 async fn run(
     ctx: Rc<EdgeContext>,
     gw: Rc<MessageGateway>,
@@ -527,6 +536,7 @@ async fn run(
     kicked: LocalReceiver<()>,
 ) {
     loop {
+        let now = Instant::now();
         let deadline = [
             gw.txs.borrow().poll_timeout(),
             gw.presence.borrow().poll_timeout(),
@@ -535,88 +545,114 @@ async fn run(
         .into_iter()
         .flatten()
         .min();
-        // Shutdown is noticed within a second even when the next deadline is far (the
-        // presence tables' sweep is always due some time).
-        let idle = Duration::from_secs(1);
-        let wait = deadline.map_or(idle, |d| {
-            d.saturating_duration_since(Instant::now()).min(idle)
-        });
-        let wait_timer = async {
-            glommio::timer::sleep(wait).await;
-            None
-        };
-        let ev = futures_lite::future::or(
-            async { Some(incoming.recv().await) },
-            futures_lite::future::or(
-                async {
-                    kicked.recv().await;
-                    None
-                },
-                wait_timer,
-            ),
-        )
-        .await;
-        let now = Instant::now();
-        let mut response = None;
-        let settled = match ev {
-            Some(None) => return,
-            Some(Some(Incoming::Message(m))) if !m.is_request() => {
-                let done = gw.txs.borrow_mut().on_response(&m, now);
-                response = Some(m);
-                done.into_iter().collect::<Vec<_>>()
-            }
-            Some(Some(Incoming::Message(req))) => {
-                // The pool may send requests on our flow too. They are answered on their own
-                // task: answering writes to the flow, and this loop must keep draining what the
-                // flow delivers, or the flow (blocked delivering to us) never writes again.
-                if gw.pool_requests.is_full() {
-                    let sip = gw.sip.clone();
-                    glommio::spawn_local(async move {
-                        let busy = response_to(&req, 503, "Service Unavailable", None)
-                            .map(|b| b.header(crate::sip::HeaderName::RetryAfter, "1"))
-                            .and_then(|b| b.finish());
-                        if let Ok(bytes) = busy {
-                            let _ = sip.send(bytes).await;
+        // Due timers run first, so a steady stream of responses cannot starve them.
+        if deadline.is_some_and(|d| d <= now) {
+            on_timers(&ctx, &gw, now).await;
+        } else {
+            // Shutdown is noticed within a second even when the next deadline is far (the
+            // presence tables' sweep is always due some time).
+            let idle = Duration::from_secs(1);
+            let wait = deadline.map_or(idle, |d| d.saturating_duration_since(now).min(idle));
+            let wait_timer = async {
+                glommio::timer::sleep(wait).await;
+                None
+            };
+            let ev = futures_lite::future::or(
+                async { Some(incoming.recv().await) },
+                futures_lite::future::or(
+                    async {
+                        kicked.recv().await;
+                        None
+                    },
+                    wait_timer,
+                ),
+            )
+            .await;
+            match ev {
+                Some(None) => return,
+                Some(Some(ev)) => {
+                    let now = Instant::now();
+                    on_event(&ctx, &gw, ev, now).await;
+                    // Whatever else is already queued, without a timer per event.
+                    for _ in 1..RUN_BATCH {
+                        match futures_lite::future::poll_once(incoming.recv()).await {
+                            Some(Some(ev)) => on_event(&ctx, &gw, ev, now).await,
+                            Some(None) => return,
+                            None => break,
                         }
-                    })
-                    .detach();
-                } else {
-                    let _ = gw.pool_requests.try_send(req);
+                    }
                 }
-                Vec::new()
+                // Kicked (a first transaction armed Timer F) or the wait ended: look again.
+                None => {}
             }
-            Some(Some(Incoming::Down(why))) => {
-                debug!(%why, "SIP flow down");
-                gw.probe.borrow_mut().on_flow_down();
-                gw.txs.borrow_mut().on_transport_failure(now)
-            }
-            Some(Some(Incoming::Up(_))) => {
-                // No epoch: that flow is already gone again, and its Down follows.
-                if let Some(epoch) = gw.sip.flow_epoch() {
-                    gw.probe.borrow_mut().on_flow_up(epoch, now);
-                }
-                Vec::new()
-            }
-            None => {
-                gw.presence_timers(&ctx, now).await;
-                let due = gw.probe.borrow().due(now);
-                if let (Some(epoch), false) = (due, ctx.shutting_down()) {
-                    gw.send_probe(&ctx, epoch, now).await;
-                }
-                gw.txs.borrow_mut().handle_timeout(now)
-            }
-        };
-        for (tx, outcome) in settled {
-            gw.settle(&ctx, tx, outcome, response.as_ref()).await;
         }
         // A probe in flight does not hold shutdown up.
-        let idle = gw
-            .pending
-            .borrow()
-            .values()
-            .all(|p| matches!(p, Pending::Options));
-        if ctx.shutting_down() && idle {
+        if ctx.shutting_down()
+            && gw
+                .pending
+                .borrow()
+                .values()
+                .all(|p| matches!(p, Pending::Options))
+        {
             return;
+        }
+    }
+}
+
+/// Timers due at `now`: presence soft state, the OPTIONS probe, Timer F.
+async fn on_timers(ctx: &Rc<EdgeContext>, gw: &Rc<MessageGateway>, now: Instant) {
+    gw.presence_timers(ctx, now).await;
+    let due = gw.probe.borrow().due(now);
+    if let (Some(epoch), false) = (due, ctx.shutting_down()) {
+        gw.send_probe(ctx, epoch, now).await;
+    }
+    let expired = gw.txs.borrow_mut().handle_timeout(now);
+    for (tx, outcome) in expired {
+        gw.settle(ctx, tx, outcome, None).await;
+    }
+}
+
+/// One event of the next-hop flow.
+async fn on_event(ctx: &Rc<EdgeContext>, gw: &Rc<MessageGateway>, ev: Incoming, now: Instant) {
+    match ev {
+        Incoming::Message(m) if !m.is_request() => {
+            let done = gw.txs.borrow_mut().on_response(&m, now);
+            if let Some((tx, outcome)) = done {
+                gw.settle(ctx, tx, outcome, Some(&m)).await;
+            }
+        }
+        Incoming::Message(req) => {
+            // The pool may send requests on our flow too. They are answered on their own task:
+            // answering writes to the flow, and this loop must keep draining what the flow
+            // delivers, or the flow (blocked delivering to us) never writes again.
+            if gw.pool_requests.is_full() {
+                let sip = gw.sip.clone();
+                glommio::spawn_local(async move {
+                    let busy = response_to(&req, 503, "Service Unavailable", None)
+                        .map(|b| b.header(crate::sip::HeaderName::RetryAfter, "1"))
+                        .and_then(|b| b.finish());
+                    if let Ok(bytes) = busy {
+                        let _ = sip.send(bytes).await;
+                    }
+                })
+                .detach();
+            } else {
+                let _ = gw.pool_requests.try_send(req);
+            }
+        }
+        Incoming::Down(why) => {
+            debug!(%why, "SIP flow down");
+            gw.probe.borrow_mut().on_flow_down();
+            let failed = gw.txs.borrow_mut().on_transport_failure(now);
+            for (tx, outcome) in failed {
+                gw.settle(ctx, tx, outcome, None).await;
+            }
+        }
+        Incoming::Up(_) => {
+            // No epoch: that flow is already gone again, and its Down follows.
+            if let Some(epoch) = gw.sip.flow_epoch() {
+                gw.probe.borrow_mut().on_flow_up(epoch, now);
+            }
         }
     }
 }

@@ -13,7 +13,7 @@ use smallvec::SmallVec;
 use std::ops::Range;
 
 /// Header index: most messages have fewer than 24 headers, so no heap allocation.
-pub(crate) type Headers = SmallVec<[HeaderEntry; 24]>;
+pub(crate) type Headers = SmallVec<[HeaderEntry; 10]>;
 
 /// Where one header line sits in the buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -256,7 +256,8 @@ impl SipHandle {
     pub async fn send(&self, bytes: impl Into<Bytes>) -> Result<(), SendError> {
         let bytes = bytes.into();
         let shared = &self.inner.shared;
-        let deadline = Instant::now() + self.inner.send_wait;
+        // Read the clock only when the flow is down (this runs once per request).
+        let mut deadline = None;
         loop {
             if shared.closed.get() {
                 return Err(SendError::Closed);
@@ -265,6 +266,7 @@ impl SipHandle {
                 break;
             }
             let now = Instant::now();
+            let deadline = *deadline.get_or_insert(now + self.inner.send_wait);
             if now >= deadline {
                 return Err(SendError::Down);
             }

@@ -11,7 +11,7 @@
 use memchr::{memchr, memmem};
 
 use crate::xml::Stanza;
-use crate::xml::{decode_attr, decode_text};
+use crate::xml::{decode_attr, decode_text, read_start_tag};
 
 /// One direct child of a stanza.
 pub struct Child<'a> {
@@ -74,23 +74,38 @@ pub fn for_each_child(s: &Stanza, mut f: impl FnMut(Child<'_>)) -> Option<()> {
                 pos = end + 3;
             }
             _ => {
-                let tag = read_start_tag(b, lt)?;
+                let (mut lang, mut xmlns) = (None, None);
+                let tag = read_start_tag(b, lt, |key, value| {
+                    if depth != 0 {
+                        return;
+                    }
+                    match key {
+                        b"xml:lang" => lang = Some(value),
+                        b"xmlns" => xmlns = Some(&b[value]),
+                        _ => {}
+                    }
+                })?;
                 pos = tag.end;
                 if depth == 0 {
+                    let qname = &b[tag.name];
+                    let open = Open {
+                        name: memchr(b':', qname).map_or(qname, |c| &qname[c + 1..]),
+                        lang: match lang {
+                            Some(v) => Some(decode_attr(as_str(&b[v])?).into_owned()),
+                            None => None,
+                        },
+                        xmlns,
+                    };
                     if tag.empty {
                         f(Child {
-                            name: tag.local_name,
-                            lang: tag.lang,
-                            xmlns: tag.xmlns,
+                            name: open.name,
+                            lang: open.lang,
+                            xmlns: open.xmlns,
                             text: String::new(),
                         });
                         continue;
                     }
-                    current = Some(Open {
-                        name: tag.local_name,
-                        lang: tag.lang,
-                        xmlns: tag.xmlns,
-                    });
+                    current = Some(open);
                     text.clear();
                 }
                 if !tag.empty {
@@ -106,89 +121,6 @@ struct Open<'a> {
     name: &'a [u8],
     lang: Option<String>,
     xmlns: Option<&'a [u8]>,
-}
-
-/// A start tag read by [`read_start_tag`].
-struct StartTag<'a> {
-    local_name: &'a [u8],
-    lang: Option<String>,
-    xmlns: Option<&'a [u8]>,
-    /// `/>`.
-    empty: bool,
-    /// Just after the tag.
-    end: usize,
-}
-
-/// Reads the start tag whose `<` is at `lt`: its local name, `xml:lang` (decoded) and `xmlns`
-/// (as written).
-fn read_start_tag(b: &[u8], lt: usize) -> Option<StartTag<'_>> {
-    let name_start = lt + 1;
-    let mut i = name_start;
-    while !matches!(*b.get(i)?, b' ' | b'\t' | b'\n' | b'\r' | b'/' | b'>') {
-        i += 1;
-    }
-    let qname = &b[name_start..i];
-    let local_name = match memchr(b':', qname) {
-        Some(c) => &qname[c + 1..],
-        None => qname,
-    };
-    let mut tag = StartTag {
-        local_name,
-        lang: None,
-        xmlns: None,
-        empty: false,
-        end: 0,
-    };
-    loop {
-        match *b.get(i)? {
-            b' ' | b'\t' | b'\n' | b'\r' => i += 1,
-            b'>' => {
-                tag.end = i + 1;
-                return Some(tag);
-            }
-            b'/' => {
-                if *b.get(i + 1)? != b'>' {
-                    return None;
-                }
-                tag.empty = true;
-                tag.end = i + 2;
-                return Some(tag);
-            }
-            _ => {
-                let key_start = i;
-                let eq = i + memchr(b'=', b.get(i..)?)?;
-                let key = trim_end(&b[key_start..eq]);
-                let q = eq + 1 + b.get(eq + 1..)?.iter().position(|c| !is_ws(*c))?;
-                let quote = *b.get(q)?;
-                if quote != b'\'' && quote != b'"' {
-                    return None;
-                }
-                let value_start = q + 1;
-                let value_end = value_start + memchr(quote, b.get(value_start..)?)?;
-                let value = &b[value_start..value_end];
-                match key {
-                    b"xml:lang" => tag.lang = Some(decode_attr(as_str(value)?).into_owned()),
-                    b"xmlns" => tag.xmlns = Some(value),
-                    _ => {}
-                }
-                i = value_end + 1;
-            }
-        }
-    }
-}
-
-fn is_ws(c: u8) -> bool {
-    matches!(c, b' ' | b'\t' | b'\n' | b'\r')
-}
-
-fn trim_end(mut s: &[u8]) -> &[u8] {
-    while let [rest @ .., last] = s {
-        if !is_ws(*last) {
-            break;
-        }
-        s = rest;
-    }
-    s
 }
 
 fn as_str(b: &[u8]) -> Option<&str> {

@@ -231,8 +231,15 @@ impl SipMessage {
     /// yields whatever follows `branch=`, which then matches no transaction of ours.
     pub fn top_via_branch(&self) -> Option<&str> {
         let first_line = self.headers.iter().find(|h| h.name == HeaderName::Via)?;
-        let top = split_list(self.slice(&first_line.value)).next()?;
-        let params = &top[top.iter().position(|&b| b == b';')?..];
+        let v = self.slice(&first_line.value);
+        // The top value ends at the first comma outside quotes and `<>`. Via values rarely
+        // hold either, so a comma or the end found first settles it without the list split.
+        let top = match memchr::memchr3(b',', b'"', b'<', v) {
+            None => v,
+            Some(i) if v[i] == b',' && !v[..i].trim_ascii().is_empty() => &v[..i],
+            Some(_) => split_list(v).next()?,
+        };
+        let params = &top[memchr::memchr(b';', top)? + 1..];
         params.split(|&b| b == b';').find_map(|p| {
             let p = p.trim_ascii();
             let eq = p.iter().position(|&b| b == b'=')?;

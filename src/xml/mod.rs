@@ -14,6 +14,7 @@ mod header;
 mod limits;
 mod scan;
 mod stanza;
+mod tag;
 
 pub use error::{FramerError, Limit};
 pub(crate) use escape::{decode_attr, decode_text};
@@ -22,6 +23,7 @@ pub use framer::{Event, Framer};
 pub use header::StreamHeader;
 pub use limits::FramerLimits;
 pub use stanza::{ChildRef, HeaderAttr, Stanza, StanzaKind};
+pub(crate) use tag::read_start_tag;
 
 /// The streams namespace (RFC 6120 §4.8.1).
 pub const NS_STREAMS: &str = "http://etherx.jabber.org/streams";

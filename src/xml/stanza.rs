@@ -140,31 +140,25 @@ fn offset_in(base: &[u8], part: &[u8]) -> Option<u32> {
 
 impl Stanza {
     /// Reads the start tag of `bytes` (a complete element checked by the scanner, its start tag
-    /// ending at `tag_end`) with quick-xml.
+    /// ending at `tag_end`).
     pub(crate) fn parse(
         bytes: Bytes,
         tag_end: usize,
         ctx: &Arc<NsContext>,
     ) -> Result<Stanza, FramerError> {
         let malformed = FramerError::Syntax("stanza start tag");
-        let content = bytes.get(1..tag_end).ok_or_else(|| malformed.clone())?;
-        let content = std::str::from_utf8(content).map_err(|_| malformed.clone())?;
-        let name_len = content
-            .bytes()
-            .position(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'/'))
-            .unwrap_or(content.len());
-        let start = BytesStart::from_content(content, name_len);
-        let qname = start.name();
-        let name_end = 1 + qname.as_ref().len();
-        let prefix = qname.prefix().map(|p| p.into_inner());
-        let colon = prefix.map_or(0, |p| 1 + p.len());
+        let b = &bytes[..];
+        let qname_end = 1 + b
+            .get(1..)
+            .and_then(|n| {
+                n.iter()
+                    .position(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b'/' | b'>'))
+            })
+            .ok_or_else(|| malformed.clone())?;
+        let prefix = memchr::memchr(b':', &b[1..qname_end]).map(|c| &b[1..1 + c]);
         let mut attrs = [(0u32, 0u32); 5];
         let mut own_ns = None;
-        let mut it = start.attributes();
-        it.with_checks(false);
-        for attr in it {
-            let attr = attr.map_err(|_| malformed.clone())?;
-            let key = attr.key.as_ref();
+        let tag = super::read_start_tag(b, 0, |key, value| {
             let slot = match key {
                 b"type" => Some(HeaderAttr::Type),
                 b"to" => Some(HeaderAttr::To),
@@ -173,23 +167,27 @@ impl Stanza {
                 b"xml:lang" => Some(HeaderAttr::Lang),
                 _ => None,
             };
-            let is_own_ns = match prefix {
-                None => key == b"xmlns",
-                Some(p) => key.strip_prefix(b"xmlns:") == Some(p),
-            };
-            if slot.is_none() && !is_own_ns {
-                continue;
-            }
-            let Cow::Borrowed(v) = attr.value else {
-                return Err(malformed);
-            };
-            let start = offset_in(&bytes, v).ok_or_else(|| malformed.clone())?;
-            let range = (start, start + v.len() as u32);
+            // Stanzas are capped far below 4 GiB by the framer.
+            let range = (value.start as u32, value.end as u32);
             match slot {
                 Some(s) => attrs[s as usize] = range,
-                None => own_ns = Some(range),
+                None => {
+                    let is_own_ns = match prefix {
+                        None => key == b"xmlns",
+                        Some(p) => key.strip_prefix(b"xmlns:") == Some(p),
+                    };
+                    if is_own_ns {
+                        own_ns = Some(range);
+                    }
+                }
             }
+        })
+        .ok_or_else(|| malformed.clone())?;
+        if tag.name.end != qname_end || tag.end != tag_end + 1 + usize::from(tag.empty) {
+            return Err(malformed);
         }
+        let name_end = qname_end;
+        let colon = prefix.map_or(0, |p| 1 + p.len());
         let ns = match (own_ns, prefix) {
             (Some((s, e)), _) => {
                 let v = unescape(as_str(&bytes[s as usize..e as usize]));
@@ -216,7 +214,6 @@ impl Stanza {
             (None, None) if ctx.default.is_some() => NsSrc::HeaderDefault,
             (None, None) => NsSrc::None,
         };
-        drop(start);
         let mut s = Stanza {
             bytes,
             name_end: name_end as u32,

@@ -272,25 +272,24 @@ impl ClientTransactions {
         Some(tx)
     }
 
-    fn is_live(&self, entry: &(Instant, TxId, Rc<str>)) -> bool {
-        self.by_branch
-            .get(&*entry.2)
-            .is_some_and(|tx| tx.id == entry.1)
+    /// Whether the entry's transaction is still pending: its branch `Rc` is shared only with
+    /// the table's key, which goes when the transaction completes (no lookup needed; a reused
+    /// branch string is a new `Rc`).
+    fn is_live(entry: &(Instant, TxId, Rc<str>)) -> bool {
+        Rc::strong_count(&entry.2) > 1
     }
 
     /// Keeps the front entry live (so `poll_timeout` is exact) and the queue within twice the
     /// live transactions plus a constant.
     fn drop_completed_deadlines(&mut self) {
         while let Some(front) = self.deadlines.front() {
-            if self.is_live(front) {
+            if Self::is_live(front) {
                 break;
             }
             self.deadlines.pop_front();
         }
         if self.deadlines.len() > 2 * self.by_branch.len() + 1024 {
-            let mut kept = std::mem::take(&mut self.deadlines);
-            kept.retain(|e| self.is_live(e));
-            self.deadlines = kept;
+            self.deadlines.retain(Self::is_live);
         }
     }
 
@@ -319,7 +318,7 @@ impl ClientTransactions {
             let Some(entry) = self.deadlines.pop_front() else {
                 break;
             };
-            if self.is_live(&entry) {
+            if Self::is_live(&entry) {
                 self.by_branch.remove(&*entry.2);
                 done.push((entry.1, Outcome::Failure(SipFailure::Timeout)));
             }

@@ -278,6 +278,10 @@ impl SipHandle {
             bytes,
             reset: false,
         };
+        // The common case, a write queue with room, without the flow watch below.
+        if !self.inner.tx.is_full() {
+            return self.inner.tx.try_send(item).map_err(|_| SendError::Closed);
+        }
         let queued = async { Some(self.inner.tx.send(item).await.is_ok()) };
         let flow_lost = async {
             loop {
@@ -527,11 +531,21 @@ enum Sink<'a> {
     Listener(&'a LocalSender<(ConnId, ListenerEvent)>, ConnId),
 }
 
+/// Sends on a bounded local channel, waiting for room only when it is full (`send` builds a
+/// waiter every time). `false`: the receiver is gone.
+async fn send_or_wait<T>(tx: &LocalSender<T>, item: T) -> bool {
+    if tx.is_full() {
+        tx.send(item).await.is_ok()
+    } else {
+        tx.try_send(item).is_ok()
+    }
+}
+
 impl Sink<'_> {
     async fn deliver(&self, m: SipMessage) -> Result<(), ReceiverGone> {
         let ok = match self {
-            Sink::Connection(tx) => tx.send(Incoming::Message(m)).await.is_ok(),
-            Sink::Listener(tx, id) => tx.send((*id, ListenerEvent::Message(m))).await.is_ok(),
+            Sink::Connection(tx) => send_or_wait(tx, Incoming::Message(m)).await,
+            Sink::Listener(tx, id) => send_or_wait(tx, (*id, ListenerEvent::Message(m))).await,
         };
         if ok {
             Ok(())

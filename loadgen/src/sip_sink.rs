@@ -282,7 +282,7 @@ impl SinkConn {
             if rest.first() == Some(&b'\r') {
                 return Ok(at);
             }
-            let Some(end) = memchr::memmem::find(rest, b"\r\n\r\n") else {
+            let Some(end) = HEAD_END.find(rest) else {
                 if rest.len() > MAX_HEAD {
                     return Err(SinkError::HeadTooLarge);
                 }
@@ -310,7 +310,7 @@ impl SinkConn {
         delivered: &mut impl FnMut(u64),
     ) -> Result<Option<usize>, SinkError> {
         let head = &m[..head_len - 2];
-        let first_end = memchr::memmem::find(head, b"\r\n").ok_or(SinkError::BadStartLine)?;
+        let first_end = find_crlf(head).ok_or(SinkError::BadStartLine)?;
         let start = &head[..first_end];
         let is_response = start.starts_with(b"SIP/2.0 ");
         let method = if is_response {
@@ -328,7 +328,7 @@ impl SinkConn {
         let mut ncopy = 0;
         let mut pos = first_end + 2;
         while pos < head.len() {
-            let nl = memchr::memmem::find(&head[pos..], b"\r\n").map_or(head.len(), |p| pos + p);
+            let nl = find_crlf(&head[pos..]).map_or(head.len(), |p| pos + p);
             let line = &head[pos..nl];
             if let Some(colon) = memchr::memchr(b':', line) {
                 if !line.starts_with(b" ") && !line.starts_with(b"\t") {
@@ -437,6 +437,24 @@ impl SinkConn {
     }
 }
 
+/// The blank line ending a header section; the searcher is built once (per call it cost more
+/// than the search).
+static HEAD_END: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+
+/// The first CRLF in `b`.
+fn find_crlf(b: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    loop {
+        let lf = from + memchr::memchr(b'\n', b.get(from..)?)?;
+        if lf > 0 && b[lf - 1] == b'\r' {
+            return Some(lf - 1);
+        }
+        from = lf + 1;
+    }
+}
+
+/// Appends `n` in decimal.
 pub(crate) fn push_num(out: &mut Vec<u8>, mut n: u64) {
     let mut d = [0u8; 20];
     let mut i = d.len();

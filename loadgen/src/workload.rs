@@ -281,13 +281,18 @@ impl Templates {
     }
 
     fn message(&self, seq: u64, out: &mut Vec<u8>) {
-        let _ = write!(
-            out,
-            "<message type='chat' id='{ID_PREFIX}{seq}{}{}@{}'><body>{BODY_MARKER}{seq} ",
-            self.middle,
-            seq % self.users,
-            self.domain
-        );
+        // Pushed by hand: `write!` was a few percent of the loadgen's CPU at 160k messages/s.
+        out.extend_from_slice(b"<message type='chat' id='");
+        out.extend_from_slice(ID_PREFIX.as_bytes());
+        crate::sip_sink::push_num(out, seq);
+        out.extend_from_slice(self.middle.as_bytes());
+        crate::sip_sink::push_num(out, seq % self.users);
+        out.push(b'@');
+        out.extend_from_slice(self.domain.as_bytes());
+        out.extend_from_slice(b"'><body>");
+        out.extend_from_slice(BODY_MARKER.as_bytes());
+        crate::sip_sink::push_num(out, seq);
+        out.push(b' ');
         let mut left = self.body.for_seq(seq);
         while left > 0 {
             let n = left.min(PADDING.len());

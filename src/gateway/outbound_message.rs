@@ -525,9 +525,10 @@ async fn serve_pool_requests(
     }
 }
 
-/// Events handled per wake-up before timers are looked at again: responses come in bursts
-/// (one per request of a window), and re-arming a timer per response was measurable.
-const RUN_BATCH: usize = 64;
+/// Events handled per turn: responses come in bursts (one per request of a window), and
+/// re-arming a timer per response was measurable; after a full batch the loop yields, so one
+/// turn stays short (≈ 80 µs) for the tasks waiting behind it.
+const RUN_BATCH: usize = 32;
 
 async fn run(
     ctx: Rc<EdgeContext>,
@@ -574,12 +575,20 @@ async fn run(
                     let now = Instant::now();
                     on_event(&ctx, &gw, ev, now).await;
                     // Whatever else is already queued, without a timer per event.
-                    for _ in 1..RUN_BATCH {
+                    let mut handled = 1;
+                    while handled < RUN_BATCH {
                         match futures_lite::future::poll_once(incoming.recv()).await {
                             Some(Some(ev)) => on_event(&ctx, &gw, ev, now).await,
                             Some(None) => return,
                             None => break,
                         }
+                        handled += 1;
+                    }
+                    if handled == RUN_BATCH {
+                        // More is queued: let the partner streams and the flow's writes run
+                        // first. Draining a full queue in one turn (256 responses, ≈ 0.6 ms)
+                        // held every new request back that long.
+                        futures_lite::future::yield_now().await;
                     }
                 }
                 // Kicked (a first transaction armed Timer F) or the wait ended: look again.

@@ -579,7 +579,15 @@ where
             (a, b) => a.or(b),
         };
         let mut end = None;
-        match pump::wait_into(&mut s, &mut buf, deadline, Some(ctl)).await {
+        // Requests already queued are written before the next read: with reads first, a steady
+        // stream of responses held them back until the queue filled and the partner streams
+        // behind it stalled for milliseconds.
+        let queued = future::poll_once(ctl.recv()).await.flatten();
+        let wake = match queued {
+            Some(first) => Wake::Control(Some(first)),
+            None => pump::wait_into(&mut s, &mut buf, deadline, Some(ctl)).await,
+        };
+        match wake {
             Wake::Read(Ok(0)) => end = Some(FlowEnd::PeerClosed),
             Wake::Read(Err(e)) => end = Some(FlowEnd::Io(e.kind())),
             Wake::Read(Ok(n)) => {

@@ -31,7 +31,7 @@ use crate::workload::{self, BodySize, Mix, Templates, Workload};
 /// Bytes collected before a batch is written (one large TLS write).
 const BATCH_BYTES: usize = 64 * 1024;
 /// Shortest sleep of an open-loop writer between bursts (see `WriterJob::open_loop`).
-const SEND_QUANTUM_NS: u64 = 100_000;
+const SEND_QUANTUM_NS: u64 = 200000;
 /// Time allowed for each stream dialogue.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Smallest pending table (open loop: rate × worst latency must fit).

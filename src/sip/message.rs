@@ -9,11 +9,12 @@ use super::typed::{
 };
 use super::uri::SipUri;
 use bytes::Bytes;
-use smallvec::SmallVec;
 use std::ops::Range;
 
-/// Header index: most messages have fewer than 24 headers, so no heap allocation.
-pub(crate) type Headers = SmallVec<[HeaderEntry; 10]>;
+/// Header index, on the heap: a message moves through the framer, channels and futures many
+/// times, and an inline index (24 entries, ≈ 0.5 KiB) made those moves ≈ 6% of the router's
+/// CPU; one allocation per message costs less.
+pub(crate) type Headers = Vec<HeaderEntry>;
 
 /// Where one header line sits in the buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -162,7 +162,8 @@ pub(crate) fn parse_head(buf: &[u8], head_len: usize, limits: &Limits) -> Result
     };
     let sl_end = line_end(0)?;
     let start = parse_start_line(&head[..sl_end])?;
-    let mut headers = Headers::new();
+    // Room for a typical message's headers without growing.
+    let mut headers = Headers::with_capacity(12);
     let mut pos = sl_end + 2;
     let mut content_length = None;
     // Stop before the final CRLF (the blank line).

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use std::ops::Range;
 
 /// Header index, on the heap: a message moves through the framer, channels and futures many
-/// times, and an inline index (24 entries, ≈ 0.5 KiB) made those moves ≈ 6% of the router's
-/// CPU; one allocation per message costs less.
+/// times, and with the index inline each move copied ≈ 280 bytes. One allocation per message
+/// costs less (`benches/ab.sh`: 3.39 → 3.11 router CPU-µs per message).
 pub(crate) type Headers = Vec<HeaderEntry>;
 
 /// Where one header line sits in the buffer.

@@ -162,7 +162,7 @@ start_router() {
     setsid taskset -c "$SERVER_CPU" "$ROUTER_BIN" run --config "$dir/router.toml" \
         >"$dir/stdout.log" 2>&1 &
     SERVER_PID=$!
-    wait_port "$S2S_PORT" "$START_TIMEOUT" || die "stanza-router did not start: $(tail -5 "$dir/stdout.log")"
+    wait_port "$S2S_PORT" "$START_TIMEOUT" || die "stanza-router did not start: $(tail -n 5 "$dir/stdout.log")"
 }
 
 start_prosody() {
@@ -219,7 +219,7 @@ EOF
         >"$dir/stdout.log" 2>&1 &
     SERVER_PID=$!
     wait_port "$S2S_PORT" "$START_TIMEOUT" && wait_port "$SIDE_PORT" "$START_TIMEOUT" ||
-        die "prosody did not start: $(tail -5 "$dir/prosody.log" "$dir/stdout.log")"
+        die "prosody did not start: $(tail -n 5 "$dir/prosody.log" "$dir/stdout.log")"
 }
 
 start_ejabberd() {
@@ -362,7 +362,7 @@ loadgen_json() { # server-name label extra-args... -> writes $WORK/server/label.
     timeout "$RUN_TIMEOUT" "${LG[@]}" --workload messages --body-size "$BODY" --users "$USERS" \
         --warmup "$WARMUP" --duration "$DURATION" --router-pid "$SERVER_PID" --quiet \
         --json "$WORK/$name/$label.json" "${sink[@]}" "$@" >"$WORK/$name/$label.log" 2>&1 || true
-    [[ -s $WORK/$name/$label.json ]] || die "$name $label: loadgen failed: $(tail -5 "$WORK/$name/$label.log")"
+    [[ -s $WORK/$name/$label.json ]] || die "$name $label: loadgen failed: $(tail -n 5 "$WORK/$name/$label.log")"
 }
 
 HALF_RATE=""

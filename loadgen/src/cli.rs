@@ -93,7 +93,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "C")]
     pub connections: Option<usize>,
     /// Open loop: constant arrival rate, requests per second (this or --closed-loop, except
-    /// for --workload idle).
+    /// for --workload idle). Each connection's writer wakes at most every 200 µs and sends what
+    /// is due; latency still counts from each request's intended send time.
     #[arg(long, value_name = "R", conflicts_with = "closed_loop")]
     pub rate: Option<f64>,
     /// Closed loop: send as answers come back, at most --window outstanding.

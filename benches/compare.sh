@@ -21,6 +21,8 @@
 # Everything on 127.0.0.1; configs in a temp dir; servers stopped at the end, even on failure.
 # Usage: benches/compare.sh            (after: cargo build --release -p stanza-router -p loadgen)
 # Knobs (environment): SERVERS="stanza-router prosody ejabberd" DURATION=10s WARMUP=2s RATE=9000
+#   ROUNDS=1 (saturation runs per server, each on a fresh server; the median is reported: single
+#   runs move ±15% on a shared VM)
 #   PARTNERS=4 WINDOW=1024 IDLE_SESSIONS=1000 USERS=1000 SERVER_CPU=0 LOADGEN_CPU=1 KEEP=1 (keep
 #   the temp dir) LOADGEN=path ROUTER_BIN=path.
 set -euo pipefail
@@ -31,6 +33,7 @@ LOADGEN=${LOADGEN:-$TARGET/release/loadgen}
 ROUTER_BIN=${ROUTER_BIN:-$TARGET/release/stanza-router}
 SERVERS=${SERVERS:-"stanza-router prosody ejabberd"}
 DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-1}
 WARMUP=${WARMUP:-2s}
 RATE=${RATE:-9000}
 PARTNERS=${PARTNERS:-4}
@@ -53,6 +56,7 @@ log() { echo "[compare $(date +%T)] $*" >&2; }
 for bin in "$LOADGEN" "$ROUTER_BIN"; do
     [[ -x $bin ]] || die "$bin missing: cargo build --release -p stanza-router -p loadgen"
 done
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS=$ROUNDS: give a whole number of runs, at least 1"
 for tool in taskset jq setsid timeout; do
     command -v "$tool" >/dev/null || die "$tool not found"
 done
@@ -367,7 +371,7 @@ loadgen_json() { # server-name label extra-args... -> writes $WORK/server/label.
 
 HALF_RATE=""
 HALF=""
-declare -A SAT P50 P99 CPU RSS LOST BOUNCED VER
+declare -A SAT P50 P99 CPU RSS LOST BOUNCED VER ROUNDS_SEEN
 for s in $SERVERS; do
     log "$s: starting (pinned to CPU $SERVER_CPU)"
     mkdir -p "$WORK/$s"
@@ -378,24 +382,34 @@ for s in $SERVERS; do
     log "$s: $IDLE_SESSIONS idle sessions"
     RSS[$s]=$(idle_rss_per_session "$s")
     stop_server
-    start_server "$s"
-    log "$s: saturation (closed loop, window $WINDOW)"
-    loadgen_json "$s" saturation --closed-loop --window "$WINDOW" --connections "$PARTNERS"
-    stop_server
+    for r in $(seq 1 "$ROUNDS"); do
+        start_server "$s"
+        log "$s: saturation (closed loop, window $WINDOW), round $r of $ROUNDS"
+        loadgen_json "$s" "saturation-$r" --closed-loop --window "$WINDOW" --connections "$PARTNERS"
+        stop_server
+    done
+    # The median round by achieved rate; its CPU figure goes with it. Every round's losses count.
+    sat=$(for r in $(seq 1 "$ROUNDS"); do
+        f=$WORK/$s/saturation-$r.json
+        echo "$(jq -r '.achieved_rate' "$f") $f"
+    done | sort -n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) { print $2 }')
+    ROUNDS_SEEN[$s]=$(for r in $(seq 1 "$ROUNDS"); do
+        jq -r '.achieved_rate | floor' "$WORK/$s/saturation-$r.json"
+    done | sort -n | paste -sd' ')
     start_server "$s"
     log "$s: open loop at $RATE msgs/s"
     loadgen_json "$s" fixed --rate "$RATE" --connections "$PARTNERS"
-    sat=$WORK/$s/saturation.json
     fixed=$WORK/$s/fixed.json
+    all_sat=("$WORK/$s"/saturation-*.json)
     SAT[$s]=$(jq -r '.achieved_rate | floor' "$sat")
     CPU[$s]=$(jq -r 'if .router_process and .latency_ms.corrected.count > 0
         then (.router_process.cpu_seconds / .latency_ms.corrected.count * 100000 * 100 | round / 100)
         else "?" end' "$sat")
     P50[$s]=$(jq -r '.latency_ms.corrected.p50 * 1000 | round / 1000' "$fixed")
     P99[$s]=$(jq -r '.latency_ms.corrected.p99 * 1000 | round / 1000' "$fixed")
-    LOST[$s]=$(jq -s -r 'map(.outcomes.lost + .outcomes.lost_warmup) | add' "$sat" "$fixed")
+    LOST[$s]=$(jq -s -r 'map(.outcomes.lost + .outcomes.lost_warmup) | add' "${all_sat[@]}" "$fixed")
     BOUNCED[$s]=$(jq -s -r 'map(.outcomes.bounced | to_entries[] | "\(.key) \(.value)") | join(", ") |
-        if . == "" then "0" else . end' "$sat" "$fixed")
+        if . == "" then "0" else . end' "${all_sat[@]}" "$fixed")
     if [[ $s == stanza-router ]]; then
         # The issue's latency target is set at half the router's own saturation rate.
         HALF_RATE=$((SAT[$s] / 2))
@@ -419,7 +433,7 @@ echo
 echo "Side by side, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($cpu_model), kernel $(uname -r);"
 echo "each server on CPU $SERVER_CPU, loadgen on CPU $LOADGEN_CPU. Workload: $BODY-byte messages from"
 echo "$PARTNERS partner domains, one S2S stream each (STARTTLS + SASL EXTERNAL), to $USERS users;"
-echo "saturation = closed loop, window $WINDOW, $DURATION after $WARMUP warm-up; latency corrected"
+echo "saturation = closed loop, window $WINDOW, $DURATION after $WARMUP warm-up, median of $ROUNDS run(s); latency corrected"
 echo "for coordinated omission; CPU in the saturation run; RSS with $IDLE_SESSIONS idle sessions."
 echo "Delivery: stanza-router → loadgen SIP sink (its [sip] next_hop); Prosody and ejabberd → the"
 echo "loadgen as an XEP-0114 component for the recipients' domain: a server-side sink with no"
@@ -430,6 +444,12 @@ echo "|---|---|---:|---:|---:|---:|---:|---|"
 for s in $SERVERS; do
     echo "| $s | ${VER[$s]} | ${SAT[$s]} | ${P50[$s]} / ${P99[$s]} | ${CPU[$s]} | ${RSS[$s]} | ${LOST[$s]} | ${BOUNCED[$s]} |"
 done
+if ((ROUNDS > 1)); then
+    echo
+    for s in $SERVERS; do
+        echo "$s saturation rounds (msgs/s, sorted): ${ROUNDS_SEEN[$s]}"
+    done
+fi
 if [[ $SERVERS == *stanza-router* ]]; then
     echo
     echo "stanza-router at half its saturation ($HALF_RATE msgs/s, open loop): p50 / p99 $HALF"

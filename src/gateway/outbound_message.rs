@@ -538,10 +538,16 @@ async fn run(
 ) {
     loop {
         let now = Instant::now();
+        // No probes while shutting down (`on_timers` sends none): its deadline would stay due.
+        let probe = if ctx.shutting_down() {
+            None
+        } else {
+            gw.probe.borrow().poll_timeout()
+        };
         let deadline = [
             gw.txs.borrow().poll_timeout(),
             gw.presence.borrow().poll_timeout(),
-            gw.probe.borrow().poll_timeout(),
+            probe,
         ]
         .into_iter()
         .flatten()
@@ -549,6 +555,8 @@ async fn run(
         // Due timers run first, so a steady stream of responses cannot starve them.
         if deadline.is_some_and(|d| d <= now) {
             on_timers(&ctx, &gw, now).await;
+            // Whatever the timers did, the shard's other tasks get a turn before the next look.
+            futures_lite::future::yield_now().await;
         } else {
             // Shutdown is noticed within a second even when the next deadline is far (the
             // presence tables' sweep is always due some time).

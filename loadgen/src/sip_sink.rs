@@ -282,16 +282,9 @@ impl SinkConn {
             if rest.first() == Some(&b'\r') {
                 return Ok(at);
             }
-            let Some(end) = HEAD_END.find(rest) else {
-                if rest.len() > MAX_HEAD {
-                    return Err(SinkError::HeadTooLarge);
-                }
+            let Some(head_len) = head_len(rest)? else {
                 return Ok(at);
             };
-            let head_len = end + 4;
-            if head_len > MAX_HEAD {
-                return Err(SinkError::HeadTooLarge);
-            }
             let n = self.message(rest, head_len, out, &mut delivered)?;
             match n {
                 Some(n) => at += n,
@@ -442,8 +435,18 @@ impl SinkConn {
 static HEAD_END: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
 
+/// Length of the header section at the start of `rest` (through the blank line); `None` while
+/// it is incomplete. Over [`MAX_HEAD`] either way is an error.
+pub(crate) fn head_len(rest: &[u8]) -> Result<Option<usize>, SinkError> {
+    match HEAD_END.find(rest) {
+        Some(end) if end + 4 <= MAX_HEAD => Ok(Some(end + 4)),
+        None if rest.len() <= MAX_HEAD => Ok(None),
+        _ => Err(SinkError::HeadTooLarge),
+    }
+}
+
 /// The first CRLF in `b`.
-fn find_crlf(b: &[u8]) -> Option<usize> {
+pub(crate) fn find_crlf(b: &[u8]) -> Option<usize> {
     let mut from = 0;
     loop {
         let lf = from + memchr::memchr(b'\n', b.get(from..)?)?;

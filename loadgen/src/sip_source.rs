@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::correlator::{Correlator, Outcome, Recorder, ID_PREFIX};
-use crate::sip_sink::{header_of, parse_len, push_num, trim, Hdr, SinkError, MAX_BODY, MAX_HEAD};
+use crate::sip_sink::{
+    find_crlf, head_len, header_of, parse_len, push_num, trim, Hdr, SinkError, MAX_BODY, MAX_HEAD,
+};
 use crate::workload::BodySize;
 
 /// Socket read size.
@@ -179,18 +181,11 @@ impl ResponseScanner {
                 at += 2;
                 continue;
             }
-            let Some(end) = memchr::memmem::find(rest, b"\r\n\r\n") else {
-                if rest.len() > MAX_HEAD {
-                    return Err(SinkError::HeadTooLarge);
-                }
+            let Some(head_len) = head_len(rest)? else {
                 return Ok(at);
             };
-            let head_len = end + 4;
-            if head_len > MAX_HEAD {
-                return Err(SinkError::HeadTooLarge);
-            }
-            let head = &rest[..end + 2];
-            let first_end = memchr::memmem::find(head, b"\r\n").ok_or(SinkError::BadStartLine)?;
+            let head = &rest[..head_len - 2];
+            let first_end = find_crlf(head).ok_or(SinkError::BadStartLine)?;
             let start = &head[..first_end];
             let status = if let Some(s) = start.strip_prefix(b"SIP/2.0 ") {
                 let code = s.get(..3).and_then(|c| {
@@ -211,8 +206,7 @@ impl ResponseScanner {
             let mut call_id: Option<&[u8]> = None;
             let mut pos = first_end + 2;
             while pos < head.len() {
-                let nl =
-                    memchr::memmem::find(&head[pos..], b"\r\n").map_or(head.len(), |p| pos + p);
+                let nl = find_crlf(&head[pos..]).map_or(head.len(), |p| pos + p);
                 let line = &head[pos..nl];
                 if let Some(colon) = memchr::memchr(b':', line) {
                     match header_of(trim(&line[..colon])) {

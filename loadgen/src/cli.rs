@@ -131,6 +131,9 @@ pub struct RunArgs {
     /// a fresh partner user, answered `unsubscribed` by the router's presence tables) and
     /// subscriptions (`subscribe` → SIP SUBSCRIBE at the sink, answered 200 + NOTIFY →
     /// `subscribed` back at the partner) [default: messages=80,presence=15,subscriptions=5].
+    /// The SIP source (outbound) sends MESSAGEs and SUBSCRIBEs in the messages:subscriptions
+    /// proportion; each SUBSCRIBE completes when its `subscribe` reaches the partner, and its
+    /// dialog is then ended with an unsubscribe.
     #[arg(long, value_name = "ITEM=W,...")]
     pub mix: Option<Mix>,
     /// Write the report as JSON.
@@ -170,12 +173,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "D", requires = "component")]
     pub component_domain: Option<String>,
     /// Which way the load flows: inbound (partners → router over S2S, the --workload),
-    /// outbound (the SIP source → router → partners: SIP MESSAGEs to userN@<partner>, completed
-    /// when the stanza reaches the partner; needs --sip-source) or both at once (each direction
+    /// outbound (the SIP source → router → partners: SIP MESSAGEs, and SUBSCRIBEs with
+    /// --workload mix, to userN@<partner>, completed when the stanza reaches the partner; needs
+    /// --sip-source) or both at once (each direction
     /// at the full --rate or --window, reported separately and together).
     #[arg(long, value_enum, default_value_t = Direction::Inbound)]
     pub direction: Direction,
-    /// Outbound: the router's `[sip] listen` address the SIP source sends MESSAGEs to.
+    /// Outbound: the router's `[sip] listen` address the SIP source sends requests to.
     #[arg(long, value_name = "IP:PORT")]
     pub sip_source: Option<SocketAddr>,
     /// Outbound: TCP connections of the SIP source (requests spread round-robin). The router
@@ -474,8 +478,17 @@ impl RunArgs {
         }
         if self.workload == Workload::Mix && self.sip_sink.is_none() {
             return Err(bad(
-                "--workload mix needs --sip-sink (messages and subscriptions go through the SIP gateway)",
+                "--workload mix needs --sip-sink (messages and subscriptions go through the SIP gateway, \
+                 whose presence tables need the router's [sip] next_hop, where the sink listens)",
             ));
+        }
+        if self.workload == Workload::Mix && self.direction.outbound() {
+            let m = self.mix.unwrap_or_default().outbound();
+            if m.messages == 0 && m.subscriptions == 0 {
+                return Err(bad(
+                    "--direction outbound: the SIP source sends the mix's messages and subscriptions, and both weigh 0",
+                ));
+            }
         }
         if self.direction.outbound() && self.workload == Workload::Idle {
             return Err(bad(
@@ -884,6 +897,19 @@ mod tests {
         assert_eq!(src.sip_domain, "corp.test");
         let p = run_args("--rate 5").unwrap().plan(&ca(1)).unwrap();
         assert_eq!((p.direction, p.sip_source), (Direction::Inbound, None));
+        // The source's mix needs something it can send, and the sink (the router's presence
+        // gateway runs only with its next hop).
+        let out_mix = "--rate 5 --direction outbound --sip-source 127.0.0.1:5060 --workload mix \
+                       --sip-sink 127.0.0.1:5070";
+        assert!(refused(
+            "--rate 5 --direction outbound --sip-source 127.0.0.1:5060 --workload mix"
+        ));
+        let p = run_args(&format!("{out_mix} --mix messages=1,subscriptions=1"))
+            .unwrap()
+            .plan(&ca(1))
+            .unwrap();
+        assert_eq!((p.mix.messages, p.mix.subscriptions), (1, 1));
+        assert!(refused(&format!("{out_mix} --mix presence=1")));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! by a sink) for messages. With `--direction outbound|both` a SIP source sends MESSAGEs to the
 //! router's SIP listener, completed when the router's stanza reaches a partner
 //! ([`sip_source`]); `--workload mix` adds presence probes and subscriptions
-//! ([`workload::Mix`]). Requests are paced open-loop (constant arrival rate, latency from the
+//! ([`workload::Mix`]), and SUBSCRIBEs to the source, each dialog ended by the source
+//! ([`sip_uac`]). Requests are paced open-loop (constant arrival rate, latency from the
 //! intended send time, so coordinated omission is corrected) or closed-loop (a window of
 //! outstanding requests). See [`run::run`], [`correlator::Correlator`] and [`report::Report`].
 #![warn(missing_docs)]
@@ -24,5 +25,6 @@ pub mod schedule;
 pub mod setup;
 pub mod sip_sink;
 pub mod sip_source;
+pub mod sip_uac;
 pub mod sweep;
 pub mod workload;

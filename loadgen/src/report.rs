@@ -97,13 +97,14 @@ pub struct Outcomes {
     pub delivered: u64,
     /// Bounces by stanza error condition.
     pub bounced: BTreeMap<String, u64>,
-    /// SIP MESSAGEs of the source refused by the router, by final status.
+    /// SIP requests of the source refused by the router, by final status.
     pub refused: BTreeMap<String, u64>,
     /// Mix: subscriptions granted (`subscribed` at the partner).
     pub subscribed: u64,
     /// Mix: subscriptions refused (`unsubscribed`).
     pub unsubscribed: u64,
-    /// Presence updates that answer no request (after a subscription; not counted).
+    /// Presence stanzas that answer no request (updates after a subscription, the
+    /// `unsubscribe` ending a SIP source dialog; not counted).
     pub presence_updates: u64,
     /// Answers of another kind (or stanzas without a loadgen id).
     pub unexpected: u64,
@@ -418,6 +419,8 @@ impl Report {
                 .is_none_or(|[_, invalid]| invalid == 0)
             && self.sip_source.is_none_or(|s| {
                 s.unanswered() == 0
+                    && s.dialog_errors == 0
+                    && s.dialogs_left == 0
                     && s.framing_errors == 0
                     && s.closed_early == 0
                     && s.foreign == 0
@@ -433,10 +436,15 @@ impl Report {
     pub fn text(&self) -> String {
         let mut t = String::new();
         let s = &self.setup;
+        let source = if s.workload == Workload::Mix {
+            "outbound SIP MESSAGEs + SUBSCRIBEs"
+        } else {
+            "outbound SIP MESSAGEs"
+        };
         let what = match s.direction {
             Direction::Inbound => format!("{:?}", s.workload),
-            Direction::Outbound => "outbound SIP MESSAGEs".to_string(),
-            Direction::Both => format!("{:?} + outbound SIP MESSAGEs", s.workload),
+            Direction::Outbound => source.to_string(),
+            Direction::Both => format!("{:?} + {source}", s.workload),
         };
         let _ = writeln!(
             t,
@@ -525,7 +533,7 @@ impl Report {
         if let Some(k) = &self.sip_source {
             let _ = writeln!(
                 t,
-                "  SIP source: {} connections to {}, {} MESSAGEs, final responses {} 2xx / {} refused, {} unanswered, {} provisional, {} foreign, {} requests from the router, {} framing errors, {} closed early",
+                "  SIP source: {} connections to {}, {} requests, final responses {} 2xx / {} refused, {} unanswered, {} provisional, {} foreign, {} other requests from the router, {} framing errors, {} closed early",
                 k.connections,
                 s.sip_source.as_deref().unwrap_or("?"),
                 k.sent,
@@ -538,6 +546,19 @@ impl Report {
                 k.framing_errors,
                 k.closed_early
             );
+            if k.subscribed + k.notifies + k.dialog_errors > 0 {
+                let _ = writeln!(
+                    t,
+                    "  SIP source dialogs: {} SUBSCRIBEs accepted, {} unsubscribes sent / {} accepted, {} NOTIFYs answered ({} terminated), {} dialog errors, {} left open",
+                    k.subscribed,
+                    k.unsubscribes,
+                    k.unsubscribed,
+                    k.notifies,
+                    k.notifies_terminated,
+                    k.dialog_errors,
+                    k.dialogs_left
+                );
+            }
         }
         if let Some([valid, invalid]) = self.dialback_verifies {
             let _ = writeln!(

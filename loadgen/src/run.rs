@@ -8,7 +8,6 @@
 //! calling thread prints progress, then drains, stops everything and collects the recorders.
 
 use std::io::IsTerminal;
-use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -25,7 +24,7 @@ use crate::procstat::{self, ProcUsage};
 use crate::s2s::{self, Duplex, Established};
 use crate::schedule::Schedule;
 use crate::sip_sink::{SinkTotals, SipErrors, SipSink};
-use crate::sip_source::{self, SourceCounts, SourceTemplates};
+use crate::sip_source::{self, SourceCounts, SourceProgress, SourceTemplates, SourceWire};
 use crate::workload::{self, BodySize, Mix, Templates, Workload};
 
 /// Bytes collected before a batch is written (one large TLS write).
@@ -84,7 +83,7 @@ pub enum Direction {
     /// Partners → router over S2S (the `--workload`).
     Inbound,
     /// The SIP source → the router's `[sip] listen` → the partners over the router's S2S
-    /// streams (SIP MESSAGEs).
+    /// streams (SIP MESSAGEs, and SUBSCRIBEs with `--workload mix`).
     Outbound,
     /// Both at once, each at the full `--rate` (or `--window`), reported separately and
     /// together.
@@ -382,8 +381,8 @@ struct Shared {
     not_sent: AtomicU64,
     writers_left: AtomicUsize,
     router_streams: AtomicU64,
-    /// SIP final responses the source's readers have seen.
-    sip_finals: AtomicU64,
+    /// The SIP source's final responses and open SUBSCRIBE dialogs.
+    sip: SourceProgress,
 }
 
 impl Shared {
@@ -420,7 +419,7 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
         not_sent: AtomicU64::new(0),
         writers_left: AtomicUsize::new(0),
         router_streams: AtomicU64::new(0),
-        sip_finals: AtomicU64::new(0),
+        sip: SourceProgress::default(),
         secret: (plan.auth == Auth::Dialback).then(DialbackSecret::random),
         verify_valid: AtomicU64::new(0),
         verify_invalid: AtomicU64::new(0),
@@ -573,22 +572,26 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
     let mut sip_readers = Vec::new();
     if let (Some(src), Some(out)) = (&plan.sip_source, &out) {
         let closed = closed_state();
+        // The source's share of a mix: messages and subscriptions (it has no presence item).
+        let mix = (plan.workload == Workload::Mix).then(|| plan.mix.outbound());
         for (j, tcp) in sip_conns.into_iter().enumerate() {
             let local = tcp.local_addr().unwrap_or(src.router);
-            let reader = tcp.try_clone().map_err(RunError::Spawn)?;
-            writer_sockets.push(Wire::Sip(tcp.try_clone().map_err(RunError::Spawn)?));
+            let wire = Arc::new(SourceWire::new(tcp));
+            writer_sockets.push(Wire::Sip(wire.clone()));
+            let templates = SourceTemplates::new(
+                j,
+                local,
+                &src.sip_domain,
+                &plan.partners,
+                plan.users,
+                plan.body,
+            )
+            .with_mix(mix);
             let job = WriterJob {
                 conn: j,
                 nconn: nsip,
-                wire: Wire::Sip(tcp),
-                templates: Tpl::Sip(SourceTemplates::new(
-                    j,
-                    local,
-                    &src.sip_domain,
-                    &plan.partners,
-                    plan.users,
-                    plan.body,
-                )),
+                wire: Wire::Sip(wire.clone()),
+                templates: Tpl::Sip(templates.clone()),
                 kind: Kind::Message,
                 plan: plan.clone(),
                 schedule,
@@ -599,7 +602,7 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
             writers.push(spawn(&format!("sip-writer-{j}"), move || job.run())?);
             let (corr, stop, sh) = (out.clone(), sink_stop.clone(), shared.clone());
             sip_readers.push(spawn(&format!("sip-reader-{j}"), move || {
-                sip_source::read_responses(reader, &corr, &sh.sip_finals, &stop)
+                sip_source::read_responses(&wire, &templates, &corr, &sh.sip, &stop)
             })?);
         }
     }
@@ -639,7 +642,7 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
                 match w {
                     Wire::Xmpp(d) => d.shutdown(),
                     Wire::Sip(t) => {
-                        let _ = t.shutdown(std::net::Shutdown::Both);
+                        let _ = t.tcp().shutdown(std::net::Shutdown::Both);
                     }
                 }
             }
@@ -651,9 +654,13 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
     drop(writer_sockets);
     let planned_end = epoch + plan.warmup + plan.duration;
     let drain_deadline = Instant::now() + plan.drain;
-    // Outbound: also wait for the SIP final responses (the stanza may come first).
+    // Outbound: also wait for the SIP final responses (the stanza may come first) and for the
+    // SUBSCRIBE dialogs to close.
     let responses_due = || match &out {
-        Some(out) => out.registered() > shared.sip_finals.load(Ordering::Acquire),
+        Some(out) => {
+            out.registered() > shared.sip.finals.load(Ordering::Acquire)
+                || shared.sip.dialogs_open.load(Ordering::Acquire) > 0
+        }
         None => false,
     };
     while (shared.pending() > 0 || responses_due()) && Instant::now() < drain_deadline {
@@ -961,7 +968,7 @@ enum Wire {
     /// One of our S2S streams to the router.
     Xmpp(Arc<Duplex>),
     /// A SIP source connection to the router's SIP listener.
-    Sip(TcpStream),
+    Sip(Arc<SourceWire>),
 }
 
 /// What a writer formats.
@@ -1010,7 +1017,7 @@ impl WriterJob {
         }
         let r = match &mut self.wire {
             Wire::Xmpp(d) => d.send(batch, scratch).map_err(|e| e.to_string()),
-            Wire::Sip(tcp) => tcp.write_all(batch).map_err(|e| format!("SIP source: {e}")),
+            Wire::Sip(w) => w.write_all(batch).map_err(|e| format!("SIP source: {e}")),
         };
         batch.clear();
         match r {
@@ -1249,8 +1256,9 @@ fn acceptor(
 }
 
 /// Frames the stanzas on one router stream: answers to our inbound requests (by their `lg-`
-/// id) and, with the SIP source running, messages it sent (by the `seq=` in the body) are
-/// completed in their direction's table. Returns (inbound, outbound) recorders.
+/// id) and, with the SIP source running, messages it sent (by the `seq=` in the body) and the
+/// `subscribe` of its SUBSCRIBEs (by the watcher `lgw<seq>` in `from`) are completed in their
+/// direction's table. Returns (inbound, outbound) recorders.
 fn answer_reader(mut est: Established, sh: &Shared) -> (Recorder, Recorder) {
     let mut rec = Recorder::new();
     let mut out_rec = Recorder::new();
@@ -1274,7 +1282,16 @@ fn answer_reader(mut est: Established, sh: &Shared) -> (Recorder, Recorder) {
                                     rec.record(&done, outcome);
                                 }
                             }
-                            None => rec.presence_updates += 1,
+                            None => {
+                                match (sh.out.get(), workload::classify_outbound_presence(&s)) {
+                                    // The SIP source's SUBSCRIBE reached the partner user.
+                                    (Some(out), Some((seq, true))) => {
+                                        out.delivered(seq, at, &mut out_rec)
+                                    }
+                                    (Some(_), Some((_, false))) => out_rec.presence_updates += 1,
+                                    _ => rec.presence_updates += 1,
+                                }
+                            }
                         },
                         (Some(out), StanzaKind::Message) => {
                             match crate::correlator::seq_from_body_bytes(s.as_bytes()) {

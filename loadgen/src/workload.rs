@@ -124,6 +124,15 @@ impl Mix {
         u64::from(self.messages) + u64::from(self.presence) + u64::from(self.subscriptions)
     }
 
+    /// The SIP source's proportions: its messages and subscriptions (it has no presence
+    /// item, so that weight is dropped). Both at 0 is refused by the CLI.
+    pub fn outbound(&self) -> Mix {
+        Mix {
+            presence: 0,
+            ..*self
+        }
+    }
+
     /// The item of request `seq`: a reproducible choice spread evenly in the proportions.
     pub fn item(&self, seq: u64) -> MixItem {
         let r = splitmix(seq ^ 0x5bd1_e995) % self.total().max(1);
@@ -371,6 +380,25 @@ pub fn classify_presence(s: &Stanza) -> Option<(u64, Outcome)> {
         "unsubscribed" => Some((seq, Outcome::Unsubscribed)),
         _ => None,
     }
+}
+
+/// Classifies a presence stanza the router sent a partner for the SIP source: the sequence
+/// number of the source's SUBSCRIBE is in the sender's local part (`lgw<seq>`,
+/// [`crate::sip_source::WATCHER_USER`]). `Some((seq, true))` for the `subscribe` that completes
+/// it, `Some((seq, false))` for another type (the `unsubscribe` when the source ends the
+/// dialog), `None` when the sender is not a watcher of ours.
+pub fn classify_outbound_presence(s: &Stanza) -> Option<(u64, bool)> {
+    if s.kind() != StanzaKind::Presence {
+        return None;
+    }
+    let from = s.attr_raw(HeaderAttr::From)?;
+    let local = &from[..from.find('@')?];
+    let digits = local.strip_prefix(crate::sip_source::WATCHER_USER)?;
+    if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let seq = digits.parse().ok()?;
+    Some((seq, s.attr_raw(HeaderAttr::Type) == Some("subscribe")))
 }
 
 /// The stanza error condition: the name of the element declared in the stanzas namespace.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use loadgen::report::Report;
 use loadgen::run::{self, Delivery, Direction, Mode, RunPlan, SipSource};
 use loadgen::setup;
-use loadgen::workload::{BodySize, Workload};
+use loadgen::workload::{BodySize, Mix, Workload};
 use stanza_router::config::Config;
 use stanza_router::runtime::shards;
 
@@ -20,6 +20,12 @@ mod common;
 use common::*;
 
 fn bench(label: &str, direction: Direction, mode: Mode, count: u64) -> Bench {
+    bench_with(label, direction, mode, count, false)
+}
+
+/// With `sink`, the router gets a `[sip] next_hop` where the run's SIP sink listens (its
+/// presence gateway, which the source's SUBSCRIBEs need, runs only with one).
+fn bench_with(label: &str, direction: Direction, mode: Mode, count: u64, sink: bool) -> Bench {
     let dir = TempDir::new(label);
     let names = setup::default_partners(2);
     setup::write_ca(&dir.0, "corp.test", &names).unwrap();
@@ -28,8 +34,9 @@ fn bench(label: &str, direction: Direction, mode: Mode, count: u64) -> Bench {
     let sip: SocketAddr = (IP, free_port()).into();
     let base = free_port_run(2);
     let listen: Vec<SocketAddr> = (0..2).map(|i| (IP, base + i).into()).collect();
+    let next_hop: Option<SocketAddr> = sink.then(|| (IP, free_port()).into());
     let sides = setup::SipSides {
-        next_hop: None,
+        next_hop,
         listen: Some(sip),
         s2s_tls: None,
         dialback: false,
@@ -63,7 +70,13 @@ fn bench(label: &str, direction: Direction, mode: Mode, count: u64) -> Bench {
         router_pid: None,
         progress: false,
         recipient_domain: "corp.test".into(),
-        delivery: Delivery::Streams,
+        delivery: match next_hop {
+            Some(listen) => Delivery::SipSink {
+                listen,
+                errors: None,
+            },
+            None => Delivery::Streams,
+        },
         direction,
         sip_source: Some(SipSource {
             router: sip,
@@ -118,6 +131,48 @@ fn closed_loop_outbound_delivers_every_message() {
     assert_eq!(report.outcomes.delivered, 2000, "{}", report.text());
     assert_eq!(report.sip_source.map(|s| s.ok), Some(2000));
     assert!(report.clean(), "{}", report.text());
+}
+
+/// The source's mix: every SUBSCRIBE forms a dialog with the router's notifier, reaches the
+/// partner user as `<presence type='subscribe'/>` from its watcher, and is ended by the
+/// source's unsubscribe (200 + NOTIFY terminated, `unsubscribe` at the partner); every NOTIFY
+/// is answered, and no dialog is left open in the router's tables or ours.
+#[test]
+fn sip_subscribes_reach_partners_and_every_dialog_is_ended() {
+    let mut b = bench_with(
+        "out-subscribe",
+        Direction::Outbound,
+        Mode::Open { rate: 2000.0 },
+        1000,
+        true,
+    );
+    b.plan.workload = Workload::Mix;
+    b.plan.mix = Mix {
+        messages: 1,
+        presence: 0,
+        subscriptions: 1,
+    };
+    let result = run::run(&b.plan, &b.tls).expect("run starts");
+    let report = Report::new(&b.plan, &result);
+    let text = report.text();
+    let o = &report.outcomes;
+    assert_eq!((o.delivered, o.lost), (1000, 0), "{text}");
+    assert!(o.refused.is_empty(), "{text}");
+    let src = report.sip_source.expect("source counts");
+    let subs = src.subscribed;
+    assert!(
+        (350..650).contains(&subs),
+        "about half SUBSCRIBEs, got {subs}: {text}"
+    );
+    assert_eq!((src.sent, src.ok), (1000, 1000), "{text}");
+    assert_eq!((src.unsubscribes, src.unsubscribed), (subs, subs), "{text}");
+    assert_eq!(src.notifies_terminated, subs, "{text}");
+    assert_eq!(src.notifies, 2 * subs, "pending, then terminated: {text}");
+    assert_eq!((src.dialog_errors, src.dialogs_left), (0, 0), "{text}");
+    // Each dialog's end reaches the partner as `unsubscribe`.
+    assert_eq!(o.presence_updates, subs, "{text}");
+    assert!(text.contains("SIP source dialogs:"), "{text}");
+    assert!(report.clean(), "{text}");
 }
 
 #[test]

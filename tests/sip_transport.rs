@@ -361,3 +361,55 @@ fn listener_closes_connection_on_oversized_message() {
         assert_eq!(lh.connections(), 0);
     });
 }
+
+/// A consumer that answers each request with several writes before taking the next one (the
+/// presence gateway: a SUBSCRIBE's 200, then its NOTIFY), behind queues of one: while the
+/// connection waits for room to hand over a request, it must keep taking what is queued for the
+/// peer, or it waits for the consumer that waits for it. A pipelining peer would hang.
+#[test]
+fn listener_keeps_draining_writes_while_its_consumer_is_busy() {
+    const REQUESTS: usize = 40;
+    const WRITES_EACH: usize = 3;
+    run(|| async {
+        let mut cfg = ListenerConfig::new(vec![SocketAddr::from((LISTEN_IP, 0))]);
+        cfg.send_queue = 1;
+        cfg.incoming_queue = 1;
+        let (lh, events) = SipListener::spawn(cfg).expect("listen");
+        let addr = lh.local_addrs()[0];
+        let consumer = glommio::spawn_local(async move {
+            let mut handled = 0;
+            while handled < REQUESTS {
+                match events.recv().await.expect("listener alive") {
+                    (conn, ListenerEvent::Message(m)) => {
+                        for _ in 0..WRITES_EACH {
+                            lh.send(conn, ok_for(&m)).await.expect("connection open");
+                        }
+                        handled += 1;
+                    }
+                    (_, ListenerEvent::Closed(end)) => panic!("closed early: {end:?}"),
+                }
+            }
+            lh
+        });
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let mut all = Vec::new();
+        for i in 0..REQUESTS {
+            all.extend_from_slice(&message(&format!("pipelined-{i}")));
+        }
+        s.write_all(&all).await.expect("pipelined requests");
+        let want = REQUESTS * WRITES_EACH;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16 * 1024];
+        while got
+            .windows(b"SIP/2.0 200 OK".len())
+            .filter(|w| w == b"SIP/2.0 200 OK")
+            .count()
+            < want
+        {
+            let n = s.read(&mut buf).await.expect("read");
+            assert!(n > 0, "listener closed before every answer");
+            got.extend_from_slice(&buf[..n]);
+        }
+        let _lh = consumer.await;
+    });
+}

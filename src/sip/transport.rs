@@ -542,6 +542,13 @@ async fn send_or_wait<T>(tx: &LocalSender<T>, item: T) -> bool {
 }
 
 impl Sink<'_> {
+    fn is_full(&self) -> bool {
+        match self {
+            Sink::Connection(tx) => tx.is_full(),
+            Sink::Listener(tx, _) => tx.is_full(),
+        }
+    }
+
     async fn deliver(&self, m: SipMessage) -> Result<(), ReceiverGone> {
         let ok = match self {
             Sink::Connection(tx) => send_or_wait(tx, Incoming::Message(m)).await,
@@ -553,6 +560,54 @@ impl Sink<'_> {
             Err(ReceiverGone)
         }
     }
+}
+
+/// Takes one queued write into `out` if it belongs to flow `epoch`; `true` when it asks to end
+/// the flow (nothing after it is taken).
+fn take_outgoing(o: Outgoing, epoch: u64, out: &mut Vec<u8>) -> bool {
+    if o.epoch != epoch {
+        return false;
+    }
+    if o.reset {
+        return true;
+    }
+    out.extend_from_slice(&o.bytes);
+    false
+}
+
+/// Delivers `m`; while the consumer has no room, takes what is queued for the peer into `out`
+/// (written after this read). The consumer may be waiting for room in that queue before it takes
+/// the next message (a SUBSCRIBE answered with a 200 and a NOTIFY), and only this task drains
+/// it: waiting on one side only would wait for each other.
+async fn deliver_draining(
+    sink: Sink<'_>,
+    m: SipMessage,
+    ctl: &LocalReceiver<Outgoing>,
+    epoch: u64,
+    out: &mut Vec<u8>,
+    end: &mut Option<FlowEnd>,
+) -> Result<(), ReceiverGone> {
+    if !sink.is_full() {
+        return sink.deliver(m).await;
+    }
+    let drain = async {
+        loop {
+            // A pending `recv` dropped when the delivery completes takes nothing.
+            match ctl.recv().await {
+                Some(o) if end.is_none() => {
+                    if take_outgoing(o, epoch, out) {
+                        *end = Some(FlowEnd::ProbeFailed);
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    end.get_or_insert(FlowEnd::LocalClose);
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    };
+    future::or(sink.deliver(m), drain).await
 }
 
 /// Runs one flow until it ends: writes queued messages of `epoch`, reads and frames, answers
@@ -605,7 +660,9 @@ where
                             pong_due = None;
                         }
                         Some(Ok(Framed::Pong)) => pong_due = None,
-                        Some(Ok(Framed::Message(m))) => sink.deliver(m).await?,
+                        Some(Ok(Framed::Message(m))) => {
+                            deliver_draining(sink, m, ctl, epoch, &mut out, &mut end).await?
+                        }
                     }
                 }
             }
@@ -626,12 +683,9 @@ where
                 let mut item = Some(first);
                 // Batch what is already queued into one write.
                 while let Some(o) = item.take() {
-                    if o.epoch == epoch {
-                        if o.reset {
-                            end = Some(FlowEnd::ProbeFailed);
-                            break;
-                        }
-                        out.extend_from_slice(&o.bytes);
+                    if take_outgoing(o, epoch, &mut out) {
+                        end = Some(FlowEnd::ProbeFailed);
+                        break;
                     }
                     if out.len() >= READ_CHUNK * 4 {
                         break;

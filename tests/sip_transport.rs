@@ -413,3 +413,60 @@ fn listener_keeps_draining_writes_while_its_consumer_is_busy() {
         let _lh = consumer.await;
     });
 }
+
+/// Connections of one listener take turns handing over what they read when its queue is full:
+/// two peers pipelining at once both make progress. (Taking free slots first let the running
+/// connection keep the queue while the other, woken for a slot already taken, went back to the
+/// end of the line: under load one connection waited for seconds.)
+#[test]
+fn listener_connections_take_turns_when_the_queue_is_full() {
+    const EACH: usize = 400;
+    run(|| async {
+        let mut cfg = ListenerConfig::new(vec![SocketAddr::from((LISTEN_IP, 0))]);
+        cfg.incoming_queue = 4;
+        let (lh, events) = SipListener::spawn(cfg).expect("listen");
+        let addr = lh.local_addrs()[0];
+        let burst = |tag: &str| {
+            let mut all = Vec::new();
+            for i in 0..EACH {
+                all.extend_from_slice(&message(&format!("{tag}-{i}")));
+            }
+            all
+        };
+        let (a, b) = (burst("a"), burst("b"));
+        let mut sa = TcpStream::connect(addr).await.expect("connect a");
+        let mut sb = TcpStream::connect(addr).await.expect("connect b");
+        let writers = glommio::spawn_local(async move {
+            let (ra, rb) = future::zip(sa.write_all(&a), sb.write_all(&b)).await;
+            ra.expect("burst a");
+            rb.expect("burst b");
+            (sa, sb)
+        });
+        // A consumer slower than the connections: the queue stays full.
+        let mut order: Vec<ConnId> = Vec::new();
+        while order.len() < 2 * EACH {
+            match events.recv().await.expect("listener alive") {
+                (conn, ListenerEvent::Message(_)) => order.push(conn),
+                (_, ListenerEvent::Closed(end)) => panic!("closed early: {end:?}"),
+            }
+            future::yield_now().await;
+        }
+        let _streams = writers.await;
+        let first = order[0];
+        // Until one connection is done, the other has its turns: its longest wait is a few
+        // reads' worth of the first one's messages, not the whole burst.
+        let done_at = order
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c == first)
+            .nth(EACH - 1)
+            .map(|(i, _)| i)
+            .expect("all of the first connection's messages");
+        let other_before = order[..done_at].iter().filter(|c| **c != first).count();
+        assert!(
+            other_before >= EACH / 2,
+            "the second connection got {other_before} of {EACH} through while the first sent all"
+        );
+        drop(lh);
+    });
+}

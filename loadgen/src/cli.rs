@@ -183,8 +183,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "IP:PORT")]
     pub sip_source: Option<SocketAddr>,
     /// Outbound: TCP connections of the SIP source (requests spread round-robin). The router
-    /// keeps at most 65,536 server transactions per flow, each lingering 8·T1 (4 s) after its
-    /// answer, so one flow above ≈ 16 K MESSAGEs/s gets 503s: use several.
+    /// keeps at most 65,536 server transactions per flow, each lingering 2·T1 (1 s) after its
+    /// answer, so one flow above ≈ 65 K requests/s gets 503s (a SUBSCRIBE item is two: it and
+    /// its unsubscribe): use several.
     #[arg(long, value_name = "N", default_value_t = 1, requires = "sip_source")]
     pub sip_connections: usize,
     /// Outbound: SIP domain of the senders lgN@D (an internal domain of the router) [default:

@@ -17,7 +17,7 @@
 //! that fails it with [`SipHandle::reset_flow`].
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -528,7 +528,91 @@ struct ReceiverGone;
 #[derive(Clone, Copy)]
 enum Sink<'a> {
     Connection(&'a LocalSender<Incoming>),
-    Listener(&'a LocalSender<(ConnId, ListenerEvent)>, ConnId),
+    Listener(&'a ListenerEvents, ConnId),
+}
+
+/// The queue every connection of a listener hands its messages to, shared in turn: a
+/// connection that finds it full (or others already waiting) takes a ticket and waits for its
+/// turn, then hands over what it read (one read's messages) while the others wait. glommio's
+/// own waiters do not keep order (a sender arriving when a slot frees takes it before the
+/// waiter woken for it, which goes back to the end of the line): under load one connection kept
+/// the queue and the others waited for seconds. A turn per read rather than per message keeps
+/// the task switches per message as before.
+struct ListenerEvents {
+    tx: LocalSender<(ConnId, ListenerEvent)>,
+    /// Tickets in line, front first, with the waker of each once it has waited.
+    line: RefCell<VecDeque<(u64, Option<Waker>)>>,
+    next_ticket: Cell<u64>,
+}
+
+/// A ticket in the line of a [`ListenerEvents`]; leaving (sent, or the flow dropped) lets the
+/// next one go.
+struct InLine<'a> {
+    q: &'a ListenerEvents,
+    ticket: u64,
+}
+
+impl Drop for InLine<'_> {
+    fn drop(&mut self) {
+        let next = {
+            let mut line = self.q.line.borrow_mut();
+            let was_front = line.front().is_some_and(|f| f.0 == self.ticket);
+            line.retain(|e| e.0 != self.ticket);
+            if was_front {
+                line.front_mut().and_then(|f| f.1.take())
+            } else {
+                None
+            }
+        };
+        if let Some(w) = next {
+            w.wake();
+        }
+    }
+}
+
+impl ListenerEvents {
+    fn new(tx: LocalSender<(ConnId, ListenerEvent)>) -> ListenerEvents {
+        ListenerEvents {
+            tx,
+            line: RefCell::new(VecDeque::new()),
+            next_ticket: Cell::new(0),
+        }
+    }
+
+    /// Whether a message now would have to wait.
+    fn is_full(&self) -> bool {
+        !self.line.borrow().is_empty() || self.tx.is_full()
+    }
+
+    /// Waits for this caller's turn at the front of the line: from then until the returned
+    /// ticket is dropped, it is the only sender waiting for room.
+    async fn wait_turn(&self) -> InLine<'_> {
+        let ticket = self.next_ticket.get();
+        self.next_ticket.set(ticket + 1);
+        self.line.borrow_mut().push_back((ticket, None));
+        let in_line = InLine { q: self, ticket };
+        std::future::poll_fn(|cx| {
+            let mut line = self.line.borrow_mut();
+            if line.front().is_some_and(|f| f.0 == ticket) {
+                return Poll::Ready(());
+            }
+            if let Some(e) = line.iter_mut().find(|e| e.0 == ticket) {
+                e.1 = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await;
+        in_line
+    }
+
+    /// Queues `item` after anyone waiting; `false` when the receiver is gone.
+    async fn send(&self, item: (ConnId, ListenerEvent)) -> bool {
+        let _turn = match self.is_full() {
+            true => Some(self.wait_turn().await),
+            false => None,
+        };
+        send_or_wait(&self.tx, item).await
+    }
 }
 
 /// Sends on a bounded local channel, waiting for room only when it is full (`send` builds a
@@ -542,17 +626,18 @@ async fn send_or_wait<T>(tx: &LocalSender<T>, item: T) -> bool {
 }
 
 impl Sink<'_> {
+    /// Whether a message now would have to wait.
     fn is_full(&self) -> bool {
         match self {
             Sink::Connection(tx) => tx.is_full(),
-            Sink::Listener(tx, _) => tx.is_full(),
+            Sink::Listener(q, _) => q.is_full(),
         }
     }
 
     async fn deliver(&self, m: SipMessage) -> Result<(), ReceiverGone> {
         let ok = match self {
             Sink::Connection(tx) => send_or_wait(tx, Incoming::Message(m)).await,
-            Sink::Listener(tx, id) => send_or_wait(tx, (*id, ListenerEvent::Message(m))).await,
+            Sink::Listener(q, id) => q.send((*id, ListenerEvent::Message(m))).await,
         };
         if ok {
             Ok(())
@@ -579,17 +664,33 @@ fn take_outgoing(o: Outgoing, epoch: u64, out: &mut Vec<u8>) -> bool {
 /// (written after this read). The consumer may be waiting for room in that queue before it takes
 /// the next message (a SUBSCRIBE answered with a 200 and a NOTIFY), and only this task drains
 /// it: waiting on one side only would wait for each other.
-async fn deliver_draining(
-    sink: Sink<'_>,
+async fn deliver_draining<'s>(
+    sink: Sink<'s>,
     m: SipMessage,
     ctl: &LocalReceiver<Outgoing>,
     epoch: u64,
     out: &mut Vec<u8>,
     end: &mut Option<FlowEnd>,
+    turn: &mut Option<InLine<'s>>,
 ) -> Result<(), ReceiverGone> {
-    if !sink.is_full() {
+    if turn.is_none() && !sink.is_full() {
         return sink.deliver(m).await;
     }
+    let go = async {
+        match sink {
+            Sink::Listener(q, id) => {
+                if turn.is_none() {
+                    *turn = Some(q.wait_turn().await);
+                }
+                if send_or_wait(&q.tx, (id, ListenerEvent::Message(m))).await {
+                    Ok(())
+                } else {
+                    Err(ReceiverGone)
+                }
+            }
+            Sink::Connection(_) => sink.deliver(m).await,
+        }
+    };
     let drain = async {
         loop {
             // A pending `recv` dropped when the delivery completes takes nothing.
@@ -607,7 +708,7 @@ async fn deliver_draining(
             }
         }
     };
-    future::or(sink.deliver(m), drain).await
+    future::or(go, drain).await
 }
 
 /// Runs one flow until it ends: writes queued messages of `epoch`, reads and frames, answers
@@ -646,6 +747,8 @@ where
             Wake::Read(Ok(0)) => end = Some(FlowEnd::PeerClosed),
             Wake::Read(Err(e)) => end = Some(FlowEnd::Io(e.kind())),
             Wake::Read(Ok(n)) => {
+                // This read's messages go over in one turn when connections wait in line.
+                let mut turn = None;
                 if let Err(e) = framer.feed(&buf[..n]) {
                     end = Some(FlowEnd::Framing(e));
                 }
@@ -661,7 +764,8 @@ where
                         }
                         Some(Ok(Framed::Pong)) => pong_due = None,
                         Some(Ok(Framed::Message(m))) => {
-                            deliver_draining(sink, m, ctl, epoch, &mut out, &mut end).await?
+                            deliver_draining(sink, m, ctl, epoch, &mut out, &mut end, &mut turn)
+                                .await?
                         }
                     }
                 }
@@ -764,7 +868,7 @@ struct ListenerInner {
     conns: RefCell<HashMap<ConnId, Rc<LocalSender<Outgoing>>>>,
     next_id: Cell<u64>,
     local: Vec<SocketAddr>,
-    events: Rc<LocalSender<(ConnId, ListenerEvent)>>,
+    events: Rc<ListenerEvents>,
     cfg: ListenerConfig,
     /// Accept loops; dropped (cancelled) with the last handle.
     accept_tasks: RefCell<Vec<glommio::Task<()>>>,
@@ -834,7 +938,7 @@ impl SipListener {
             conns: RefCell::new(HashMap::new()),
             next_id: Cell::new(0),
             local,
-            events: Rc::new(events),
+            events: Rc::new(ListenerEvents::new(events)),
             cfg: config,
             accept_tasks: RefCell::new(Vec::new()),
         });
@@ -922,6 +1026,67 @@ async fn serve(
 mod tests {
     use super::*;
     use rustls_pki_types::ServerName;
+
+    fn closed(n: u64) -> (ConnId, ListenerEvent) {
+        (ConnId(n), ListenerEvent::Closed(FlowEnd::LocalClose))
+    }
+
+    /// The starvation the line prevents: when a slot frees, a connection arriving before the
+    /// woken waiter runs must not take it.
+    #[test]
+    fn a_sender_arriving_while_another_waits_goes_behind_it() {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(512 * 1024)
+            .ring_depth(8)
+            .spawn(|| async {
+                let (tx, rx) = local_channel::new_bounded(1);
+                let q = Rc::new(ListenerEvents::new(tx));
+                assert!(q.send(closed(0)).await, "fills the queue");
+                let qa = q.clone();
+                let a = glommio::spawn_local(async move { qa.send(closed(1)).await });
+                // A runs until it waits in line.
+                while q.line.borrow().is_empty() {
+                    future::yield_now().await;
+                }
+                // A slot frees (A is woken, not run yet) and B arrives: B waits behind A.
+                assert_eq!(rx.recv().await.map(|e| e.0), Some(ConnId(0)));
+                let mut b = Box::pin(q.send(closed(2)));
+                assert_eq!(future::poll_once(&mut b).await, None, "B went past A");
+                assert_eq!(rx.recv().await.map(|e| e.0), Some(ConnId(1)));
+                assert!(a.await);
+                assert!(b.await);
+                assert_eq!(rx.recv().await.map(|e| e.0), Some(ConnId(2)));
+                assert!(q.line.borrow().is_empty());
+            })
+            .expect("executor")
+            .join()
+            .expect("test body");
+    }
+
+    /// A connection that leaves the line (its flow dropped) lets the next one go.
+    #[test]
+    fn a_dropped_waiter_leaves_the_line() {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(512 * 1024)
+            .ring_depth(8)
+            .spawn(|| async {
+                let (tx, rx) = local_channel::new_bounded(1);
+                let q = ListenerEvents::new(tx);
+                assert!(q.send(closed(0)).await);
+                let mut a = Box::pin(q.send(closed(1)));
+                assert_eq!(future::poll_once(&mut a).await, None);
+                let mut b = Box::pin(q.send(closed(2)));
+                assert_eq!(future::poll_once(&mut b).await, None);
+                drop(a);
+                assert_eq!(rx.recv().await.map(|e| e.0), Some(ConnId(0)));
+                assert!(b.await);
+                assert_eq!(rx.recv().await.map(|e| e.0), Some(ConnId(2)));
+                assert!(q.line.borrow().is_empty());
+            })
+            .expect("executor")
+            .join()
+            .expect("test body");
+    }
 
     fn target(addr: &str) -> HopTarget {
         HopTarget {

@@ -2,7 +2,9 @@
 //! `setup::router_toml_sip`); the loadgen's SIP source sends MESSAGEs to partner users over TCP,
 //! the router delivers them as `<message/>` over its outbound S2S streams to the loadgen's
 //! partner listeners, and answers each MESSAGE 200. Every MESSAGE must be seen at a partner and
-//! answered 2xx, none lost; with `--direction both`, pings flow inbound at the same time.
+//! answered 2xx, none lost; with `--direction both`, pings flow inbound at the same time. With
+//! the mix, SUBSCRIBEs form dialogs with the router's notifier, reach the partners as
+//! `subscribe`, and are ended by the source.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;

@@ -4,6 +4,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use loadgen::run::{self, RunPlan};
@@ -37,23 +38,38 @@ impl Drop for TempDir {
     }
 }
 
-/// A loopback port free right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind((IP, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Ports handed out for listeners come from below the kernel's ephemeral range (32768–60999
+/// by default): a port taken with `bind(0)` could be taken again, between the check and the
+/// run's bind, by an outgoing connection of a test running alongside (seen in CI as
+/// `AddrInUse`). A counter keeps the tests of one binary on distinct ports; the start depends on
+/// the process, so consecutive binaries do not reuse each other's ports in TIME_WAIT.
+const LOW: u16 = 20_000;
+const SPAN: u16 = 12_000;
+static NEXT: AtomicU16 = AtomicU16::new(0);
+
+/// `n` consecutive port numbers, not yet handed out by this process.
+fn next_ports(n: u16) -> u16 {
+    let offset = (std::process::id() % 60) as u16 * 200;
+    loop {
+        let k = NEXT.fetch_add(n, Ordering::Relaxed);
+        let p = (offset + k) % SPAN;
+        // A run must not wrap past the top of the range.
+        if p + n <= SPAN {
+            return LOW + p;
+        }
+    }
 }
 
-/// `n` consecutive free ports (partner `i` listens on base + i).
+/// A loopback port free right now, below the ephemeral range.
+pub fn free_port() -> u16 {
+    free_port_run(1)
+}
+
+/// `n` consecutive free ports (partner `i` listens on base + i), below the ephemeral range.
 pub fn free_port_run(n: u16) -> u16 {
-    for _ in 0..100 {
-        let base = free_port();
-        if base.checked_add(n).is_none() {
-            continue;
-        }
-        if (1..n).all(|i| TcpListener::bind((IP, base + i)).is_ok()) {
+    for _ in 0..1000 {
+        let base = next_ports(n);
+        if (0..n).all(|i| TcpListener::bind((IP, base + i)).is_ok()) {
             return base;
         }
     }

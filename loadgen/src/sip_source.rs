@@ -18,7 +18,7 @@
 //! connection.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -450,10 +450,16 @@ impl SourceWire {
         &self.tcp
     }
 
-    /// Writes all of `batch` (blocking), between the reader's writes.
+    /// Writes all of `batch` (blocking), between the reader's writes. A write that fails
+    /// part-way shuts the sending side: what the reader writes next would be read as the rest
+    /// of the cut request.
     pub fn write_all(&self, batch: &[u8]) -> io::Result<()> {
         let _turn = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        (&self.tcp).write_all(batch)
+        let r = (&self.tcp).write_all(batch);
+        if r.is_err() {
+            let _ = self.tcp.shutdown(Shutdown::Write);
+        }
+        r
     }
 
     /// Writes what the socket takes now of `bytes` without blocking; the caller holds the lock.
@@ -484,7 +490,8 @@ impl SourceWire {
 pub struct SourceProgress {
     /// Final responses to the requests the writers sent (the drain waits for all of them).
     pub finals: AtomicU64,
-    /// SUBSCRIBE dialogs formed and not closed (the drain waits for them to close).
+    /// SUBSCRIBE dialogs formed and not closed, plus one per connection while answers or
+    /// unsubscribes wait to be written (the drain waits for all of it).
     pub dialogs_open: AtomicI64,
 }
 
@@ -521,11 +528,17 @@ pub fn read_responses(
     let mut owed: Vec<u8> = Vec::new();
     let mut owed_done = 0;
     let mut turn: Option<MutexGuard<'_, ()>> = None;
+    // Open work published for the drain: open dialogs, and owed bytes as one more.
     let mut open = 0i64;
-    loop {
-        if stop.load(Ordering::Acquire) {
-            break;
+    let publish = |open: &mut i64, now: i64| {
+        if now != *open {
+            progress
+                .dialogs_open
+                .fetch_add(now - *open, Ordering::AcqRel);
+            *open = now;
         }
+    };
+    loop {
         if owed_done < owed.len() {
             if turn.is_none() {
                 turn = wire.lock.try_lock().ok();
@@ -545,6 +558,11 @@ pub fn read_responses(
                 owed.clear();
                 owed_done = 0;
             }
+        }
+        publish(&mut open, uac.open() as i64 + i64::from(!owed.is_empty()));
+        // Checked after the flush: what was owed when the drain ended goes out first.
+        if stop.load(Ordering::Acquire) {
+            break;
         }
         let want = if owed.is_empty() {
             IDLE_POLL
@@ -619,16 +637,12 @@ pub fn read_responses(
                 }
             }
         });
+        // Open work first: the drain reads the finals first, so it never sees the final
+        // response of a SUBSCRIBE without the dialog it opened.
+        publish(&mut open, uac.open() as i64 + i64::from(!owed.is_empty()));
         progress
             .finals
             .fetch_add(counts.ok + counts.refused - before, Ordering::AcqRel);
-        let now_open = uac.open() as i64;
-        if now_open != open {
-            progress
-                .dialogs_open
-                .fetch_add(now_open - open, Ordering::AcqRel);
-            open = now_open;
-        }
         match used {
             Ok(u) => {
                 buf.copy_within(u..have, 0);
@@ -639,6 +653,11 @@ pub fn read_responses(
                 break;
             }
         }
+    }
+    if owed_done > 0 && owed_done < owed.len() {
+        // Half an answer went out: nothing may follow it on this stream (the writer's next
+        // batch would be read as its rest).
+        let _ = wire.tcp().shutdown(Shutdown::Write);
     }
     counts.dialogs_left = uac.open() as u64;
     progress.dialogs_open.fetch_sub(open, Ordering::AcqRel);

@@ -1014,6 +1014,9 @@ async fn serve(
     if let Some(inner) = weak.upgrade() {
         inner.conns.borrow_mut().remove(&id);
     }
+    // Nobody drains this connection's writes any more: a sender waiting for room there (the
+    // consumer, which may be what the Closed event below waits for) is released with an error.
+    drop(ctl);
     if let Ok(end) = end {
         if matches!(end, FlowEnd::Framing(_)) {
             warn!(conn = %id, reason = %end, "SIP connection closed");

@@ -322,6 +322,15 @@ impl Correlator {
     }
 }
 
+/// A sequence number written as 1 to 19 ASCII digits (no sign, no overflow), as the loadgen
+/// puts it in local parts and Call-IDs.
+pub fn parse_seq(d: &[u8]) -> Option<u64> {
+    if d.is_empty() || d.len() > 19 || !d.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(d.iter().fold(0u64, |n, c| n * 10 + u64::from(c - b'0')))
+}
+
 /// The sequence number in a stanza id `lg-<seq>`.
 pub fn seq_from_id(id: &str) -> Option<u64> {
     id.strip_prefix(ID_PREFIX)?.parse().ok()

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::correlator::{Correlator, Outcome, Recorder, ID_PREFIX};
+use crate::correlator::{parse_seq, Correlator, Outcome, Recorder, ID_PREFIX};
 use crate::sip_sink::{
     find_crlf, head_len, header_of, parse_len, push_num, trim, Hdr, SinkError, MAX_BODY, MAX_HEAD,
 };
@@ -130,15 +130,11 @@ impl SourceTemplates {
         // Body: `seq=<n> ` then padding; its length without formatting twice.
         let body_len = 4 + digits(seq) + 1 + pad;
         out.extend_from_slice(b"MESSAGE sip:user");
-        push_num(out, user);
-        out.push(b'@');
-        out.extend_from_slice(partner.as_bytes());
+        push_user_at(out, user, partner);
         out.extend_from_slice(self.via.as_bytes());
         push_num(out, seq);
         out.extend_from_slice(self.from_to.as_bytes());
-        push_num(out, user);
-        out.push(b'@');
-        out.extend_from_slice(partner.as_bytes());
+        push_user_at(out, user, partner);
         out.extend_from_slice(b">\r\nCall-ID: ");
         out.extend_from_slice(ID_PREFIX.as_bytes());
         push_num(out, seq);
@@ -168,9 +164,7 @@ impl SourceTemplates {
             Some((_, target)) => out.extend_from_slice(target.as_bytes()),
             None => {
                 out.extend_from_slice(b"sip:user");
-                push_num(out, user);
-                out.push(b'@');
-                out.extend_from_slice(partner.as_bytes());
+                push_user_at(out, user, partner);
             }
         }
         out.extend_from_slice(self.via.as_bytes());
@@ -183,9 +177,7 @@ impl SourceTemplates {
         out.extend_from_slice(WATCHER_USER.as_bytes());
         push_num(out, seq);
         out.extend_from_slice(self.watcher_to.as_bytes());
-        push_num(out, user);
-        out.push(b'@');
-        out.extend_from_slice(partner.as_bytes());
+        push_user_at(out, user, partner);
         out.push(b'>');
         if let Some((tag, _)) = dialog {
             out.extend_from_slice(b";tag=");
@@ -209,6 +201,13 @@ impl SourceTemplates {
         );
         out.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
     }
+}
+
+/// Appends `<user>@<partner>` (after a `sip:user` or `<sip:user` already written).
+fn push_user_at(out: &mut Vec<u8>, user: u64, partner: &str) {
+    push_num(out, user);
+    out.push(b'@');
+    out.extend_from_slice(partner.as_bytes());
 }
 
 fn digits(mut n: u64) -> usize {
@@ -419,11 +418,7 @@ fn cseq_method(v: &[u8]) -> CseqMethod {
 
 /// The sequence number in a Call-ID `lg-<seq>`.
 pub fn seq_of_call_id(v: &[u8]) -> Option<u64> {
-    let d = v.strip_prefix(ID_PREFIX.as_bytes())?;
-    if d.is_empty() || d.len() > 19 || !d.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(d.iter().fold(0u64, |n, c| n * 10 + u64::from(c - b'0')))
+    parse_seq(v.strip_prefix(ID_PREFIX.as_bytes())?)
 }
 
 /// One source connection's socket, written by its writer (batches of requests) and by its

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use stanza_router::xml::{HeaderAttr, Stanza, StanzaKind};
 
-use crate::correlator::{seq_from_id, Condition, Kind, Outcome, BODY_MARKER, ID_PREFIX};
+use crate::correlator::{parse_seq, seq_from_id, Condition, Kind, Outcome, BODY_MARKER, ID_PREFIX};
 
 /// Which requests to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -366,11 +366,7 @@ pub fn classify_presence(s: &Stanza) -> Option<(u64, Outcome)> {
     let ty = s.attr_raw(HeaderAttr::Type)?;
     let to = s.attr_raw(HeaderAttr::To)?;
     let local = &to[..to.find('@')?];
-    let num = |rest: &str| {
-        (!rest.is_empty() && rest.len() <= 19 && rest.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| rest.parse::<u64>().ok())
-            .flatten()
-    };
+    let num = |rest: &str| parse_seq(rest.as_bytes());
     if let Some(seq) = local.strip_prefix(PROBE_USER).and_then(num) {
         return matches!(ty, "unsubscribed" | "subscribed").then_some((seq, Outcome::Answered));
     }
@@ -393,11 +389,11 @@ pub fn classify_outbound_presence(s: &Stanza) -> Option<(u64, bool)> {
     }
     let from = s.attr_raw(HeaderAttr::From)?;
     let local = &from[..from.find('@')?];
-    let digits = local.strip_prefix(crate::sip_source::WATCHER_USER)?;
-    if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let seq = digits.parse().ok()?;
+    let seq = parse_seq(
+        local
+            .strip_prefix(crate::sip_source::WATCHER_USER)?
+            .as_bytes(),
+    )?;
     Some((seq, s.attr_raw(HeaderAttr::Type) == Some("subscribe")))
 }
 

@@ -1034,61 +1034,64 @@ mod tests {
         (ConnId(n), ListenerEvent::Closed(FlowEnd::LocalClose))
     }
 
-    /// The starvation the line prevents: when a slot frees, a connection arriving before the
-    /// woken waiter runs must not take it.
-    #[test]
-    fn a_sender_arriving_while_another_waits_goes_behind_it() {
+    /// Runs `body` on a fresh glommio executor (small rings) and waits for it.
+    fn on_executor<F, Fut>(body: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .io_memory(512 * 1024)
             .ring_depth(8)
-            .spawn(|| async {
-                let (tx, rx) = local_channel::new_bounded(1);
-                let q = Rc::new(ListenerEvents::new(tx));
-                assert!(q.send(closed(0)).await, "fills the queue");
-                let qa = q.clone();
-                let a = glommio::spawn_local(async move { qa.send(closed(1)).await });
-                // A runs until it waits in line.
-                while q.line.borrow().is_empty() {
-                    future::yield_now().await;
-                }
-                // A slot frees (A is woken, not run yet) and B arrives: B waits behind A.
-                assert_eq!(rx.recv().await.map(|e| e.0), Some(ConnId(0)));
-                let mut b = Box::pin(q.send(closed(2)));
-                assert_eq!(future::poll_once(&mut b).await, None, "B went past A");
-                assert_eq!(rx.recv().await.map(|e| e.0), Some(ConnId(1)));
-                assert!(a.await);
-                assert!(b.await);
-                assert_eq!(rx.recv().await.map(|e| e.0), Some(ConnId(2)));
-                assert!(q.line.borrow().is_empty());
-            })
+            .spawn(body)
             .expect("executor")
             .join()
             .expect("test body");
     }
 
+    /// The starvation the line prevents: when a slot frees, a connection arriving before the
+    /// woken waiter runs must not take it.
+    #[test]
+    fn a_sender_arriving_while_another_waits_goes_behind_it() {
+        on_executor(|| async {
+            let (tx, rx) = local_channel::new_bounded(1);
+            let q = Rc::new(ListenerEvents::new(tx));
+            assert!(q.send(closed(0)).await, "fills the queue");
+            let qa = q.clone();
+            let a = glommio::spawn_local(async move { qa.send(closed(1)).await });
+            // A runs until it waits in line.
+            while q.line.borrow().is_empty() {
+                future::yield_now().await;
+            }
+            // A slot frees (A is woken, not run yet) and B arrives: B waits behind A.
+            assert_eq!(rx.recv().await.map(|e| e.0), Some(ConnId(0)));
+            let mut b = Box::pin(q.send(closed(2)));
+            assert_eq!(future::poll_once(&mut b).await, None, "B went past A");
+            assert_eq!(rx.recv().await.map(|e| e.0), Some(ConnId(1)));
+            assert!(a.await);
+            assert!(b.await);
+            assert_eq!(rx.recv().await.map(|e| e.0), Some(ConnId(2)));
+            assert!(q.line.borrow().is_empty());
+        });
+    }
+
     /// A connection that leaves the line (its flow dropped) lets the next one go.
     #[test]
     fn a_dropped_waiter_leaves_the_line() {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(512 * 1024)
-            .ring_depth(8)
-            .spawn(|| async {
-                let (tx, rx) = local_channel::new_bounded(1);
-                let q = ListenerEvents::new(tx);
-                assert!(q.send(closed(0)).await);
-                let mut a = Box::pin(q.send(closed(1)));
-                assert_eq!(future::poll_once(&mut a).await, None);
-                let mut b = Box::pin(q.send(closed(2)));
-                assert_eq!(future::poll_once(&mut b).await, None);
-                drop(a);
-                assert_eq!(rx.recv().await.map(|e| e.0), Some(ConnId(0)));
-                assert!(b.await);
-                assert_eq!(rx.recv().await.map(|e| e.0), Some(ConnId(2)));
-                assert!(q.line.borrow().is_empty());
-            })
-            .expect("executor")
-            .join()
-            .expect("test body");
+        on_executor(|| async {
+            let (tx, rx) = local_channel::new_bounded(1);
+            let q = ListenerEvents::new(tx);
+            assert!(q.send(closed(0)).await);
+            let mut a = Box::pin(q.send(closed(1)));
+            assert_eq!(future::poll_once(&mut a).await, None);
+            let mut b = Box::pin(q.send(closed(2)));
+            assert_eq!(future::poll_once(&mut b).await, None);
+            drop(a);
+            assert_eq!(rx.recv().await.map(|e| e.0), Some(ConnId(0)));
+            assert!(b.await);
+            assert_eq!(rx.recv().await.map(|e| e.0), Some(ConnId(2)));
+            assert!(q.line.borrow().is_empty());
+        });
     }
 
     fn target(addr: &str) -> HopTarget {

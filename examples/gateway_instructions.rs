@@ -7,18 +7,21 @@
 //!     target/release/examples/gateway_instructions 100000     # the router's side only
 //! ```
 //!
-//! Per message: read the stanza's children, map it (RFC 7572), map both addresses, serialize
-//! the SIP MESSAGE, start a client transaction, then parse the pool's 200 and match it.
+//! Per message: read the stanza's children, map it (RFC 7572), parse both addresses, write the
+//! SIP MESSAGE, start a client transaction, then parse the pool's 200 and match it.
 
 use std::time::Instant;
 
 use bytes::Bytes;
-use stanza_router::gateway::address::jid_to_sip_uri;
-use stanza_router::gateway::message::{sip_from_xmpp, MessageLimits};
+use stanza_router::gateway::address::write_sip_uri_of;
+use stanza_router::gateway::message::{sip_parts_from_xmpp, MessageLimits};
+use stanza_router::gateway::message_request::MessageRequest;
 use stanza_router::gateway::outbound_message::xmpp_message;
+use stanza_router::sip::token::TokenGen;
 use stanza_router::sip::transaction::{BranchGen, ClientTransactions, TxConfig};
-use stanza_router::sip::{HeaderName, Request, SipMessage};
+use stanza_router::sip::SipMessage;
 use stanza_router::xml::{Event, Framer, FramerLimits, Stanza};
+use stanza_router::xmpp::jid::Jid;
 
 // The router's allocator, so allocation costs count as they do there.
 #[global_allocator]
@@ -37,33 +40,35 @@ fn stanza() -> Stanza {
     }
 }
 
-/// The router's side of one message up to the write: map, serialize, start the transaction.
+/// The router's side of one message up to the write: map, write the request, start the
+/// transaction (as `MessageGateway::build` and `send` do).
 #[inline(never)]
 fn router_send(
     s: &Stanza,
     limits: &MessageLimits,
     txs: &mut ClientTransactions,
-    branches: &mut BranchGen,
+    gens: &mut (BranchGen, TokenGen, String),
     now: Instant,
 ) -> Bytes {
     let m = xmpp_message(s).expect("message");
-    let sip = sip_from_xmpp(&m, limits).expect("maps").expect("body");
+    let parts = sip_parts_from_xmpp(&m, limits)
+        .expect("maps")
+        .expect("body");
     let (from, to) = (s.from().expect("from"), s.to().expect("to"));
-    let from_uri = jid_to_sip_uri(&from).expect("from maps");
-    let to_uri = jid_to_sip_uri(&to).expect("to maps");
-    let branch = branches.next_branch();
-    let mut b = Request::builder("MESSAGE", &to_uri)
-        .via("TCP", "127.0.0.1", None, &branch, true)
-        .max_forwards(70)
-        .from(None, &from_uri, Some("0123456789abcdef"))
-        .to(None, &to_uri, None)
-        .call_id("0123456789abcdef0123456789abcdef")
-        .cseq(1, "MESSAGE");
-    if let Some(l) = &sip.content_language {
-        b = b.header(HeaderName::ContentLanguage, l);
+    let to_jid = Jid::parse(&to).expect("to");
+    let from_jid = Jid::parse(&from).expect("from");
+    let (branches, tokens, to_uri) = gens;
+    to_uri.clear();
+    write_sip_uri_of(&to_jid, to_uri).expect("to maps");
+    let w = MessageRequest {
+        via_host: "127.0.0.1",
+        to_uri,
+        from: &from_jid,
+        parts: &parts,
     }
-    let req = b.body(&sip.content_type, &sip.body).expect("serializes");
-    txs.start(Bytes::from(req), &branch, "MESSAGE", now)
+    .write(branches, tokens)
+    .expect("writes");
+    txs.start_at(Bytes::from(w.bytes), w.branch, "MESSAGE", now)
         .expect("room");
     txs.poll_transmit().expect("queued")
 }
@@ -96,11 +101,15 @@ fn main() {
     let s = stanza();
     let limits = MessageLimits::default();
     let mut txs = ClientTransactions::new(TxConfig::default());
-    let mut branches = BranchGen::with_prefix("bench");
+    let mut gens = (
+        BranchGen::with_prefix("0123456789abcdef01234567"),
+        TokenGen::with_key(1, 2),
+        String::new(),
+    );
     let now = Instant::now();
     let start = Instant::now();
     for _ in 0..n {
-        let sent = router_send(&s, &limits, &mut txs, &mut branches, now);
+        let sent = router_send(&s, &limits, &mut txs, &mut gens, now);
         let ok = pool_answer(sent);
         assert!(router_settle(&mut txs, ok, now));
     }

@@ -38,27 +38,42 @@ pub fn jid_to_sip_uri(jid: &str) -> Result<String, MapError> {
 pub fn sip_uri_of(j: &Jid<'_>) -> Result<String, MapError> {
     let len = j.local.map_or(0, |l| l.len() + 1) + j.domain.len() + j.resource.map_or(0, str::len);
     let mut out = String::with_capacity(len + 16);
+    write_sip_uri_of(j, &mut out)?;
+    Ok(out)
+}
+
+/// [`sip_uri_of`], appended to `out` (which is left as it was on error).
+pub fn write_sip_uri_of(j: &Jid<'_>, out: &mut String) -> Result<(), MapError> {
+    let mark = out.len();
+    let written = push_sip_uri(j, out);
+    if written.is_err() {
+        out.truncate(mark);
+    }
+    written
+}
+
+fn push_sip_uri(j: &Jid<'_>, out: &mut String) -> Result<(), MapError> {
     out.push_str("sip:");
     if let Some(local) = j.local {
         if local.is_ascii() {
             // The common case, without the allocation of a Unicode lowercasing.
-            encode_lower_ascii(local, is_user_char, &mut out);
+            encode_lower_ascii(local, is_user_char, out);
         } else {
-            encode(&local.to_lowercase(), is_user_char, &mut out);
+            encode(&local.to_lowercase(), is_user_char, out);
         }
         out.push('@');
     }
     if j.domain.is_ascii() {
-        push_lower_ascii(j.domain, &mut out);
+        push_lower_ascii(j.domain, out);
     } else {
         let a_labels = idna::domain_to_ascii(j.domain).map_err(|_| MapError::UnicodeDomain)?;
         out.push_str(&a_labels);
     }
     if let Some(res) = j.resource {
         out.push_str(";gr=");
-        encode(res, is_param_char, &mut out);
+        encode(res, is_param_char, out);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Maps a `sip:`/`sips:` URI to a JID: decoded lowercased userpart, lowercased host, `gr` → resource.
@@ -251,6 +266,11 @@ fn encode(s: &str, keep: fn(u8) -> bool, out: &mut String) {
 
 /// [`encode`] of the ASCII lowercase of `s` (ASCII).
 fn encode_lower_ascii(s: &str, keep: fn(u8) -> bool, out: &mut String) {
+    // The common case (nothing to lowercase or escape) in one append.
+    if s.bytes().all(|c| keep(c) && !c.is_ascii_uppercase()) {
+        out.push_str(s);
+        return;
+    }
     for &c in s.as_bytes() {
         let c = c.to_ascii_lowercase();
         if keep(c) {

@@ -20,6 +20,8 @@
 //! (`isComposing`, `state` active|idle, `refresh`, `contenttype`, `lastactive`) were checked
 //! against several independent implementations, not the RFC text.
 
+use std::borrow::Cow;
+
 use quick_xml::events::Event;
 use quick_xml::name::{Namespace, ResolveResult};
 use quick_xml::NsReader;
@@ -150,6 +152,43 @@ pub fn sip_from_xmpp(
     m: &XmppMessage,
     limits: &MessageLimits,
 ) -> Result<Option<SipMessage>, MapError> {
+    Ok(sip_parts_from_xmpp(m, limits)?.map(SipParts::into_owned))
+}
+
+/// The fields [`sip_from_xmpp`] maps, borrowed from the XMPP message where they can be: the
+/// gateway's MESSAGE writer copies each value once, into the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipParts<'a> {
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// `Content-Language`, if any.
+    pub content_language: Option<&'a str>,
+    /// `Subject`, if any, made header-safe.
+    pub subject: Option<Cow<'a, str>>,
+    /// `Call-ID` from the thread; `None` means "let the SIP layer generate one".
+    pub call_id: Option<String>,
+    /// The body.
+    pub body: Cow<'a, str>,
+}
+
+impl SipParts<'_> {
+    /// The owned [`SipMessage`].
+    pub fn into_owned(self) -> SipMessage {
+        SipMessage {
+            content_type: self.content_type.to_owned(),
+            content_language: self.content_language.map(str::to_owned),
+            subject: self.subject.map(Cow::into_owned),
+            call_id: self.call_id,
+            body: self.body.into_owned().into_bytes(),
+        }
+    }
+}
+
+/// [`sip_from_xmpp`] without copying the values.
+pub fn sip_parts_from_xmpp<'a>(
+    m: &'a XmppMessage,
+    limits: &MessageLimits,
+) -> Result<Option<SipParts<'a>>, MapError> {
     if m.kind == Some(MessageType::Groupchat) {
         return Err(MapError::Groupchat);
     }
@@ -158,12 +197,12 @@ pub fn sip_from_xmpp(
         let Some(state) = m.chat_state.and_then(composing_for_chat_state) else {
             return Ok(None);
         };
-        return Ok(Some(SipMessage {
-            content_type: ISCOMPOSING_TYPE.to_owned(),
+        return Ok(Some(SipParts {
+            content_type: ISCOMPOSING_TYPE,
             content_language: None,
             subject: None,
             call_id,
-            body: iscomposing_xml(state).into_bytes(),
+            body: Cow::Owned(iscomposing_xml(state)),
         }));
     };
     let cap = limits.body_cap();
@@ -173,12 +212,12 @@ pub fn sip_from_xmpp(
             cap,
         });
     }
-    Ok(Some(SipMessage {
-        content_type: TEXT_PLAIN_UTF8.to_owned(),
-        content_language: lang.filter(|l| is_language_tag(l)).map(str::to_owned),
+    Ok(Some(SipParts {
+        content_type: TEXT_PLAIN_UTF8,
+        content_language: lang.filter(|l| is_language_tag(l)),
         subject: m.subject.as_deref().map(header_safe),
         call_id,
-        body: text.as_bytes().to_vec(),
+        body: Cow::Borrowed(text),
     }))
 }
 
@@ -288,10 +327,15 @@ pub fn call_id_for_thread(thread: &str) -> String {
 }
 
 /// Replaces CR, LF and other controls (header injection) with spaces.
-fn header_safe(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+fn header_safe(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect(),
+    )
 }
 
 /// A BCP 47-shaped tag: 1–8 alphanumerics in `-`-separated subtags, at most 64 bytes.

@@ -14,6 +14,7 @@ pub mod children;
 pub mod errors;
 pub mod inbound;
 pub mod message;
+pub mod message_request;
 pub mod notify_queue;
 pub mod options_probe;
 pub mod outbound_message;

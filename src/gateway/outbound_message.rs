@@ -16,20 +16,19 @@ use bytes::Bytes;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use tracing::{debug, warn};
 
-use super::address::{jid_to_sip_uri, sip_uri_of};
+use super::address::write_sip_uri_of;
 use super::children::for_each_child;
 use super::errors::SipFailure;
 use super::inbound::{ListenerFlow, Origin};
 use super::message::{
-    sip_from_xmpp, ChatState, MessageLimits, MessageType, XmppMessage, NS_CHATSTATES,
+    sip_parts_from_xmpp, ChatState, MessageLimits, MessageType, XmppMessage, NS_CHATSTATES,
 };
+use super::message_request::{MessageRequest, WrittenRequest};
 use super::options_probe::{options_request, OptionsProbe, Verdict};
 use crate::edge::context::EdgeContext;
 use crate::edge::route::send_reply;
 use crate::runtime::mesh::MeshMsg;
-use crate::sip::headers::HeaderName;
 use crate::sip::next_hop::NextHop;
-use crate::sip::serialize::Request;
 use crate::sip::token::TokenGen;
 use crate::sip::transaction::{
     response_to, BranchGen, ClientTransactions, Outcome, TxConfig, TxId,
@@ -87,6 +86,8 @@ pub struct MessageGateway {
     room_waiters: std::cell::Cell<usize>,
     /// OPTIONS health probe schedule of the next-hop flow.
     probe: RefCell<OptionsProbe>,
+    /// The internal user's URI of the MESSAGE being written (reused: no allocation per message).
+    to_uri: RefCell<String>,
     /// Request-URI of the probe: the configured next hop.
     probe_uri: String,
     /// From of the probe: our first domain.
@@ -147,6 +148,7 @@ impl MessageGateway {
             room: local_channel::new_bounded(1),
             room_waiters: std::cell::Cell::new(0),
             probe: RefCell::new(OptionsProbe::new(ctx.config.sip.options_interval)),
+            to_uri: RefCell::new(String::new()),
             probe_uri,
             probe_from,
         });
@@ -166,6 +168,10 @@ impl MessageGateway {
             return;
         };
         let bounce = |cond| error_to("message", &to, &from, s.id().as_deref(), cond);
+        // Only here, on the partner stream's own task: the gateway loop, which settles
+        // transactions and so makes room, must never wait for room itself. Room first, so
+        // that the request is written and its transaction started with no wait between.
+        self.wait_for_room().await;
         let request = match self.build(&ctx.config, s, &from, &to) {
             Ok(Some(r)) => r,
             Ok(None) => return, // nothing to carry (e.g. a bare chat state SIP cannot express)
@@ -176,17 +182,20 @@ impl MessageGateway {
                 return send_reply(ctx, bounce(cond)).await;
             }
         };
-        let (bytes, branch) = request;
         let pending = Pending::Message(MessagePending { stanza: s.clone() });
-        // Only here, on the partner stream's own task: the gateway loop, which settles
-        // transactions and so makes room, must never wait for room itself.
-        self.wait_for_room().await;
-        if !self.transmit(ctx, bytes, &branch, "MESSAGE", pending).await {
+        let started = self.txs.borrow_mut().start_at(
+            Bytes::from(request.bytes),
+            request.branch,
+            "MESSAGE",
+            Instant::now(),
+        );
+        if self.started(started, "MESSAGE", pending).is_none() {
             ctx.counters
                 .messages_bounced
                 .fetch_add(1, Ordering::Relaxed);
-            send_reply(ctx, bounce(StanzaCondition::ResourceConstraint)).await;
+            return send_reply(ctx, bounce(StanzaCondition::ResourceConstraint)).await;
         }
+        self.flush(ctx, None).await;
     }
 
     /// Starts a client transaction for `bytes` and writes it to the next hop. `false` when the
@@ -259,6 +268,16 @@ impl MessageGateway {
             self.txs
                 .borrow_mut()
                 .start(Bytes::from(bytes), branch, method, Instant::now());
+        self.started(started, method, pending)
+    }
+
+    /// Remembers what a started transaction is for; `None` when the table refused it.
+    fn started(
+        &self,
+        started: Result<TxId, crate::sip::transaction::TxError>,
+        method: &str,
+        pending: Pending,
+    ) -> Option<TxId> {
         let tx = match started {
             Ok(tx) => tx,
             Err(e) => {
@@ -389,54 +408,46 @@ impl MessageGateway {
         }
     }
 
-    /// The SIP MESSAGE for `s`, with its branch; `Err` is the XMPP condition to bounce with.
+    /// The SIP MESSAGE for `s`; `Err` is the XMPP condition to bounce with.
     fn build(
         &self,
         cfg: &crate::config::Config,
         s: &Stanza,
         from: &str,
         to: &str,
-    ) -> Result<Option<(Vec<u8>, String)>, StanzaCondition> {
+    ) -> Result<Option<WrittenRequest>, StanzaCondition> {
         let m = xmpp_message(s).ok_or(StanzaCondition::BadRequest)?;
-        let Some(sip) = sip_from_xmpp(&m, &self.limits).map_err(|e| e.condition())? else {
+        let Some(parts) = sip_parts_from_xmpp(&m, &self.limits).map_err(|e| e.condition())? else {
             return Ok(None);
         };
         let to_jid = Jid::parse(to).map_err(|_| StanzaCondition::JidMalformed)?;
-        // The bare JID, in the SIP domain configured for its XMPP domain (checked at load).
-        let to_uri = sip_uri_of(&Jid {
-            local: to_jid.local,
-            domain: cfg.sip_domain_for_xmpp(to_jid.domain),
-            resource: None,
-        })
+        let from_jid = Jid::parse(from).map_err(|_| StanzaCondition::JidMalformed)?;
+        // The bare JID, in the SIP domain configured for its XMPP domain (checked at load),
+        // written into a reused string: it goes into the request twice.
+        let mut to_uri = self.to_uri.borrow_mut();
+        to_uri.clear();
+        write_sip_uri_of(
+            &Jid {
+                local: to_jid.local,
+                domain: cfg.sip_domain_for_xmpp(to_jid.domain),
+                resource: None,
+            },
+            &mut to_uri,
+        )
         .map_err(|e| e.condition())?;
-        let from_uri = jid_to_sip_uri(from).map_err(|e| e.condition())?;
-        let branch = self.branches.borrow_mut().next_branch();
-        let (tag, call_id) = {
-            let mut t = self.tokens.borrow_mut();
-            let tag = t.hex64();
-            let call_id = match &sip.call_id {
-                Some(c) => c.clone(),
-                None => t.hex128(),
-            };
-            (tag, call_id)
+        let request = MessageRequest {
+            via_host: &self.via_host,
+            to_uri: &to_uri,
+            from: &from_jid,
+            parts: &parts,
         };
-        let mut b = Request::builder("MESSAGE", &to_uri)
-            .via("TCP", &self.via_host, None, &branch, true)
-            .max_forwards(70)
-            .from(None, &from_uri, Some(&tag))
-            .to(None, &to_uri, None)
-            .call_id(&call_id)
-            .cseq(1, "MESSAGE");
-        if let Some(l) = &sip.content_language {
-            b = b.header(HeaderName::ContentLanguage, l);
-        }
-        if let Some(subj) = &sip.subject {
-            b = b.header(HeaderName::Subject, subj);
-        }
-        let bytes = b
-            .body(&sip.content_type, &sip.body)
-            .map_err(|_| StanzaCondition::BadRequest)?;
-        Ok(Some((bytes, branch)))
+        request
+            .write(
+                &mut self.branches.borrow_mut(),
+                &mut self.tokens.borrow_mut(),
+            )
+            .map(Some)
+            .map_err(|e| e.condition())
     }
 
     async fn settle(

@@ -77,7 +77,7 @@ impl Response {
 }
 
 /// No CR, LF, NUL; no whitespace unless `spaces`; non-empty unless `spaces`.
-fn clean(s: &str, spaces: bool) -> bool {
+pub(crate) fn clean(s: &str, spaces: bool) -> bool {
     (spaces || !s.is_empty())
         && s.bytes()
             .all(|b| !matches!(b, b'\r' | b'\n' | 0) && (spaces || (b != b' ' && b != b'\t')))

@@ -44,24 +44,38 @@ impl TokenGen {
     /// 64 bits as 16 lowercase hex digits (tags).
     pub fn hex64(&mut self) -> String {
         let mut s = String::with_capacity(32);
-        push_hex(&mut s, self.next_u64());
+        self.push_hex64(&mut s);
         s
     }
 
     /// 128 bits as 32 lowercase hex digits (Call-IDs).
     pub fn hex128(&mut self) -> String {
         let mut s = String::with_capacity(32);
-        push_hex(&mut s, self.next_u64());
-        push_hex(&mut s, self.next_u64());
+        self.push_hex128(&mut s);
         s
+    }
+
+    /// [`hex64`](Self::hex64), appended to `out` (no allocation of its own).
+    pub fn push_hex64(&mut self, out: &mut String) {
+        push_hex(out, self.next_u64());
+    }
+
+    /// [`hex128`](Self::hex128), appended to `out`.
+    pub fn push_hex128(&mut self, out: &mut String) {
+        push_hex(out, self.next_u64());
+        push_hex(out, self.next_u64());
     }
 }
 
 fn push_hex(s: &mut String, v: u64) {
     const H: &[u8; 16] = b"0123456789abcdef";
-    for i in (0..16).rev() {
-        s.push(H[((v >> (i * 4)) & 15) as usize] as char);
+    // Digits into a stack buffer, then one append: a `push` per char checked capacity and
+    // encoded a char each time.
+    let mut digits = [0u8; 16];
+    for (i, d) in digits.iter_mut().enumerate() {
+        *d = H[((v >> ((15 - i) * 4)) & 15) as usize];
     }
+    s.push_str(std::str::from_utf8(&digits).unwrap_or_default());
 }
 
 #[cfg(test)]

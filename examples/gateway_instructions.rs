@@ -55,8 +55,8 @@ fn router_send(
         .expect("maps")
         .expect("body");
     let (from, to) = (s.from().expect("from"), s.to().expect("to"));
-    let to_jid = Jid::parse(&to).expect("to");
-    let from_jid = Jid::parse(&from).expect("from");
+    let to_jid = Jid::split_checked(&to);
+    let from_jid = Jid::split_checked(&from);
     let (branches, tokens, to_uri) = gens;
     to_uri.clear();
     write_sip_uri_of(&to_jid, to_uri).expect("to maps");

@@ -171,7 +171,9 @@ impl MessageGateway {
         // Only here, on the partner stream's own task: the gateway loop, which settles
         // transactions and so makes room, must never wait for room itself. Room first, so
         // that the request is written and its transaction started with no wait between.
-        self.wait_for_room().await;
+        if self.txs.borrow().is_full() {
+            self.wait_for_room().await;
+        }
         let request = match self.build(&ctx.config, s, &from, &to) {
             Ok(Some(r)) => r,
             Ok(None) => return, // nothing to carry (e.g. a bare chat state SIP cannot express)
@@ -352,6 +354,10 @@ impl MessageGateway {
 
     /// Writes a request to the next hop; a dead flow fails its transactions.
     async fn write_next_hop(&self, ctx: &Rc<EdgeContext>, bytes: impl Into<Bytes>) {
+        let bytes = match self.sip.try_send(bytes.into()) {
+            Ok(()) => return,
+            Err(bytes) => bytes,
+        };
         if self.sip.send(bytes).await.is_err() {
             let failed = self.txs.borrow_mut().on_transport_failure(Instant::now());
             for (tx, outcome) in failed {
@@ -420,8 +426,9 @@ impl MessageGateway {
         let Some(parts) = sip_parts_from_xmpp(&m, &self.limits).map_err(|e| e.condition())? else {
             return Ok(None);
         };
-        let to_jid = Jid::parse(to).map_err(|_| StanzaCondition::JidMalformed)?;
-        let from_jid = Jid::parse(from).map_err(|_| StanzaCondition::JidMalformed)?;
+        // Both addresses were checked by the partner's stream (a malformed one ends it).
+        let to_jid = Jid::split_checked(to);
+        let from_jid = Jid::split_checked(from);
         // The bare JID, in the SIP domain configured for its XMPP domain (checked at load),
         // written into a reused string: it goes into the request twice.
         let mut to_uri = self.to_uri.borrow_mut();

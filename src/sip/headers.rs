@@ -244,6 +244,13 @@ impl HeaderName {
             (16, b'w') => &[HeaderName::WwwAuthenticate],
             _ => return HeaderName::Other,
         };
+        // Canonical case first (what peers send, and what we write): a plain compare, where
+        // the case-folding one cost ≈ 110 instructions per header.
+        for &h in candidates {
+            if h.as_str().is_some_and(|known| known.as_bytes() == name) {
+                return h;
+            }
+        }
         for &h in candidates {
             if h.as_str()
                 .is_some_and(|known| known.as_bytes().eq_ignore_ascii_case(name))

@@ -299,6 +299,29 @@ impl SipHandle {
         }
     }
 
+    /// [`send`](Self::send) when it would not wait: a flow is up and its write queue has room.
+    /// Otherwise the bytes come back, for `send`. Called first on the per-message path, where
+    /// the `send` future (built, then moved into its caller's state) cost ≈ 5% of the router's
+    /// CPU at saturation though it almost never waits.
+    pub fn try_send(&self, bytes: Bytes) -> Result<(), Bytes> {
+        let shared = &self.inner.shared;
+        if shared.closed.get() || !shared.up.get() || self.inner.tx.is_full() {
+            return Err(bytes);
+        }
+        let item = Outgoing {
+            epoch: shared.epoch.get(),
+            bytes,
+            reset: false,
+        };
+        self.inner.tx.try_send(item).map_err(|e| match e {
+            glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(item))
+            | glommio::GlommioError::Closed(glommio::ResourceType::Channel(item)) => item.bytes,
+            // A channel's `try_send` fails with the item only; were it otherwise, `send` of
+            // nothing fails on the closed queue and the caller fails the transaction.
+            _ => Bytes::new(),
+        })
+    }
+
     /// Whether a flow is up now.
     pub fn is_up(&self) -> bool {
         self.inner.shared.up.get()

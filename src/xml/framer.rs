@@ -211,23 +211,29 @@ fn header_name_len(h: &StreamHeader) -> usize {
 /// Checks `chunk` is UTF-8 made of XML characters; returns how many bytes are known good (an
 /// incomplete character at the end is left for later).
 fn validate_chars(chunk: &[u8]) -> Result<usize, FramerError> {
-    // Fast path, one branch-free pass per 32 bytes: ASCII without C0 controls other than
-    // TAB/LF/CR is valid as it stands.
+    // Fast path, eight bytes per step: ASCII without C0 controls other than TAB/LF/CR is valid
+    // as it stands. One test per word says whether any byte is below 0x20 or above 0x7F (then
+    // its bytes are looked at); the per-byte fold this replaces was ≈ 1.5 instructions a byte,
+    // ≈ 5% of the receive path's.
     #[inline]
     fn suspect(b: u8) -> bool {
         ((b < 0x20) & (b != b'\t') & (b != b'\n') & (b != b'\r')) | (b >= 0x80)
     }
-    let mut chunks = chunk.chunks_exact(32);
+    const LOW: u64 = 0x2020_2020_2020_2020;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut words = chunk.chunks_exact(8);
     let mut clean = 0;
-    for c in &mut chunks {
-        if c.iter().fold(false, |acc, &b| acc | suspect(b)) {
+    let mut all_clean = true;
+    for w in &mut words {
+        let x = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+        // Exact for "some byte < 0x20 or ≥ 0x80" (the has-less-than bit trick).
+        if (x.wrapping_sub(LOW) | x) & HIGH != 0 && w.iter().any(|&b| suspect(b)) {
+            all_clean = false;
             break;
         }
-        clean += 32;
+        clean += 8;
     }
-    if clean == chunk.len() - chunks.remainder().len()
-        && !chunks.remainder().iter().any(|&b| suspect(b))
-    {
+    if all_clean && !words.remainder().iter().any(|&b| suspect(b)) {
         return Ok(chunk.len());
     }
     let rest = &chunk[clean..];
@@ -267,4 +273,57 @@ fn has_illegal_char(s: &[u8]) -> bool {
         start += c.len();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition, one character at a time.
+    fn reference(chunk: &[u8]) -> Result<usize, FramerError> {
+        let (good, bad_utf8) = match std::str::from_utf8(chunk) {
+            Ok(_) => (chunk.len(), false),
+            Err(e) => (e.valid_up_to(), e.error_len().is_some()),
+        };
+        let text = std::str::from_utf8(&chunk[..good]).unwrap_or_default();
+        if text.chars().any(|c| !crate::xml::is_xml_char(c as u32)) {
+            return Err(FramerError::IllegalChar);
+        }
+        if bad_utf8 {
+            return Err(FramerError::InvalidUtf8);
+        }
+        Ok(good)
+    }
+
+    #[test]
+    fn the_word_at_a_time_check_agrees_with_the_definition() {
+        // Every byte value at every position of the first, a middle and the last word and of
+        // the tail, in ASCII text of lengths around word multiples; and some UTF-8 cut short.
+        let mut inputs: Vec<Vec<u8>> = Vec::new();
+        for len in [1usize, 7, 8, 9, 31, 32, 33, 40] {
+            for at in [0, len / 2, len - 1] {
+                for b in 0..=255u8 {
+                    let mut v = vec![b'a'; len];
+                    v[at] = b;
+                    inputs.push(v);
+                }
+            }
+        }
+        for s in [
+            "\u{e9}t\u{e9}",
+            "\u{1F339}",
+            "\u{FFFE}",
+            "\u{FFFF}",
+            "a\tb\nc\r\nd",
+        ] {
+            let mut v = b"<message>0123456789".to_vec();
+            v.extend_from_slice(s.as_bytes());
+            for cut in 0..=v.len() {
+                inputs.push(v[..cut].to_vec());
+            }
+        }
+        for v in &inputs {
+            assert_eq!(validate_chars(v), reference(v), "{v:?}");
+        }
+    }
 }

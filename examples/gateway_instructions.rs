@@ -57,13 +57,16 @@ fn router_send(
     let (from, to) = (s.from().expect("from"), s.to().expect("to"));
     let to_jid = Jid::split_checked(&to);
     let from_jid = Jid::split_checked(&from);
-    let (branches, tokens, to_uri) = gens;
-    to_uri.clear();
-    write_sip_uri_of(&to_jid, to_uri).expect("to maps");
+    let (branches, tokens, uris) = gens;
+    uris.clear();
+    write_sip_uri_of(&to_jid, uris).expect("to maps");
+    let to_end = uris.len();
+    write_sip_uri_of(&from_jid, uris).expect("from maps");
+    let (to_uri, from_uri) = uris.split_at(to_end);
     let w = MessageRequest {
         via_host: "127.0.0.1",
         to_uri,
-        from: &from_jid,
+        from_uri,
         parts: &parts,
     }
     .write(branches, tokens)

@@ -4,19 +4,17 @@
 //! The generic [`Builder`](crate::sip::serialize::Builder) took ≈ 6.6% of the router's CPU at
 //! inbound saturation on this path: every call moved the builder and scanned its value, and
 //! every value (URIs, branch, tag, Call-ID, body) was first built in a string of its own. Here
-//! the constant text goes in as a few literals, the generated values are written in place, and
-//! the values from outside the generators are checked as the builder checked them. The bytes
-//! are the builder's (a test compares them).
+//! the constant text goes in as a few literals, the generated values are written in place as
+//! bytes, and the values from outside the generators are checked as the builder checked them.
+//! The bytes are the builder's (a test compares them).
 
 use std::ops::Range;
 
-use super::address::write_sip_uri_of;
 use super::message::SipParts;
 use super::MapError;
 use crate::sip::serialize::{clean, decimal};
 use crate::sip::token::TokenGen;
 use crate::sip::transaction::BranchGen;
-use crate::xmpp::jid::Jid;
 
 /// What one MESSAGE carries besides the generated branch, tag and Call-ID.
 #[derive(Debug)]
@@ -25,8 +23,8 @@ pub struct MessageRequest<'a> {
     pub via_host: &'a str,
     /// Request-URI and To: the internal user's URI.
     pub to_uri: &'a str,
-    /// The partner user, mapped into From (RFC 7247).
-    pub from: &'a Jid<'a>,
+    /// From: the partner user's URI (RFC 7247).
+    pub from_uri: &'a str,
     /// Body and headers from the XMPP message.
     pub parts: &'a SipParts<'a>,
 }
@@ -55,7 +53,7 @@ const TOKENS_LEN: usize = 64 + 16 + 32;
 impl MessageRequest<'_> {
     /// Writes the request, drawing its branch from `branches` and its From tag (and Call-ID,
     /// unless the message's thread gave one) from `tokens`. `Err` when a value would break the
-    /// framing or the sender's JID does not map.
+    /// framing.
     pub fn write(
         &self,
         branches: &mut BranchGen,
@@ -63,6 +61,7 @@ impl MessageRequest<'_> {
     ) -> Result<WrittenRequest, MapError> {
         let p = self.parts;
         let values_ok = clean(self.to_uri, false)
+            && clean(self.from_uri, false)
             && clean(self.via_host, false)
             && p.content_language.is_none_or(|l| clean(l, true))
             && p.subject.as_deref().is_none_or(|s| clean(s, true))
@@ -74,58 +73,51 @@ impl MessageRequest<'_> {
             + TOKENS_LEN
             + 2 * self.to_uri.len()
             + self.via_host.len()
-            + 3 * (self.from.local.map_or(0, str::len) + self.from.domain.len())
+            + self.from_uri.len()
             + p.content_language.map_or(0, str::len)
             + p.subject.as_deref().map_or(0, str::len)
             + p.call_id.as_deref().map_or(0, str::len)
             + p.content_type.len()
             + p.body.len();
-        let mut out = String::with_capacity(len);
-        out.push_str("MESSAGE ");
-        out.push_str(self.to_uri);
-        out.push_str(" SIP/2.0\r\nVia: SIP/2.0/TCP ");
-        out.push_str(self.via_host);
-        out.push_str(";branch=");
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(b"MESSAGE ");
+        out.extend_from_slice(self.to_uri.as_bytes());
+        out.extend_from_slice(b" SIP/2.0\r\nVia: SIP/2.0/TCP ");
+        out.extend_from_slice(self.via_host.as_bytes());
+        out.extend_from_slice(b";branch=");
         let branch_start = out.len();
         branches.push_next_branch(&mut out);
         let branch = branch_start..out.len();
-        out.push_str(";rport\r\nMax-Forwards: 70\r\nFrom: <");
-        let from_start = out.len();
-        write_sip_uri_of(self.from, &mut out)?;
-        if !clean(&out[from_start..], false) {
-            return Err(MapError::BadText);
-        }
-        out.push_str(">;tag=");
+        out.extend_from_slice(b";rport\r\nMax-Forwards: 70\r\nFrom: <");
+        out.extend_from_slice(self.from_uri.as_bytes());
+        out.extend_from_slice(b">;tag=");
         tokens.push_hex64(&mut out);
-        out.push_str("\r\nTo: <");
-        out.push_str(self.to_uri);
-        out.push_str(">\r\nCall-ID: ");
+        out.extend_from_slice(b"\r\nTo: <");
+        out.extend_from_slice(self.to_uri.as_bytes());
+        out.extend_from_slice(b">\r\nCall-ID: ");
         match &p.call_id {
-            Some(c) => out.push_str(c),
+            Some(c) => out.extend_from_slice(c.as_bytes()),
             None => tokens.push_hex128(&mut out),
         }
-        out.push_str("\r\nCSeq: 1 MESSAGE\r\n");
+        out.extend_from_slice(b"\r\nCSeq: 1 MESSAGE\r\n");
         if let Some(l) = p.content_language {
-            out.push_str("Content-Language: ");
-            out.push_str(l);
-            out.push_str("\r\n");
+            out.extend_from_slice(b"Content-Language: ");
+            out.extend_from_slice(l.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
         if let Some(s) = &p.subject {
-            out.push_str("Subject: ");
-            out.push_str(s);
-            out.push_str("\r\n");
+            out.extend_from_slice(b"Subject: ");
+            out.extend_from_slice(s.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
-        out.push_str("Content-Type: ");
-        out.push_str(p.content_type);
-        out.push_str("\r\nContent-Length: ");
+        out.extend_from_slice(b"Content-Type: ");
+        out.extend_from_slice(p.content_type.as_bytes());
+        out.extend_from_slice(b"\r\nContent-Length: ");
         let mut digits = [0u8; 20];
-        out.push_str(std::str::from_utf8(decimal(p.body.len() as u64, &mut digits)).unwrap_or("0"));
-        out.push_str("\r\n\r\n");
-        out.push_str(&p.body);
-        Ok(WrittenRequest {
-            bytes: out.into_bytes(),
-            branch,
-        })
+        out.extend_from_slice(decimal(p.body.len() as u64, &mut digits));
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(p.body.as_bytes());
+        Ok(WrittenRequest { bytes: out, branch })
     }
 }
 
@@ -138,6 +130,7 @@ mod tests {
     use crate::sip::headers::HeaderName;
     use crate::sip::serialize::Request;
     use crate::sip::SipMessage;
+    use crate::xmpp::jid::Jid;
 
     fn parts<'a>(
         lang: Option<&'a str>,
@@ -154,16 +147,15 @@ mod tests {
     }
 
     /// The generic builder's request with the values `w` drew.
-    fn with_builder(r: &MessageRequest<'_>, w: &WrittenRequest, from_jid: &str) -> Vec<u8> {
+    fn with_builder(r: &MessageRequest<'_>, w: &WrittenRequest) -> Vec<u8> {
         let m = SipMessage::parse(bytes::Bytes::from(w.bytes.clone())).expect("parses");
         let from = m.from().expect("From");
         let tag = from.tag().expect("tag").to_owned();
         let call_id = std::str::from_utf8(m.header(HeaderName::CallId).expect("Call-ID")).unwrap();
-        let from_uri = jid_to_sip_uri(from_jid).unwrap();
         let mut b = Request::builder("MESSAGE", r.to_uri)
             .via("TCP", r.via_host, None, w.branch(), true)
             .max_forwards(70)
-            .from(None, &from_uri, Some(&tag))
+            .from(None, r.from_uri, Some(&tag))
             .to(None, r.to_uri, None)
             .call_id(call_id)
             .cseq(1, "MESSAGE");
@@ -190,17 +182,18 @@ mod tests {
             ("J\u{fc}lie@a.example", parts(Some("de-CH"), None, None)),
         ];
         for (from_jid, parts) in &cases {
-            let from = Jid::parse(from_jid).unwrap();
+            let from_uri = jid_to_sip_uri(from_jid).unwrap();
+            assert!(Jid::parse(from_jid).is_ok());
             let r = MessageRequest {
                 via_host: "192.0.2.7",
                 to_uri: "sip:romeo@b.example",
-                from: &from,
+                from_uri: &from_uri,
                 parts,
             };
             let w = r.write(&mut branches, &mut tokens).unwrap();
             assert_eq!(
                 String::from_utf8_lossy(&w.bytes),
-                String::from_utf8_lossy(&with_builder(&r, &w, from_jid))
+                String::from_utf8_lossy(&with_builder(&r, &w))
             );
             assert!(w.branch().starts_with("z9hG4bK0a1b2c."), "{}", w.branch());
             let m = SipMessage::parse(bytes::Bytes::from(w.bytes.clone())).unwrap();
@@ -213,12 +206,11 @@ mod tests {
     fn each_request_draws_fresh_tokens() {
         let mut branches = BranchGen::with_prefix("p");
         let mut tokens = TokenGen::with_key(7, 9);
-        let from = Jid::parse("juliet@a.example").unwrap();
         let p = parts(None, None, None);
         let r = MessageRequest {
             via_host: "127.0.0.1",
             to_uri: "sip:romeo@b.example",
-            from: &from,
+            from_uri: "sip:juliet@a.example",
             parts: &p,
         };
         let a = r.write(&mut branches, &mut tokens).unwrap();
@@ -242,20 +234,26 @@ mod tests {
     fn values_that_would_break_the_framing_are_refused() {
         let mut branches = BranchGen::with_prefix("p");
         let mut tokens = TokenGen::with_key(7, 9);
-        let from = Jid::parse("juliet@a.example").unwrap();
         let bad_subject = parts(None, Some("a\r\nInjected: yes"), None);
         let bad_call_id = parts(None, None, Some("a b"));
         let ok = parts(None, None, None);
-        for (to_uri, p) in [
-            ("sip:romeo@b.example", &bad_subject),
-            ("sip:romeo@b.example", &bad_call_id),
-            ("sip:ro meo@b.example", &ok),
-            ("sip:romeo@b.example\r\nX: y", &ok),
+        let (good, spaced, broken) = (
+            "sip:romeo@b.example",
+            "sip:ro meo@b.example",
+            "sip:romeo@b.example\r\nX: y",
+        );
+        for (to_uri, from_uri, p) in [
+            (good, good, &bad_subject),
+            (good, good, &bad_call_id),
+            (spaced, good, &ok),
+            (broken, good, &ok),
+            (good, spaced, &ok),
+            (good, broken, &ok),
         ] {
             let r = MessageRequest {
                 via_host: "127.0.0.1",
                 to_uri,
-                from: &from,
+                from_uri,
                 parts: p,
             };
             assert_eq!(

@@ -86,8 +86,8 @@ pub struct MessageGateway {
     room_waiters: std::cell::Cell<usize>,
     /// OPTIONS health probe schedule of the next-hop flow.
     probe: RefCell<OptionsProbe>,
-    /// The internal user's URI of the MESSAGE being written (reused: no allocation per message).
-    to_uri: RefCell<String>,
+    /// The To and From URIs of the MESSAGE being written (reused: no allocation per message).
+    uris: RefCell<String>,
     /// Request-URI of the probe: the configured next hop.
     probe_uri: String,
     /// From of the probe: our first domain.
@@ -148,7 +148,7 @@ impl MessageGateway {
             room: local_channel::new_bounded(1),
             room_waiters: std::cell::Cell::new(0),
             probe: RefCell::new(OptionsProbe::new(ctx.config.sip.options_interval)),
-            to_uri: RefCell::new(String::new()),
+            uris: RefCell::new(String::new()),
             probe_uri,
             probe_from,
         });
@@ -429,23 +429,23 @@ impl MessageGateway {
         // Both addresses were checked by the partner's stream (a malformed one ends it).
         let to_jid = Jid::split_checked(to);
         let from_jid = Jid::split_checked(from);
-        // The bare JID, in the SIP domain configured for its XMPP domain (checked at load),
-        // written into a reused string: it goes into the request twice.
-        let mut to_uri = self.to_uri.borrow_mut();
-        to_uri.clear();
-        write_sip_uri_of(
-            &Jid {
-                local: to_jid.local,
-                domain: cfg.sip_domain_for_xmpp(to_jid.domain),
-                resource: None,
-            },
-            &mut to_uri,
-        )
-        .map_err(|e| e.condition())?;
+        // Both URIs into one reused string (no allocation per message). The internal user is
+        // the bare JID, in the SIP domain configured for its XMPP domain (checked at load).
+        let mut uris = self.uris.borrow_mut();
+        uris.clear();
+        let to_sip = Jid {
+            local: to_jid.local,
+            domain: cfg.sip_domain_for_xmpp(to_jid.domain),
+            resource: None,
+        };
+        write_sip_uri_of(&to_sip, &mut uris).map_err(|e| e.condition())?;
+        let to_end = uris.len();
+        write_sip_uri_of(&from_jid, &mut uris).map_err(|e| e.condition())?;
+        let (to_uri, from_uri) = uris.split_at(to_end);
         let request = MessageRequest {
             via_host: &self.via_host,
-            to_uri: &to_uri,
-            from: &from_jid,
+            to_uri,
+            from_uri,
             parts: &parts,
         };
         request

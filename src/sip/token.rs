@@ -43,38 +43,41 @@ impl TokenGen {
 
     /// 64 bits as 16 lowercase hex digits (tags).
     pub fn hex64(&mut self) -> String {
-        let mut s = String::with_capacity(32);
+        let mut s = Vec::with_capacity(16);
         self.push_hex64(&mut s);
-        s
+        ascii_string(s)
     }
 
     /// 128 bits as 32 lowercase hex digits (Call-IDs).
     pub fn hex128(&mut self) -> String {
-        let mut s = String::with_capacity(32);
+        let mut s = Vec::with_capacity(32);
         self.push_hex128(&mut s);
-        s
+        ascii_string(s)
     }
 
     /// [`hex64`](Self::hex64), appended to `out` (no allocation of its own).
-    pub fn push_hex64(&mut self, out: &mut String) {
+    pub fn push_hex64(&mut self, out: &mut Vec<u8>) {
         push_hex(out, self.next_u64());
     }
 
     /// [`hex128`](Self::hex128), appended to `out`.
-    pub fn push_hex128(&mut self, out: &mut String) {
+    pub fn push_hex128(&mut self, out: &mut Vec<u8>) {
         push_hex(out, self.next_u64());
         push_hex(out, self.next_u64());
     }
 }
 
-fn push_hex(s: &mut String, v: u64) {
-    // Two digits per table entry, into a stack buffer, then one append: a `push` per char
-    // (capacity check and char encoding each time) was ≈ 170 instructions per 64 bits.
-    let mut digits = [0u8; 16];
-    for (pair, byte) in digits.chunks_exact_mut(2).zip(v.to_be_bytes()) {
-        pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
+/// Text we wrote in ASCII.
+fn ascii_string(v: Vec<u8>) -> String {
+    String::from_utf8(v).unwrap_or_default()
+}
+
+fn push_hex(out: &mut Vec<u8>, v: u64) {
+    // Two digits per table entry: a `String::push` per char (capacity check and char encoding
+    // each time) was ≈ 170 instructions per 64 bits.
+    for byte in v.to_be_bytes() {
+        out.extend_from_slice(&HEX_PAIRS[usize::from(byte)]);
     }
-    s.push_str(std::str::from_utf8(&digits).unwrap_or_default());
 }
 
 /// The two lowercase hex digits of every byte.
@@ -114,9 +117,9 @@ mod tests {
     #[test]
     fn hex_is_the_formatted_value() {
         for v in [0u64, 1, 0xab, 0x0123_4567_89ab_cdef, u64::MAX] {
-            let mut s = String::from("x");
+            let mut s = b"x".to_vec();
             push_hex(&mut s, v);
-            assert_eq!(s, format!("x{v:016x}"));
+            assert_eq!(s, format!("x{v:016x}").into_bytes());
         }
     }
 

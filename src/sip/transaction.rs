@@ -232,14 +232,19 @@ impl ClientTransactions {
         method: &str,
         now: Instant,
     ) -> Result<TxId, TxError> {
-        if self.by_branch.contains_key(&key[..]) {
-            return Err(TxError::DuplicateBranch);
-        }
         if self.by_branch.len() >= self.cfg.max_client {
+            if self.by_branch.contains_key(&key[..]) {
+                return Err(TxError::DuplicateBranch);
+            }
             return Err(TxError::TableFull {
                 max: self.cfg.max_client,
             });
         }
+        // One hash of the key for the check and the insert.
+        let std::collections::hash_map::Entry::Vacant(slot) = self.by_branch.entry(key.clone())
+        else {
+            return Err(TxError::DuplicateBranch);
+        };
         let id = TxId(self.next_id);
         self.next_id += 1;
         let deadline = now + self.cfg.timer_f();
@@ -247,18 +252,15 @@ impl ClientTransactions {
             Some(last) if last.0 > deadline => {
                 // The clock went backwards (only a caller's simulated time can): keep order.
                 let at = self.deadlines.partition_point(|e| e.0 <= deadline);
-                self.deadlines.insert(at, (deadline, id, key.clone()));
+                self.deadlines.insert(at, (deadline, id, key));
             }
-            _ => self.deadlines.push_back((deadline, id, key.clone())),
+            _ => self.deadlines.push_back((deadline, id, key)),
         }
-        self.by_branch.insert(
-            key,
-            ClientTx {
-                id,
-                state: ClientState::Trying,
-                method: TxMethod::of(method),
-            },
-        );
+        slot.insert(ClientTx {
+            id,
+            state: ClientState::Trying,
+            method: TxMethod::of(method),
+        });
         self.out.push_back(request);
         Ok(id)
     }
@@ -277,32 +279,33 @@ impl ClientTransactions {
             let status = resp.status()?;
             let branch = resp.top_via_branch()?;
             let cseq = resp.cseq().ok()?;
-            let tx = self.by_branch.get_mut(branch.as_bytes())?;
-            tx.method.is(cseq.method).then_some((branch, status))
+            // One lookup: a final response takes the entry out; a response of another method
+            // (a stray) leaves it.
+            match self.by_branch.entry(BranchKey::from_slice(branch.as_bytes())) {
+                std::collections::hash_map::Entry::Occupied(e) if e.get().method.is(cseq.method) => {
+                    if status < 200 {
+                        let tx = e.into_mut();
+                        tx.state = ClientState::Proceeding;
+                        Some((None, status))
+                    } else {
+                        Some((Some(e.remove()), status))
+                    }
+                }
+                _ => None,
+            }
         })();
-        let Some((branch, status)) = matched else {
+        let Some((done, status)) = matched else {
             self.strays += 1;
             return None;
         };
-        if status < 200 {
-            if let Some(tx) = self.by_branch.get_mut(branch.as_bytes()) {
-                tx.state = ClientState::Proceeding;
-            }
-            return None;
-        }
-        let tx = self.remove(branch)?;
+        let tx = done?;
+        self.drop_completed_deadlines();
         let outcome = if status < 300 {
             Outcome::Success(status)
         } else {
             Outcome::Failure(SipFailure::Status(status))
         };
         Some((tx.id, outcome))
-    }
-
-    fn remove(&mut self, branch: &str) -> Option<ClientTx> {
-        let tx = self.by_branch.remove(branch.as_bytes())?;
-        self.drop_completed_deadlines();
-        Some(tx)
     }
 
     /// Whether the entry's transaction is still pending (a reused branch is a new id).

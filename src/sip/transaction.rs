@@ -281,8 +281,13 @@ impl ClientTransactions {
             let cseq = resp.cseq().ok()?;
             // One lookup: a final response takes the entry out; a response of another method
             // (a stray) leaves it.
-            match self.by_branch.entry(BranchKey::from_slice(branch.as_bytes())) {
-                std::collections::hash_map::Entry::Occupied(e) if e.get().method.is(cseq.method) => {
+            match self
+                .by_branch
+                .entry(BranchKey::from_slice(branch.as_bytes()))
+            {
+                std::collections::hash_map::Entry::Occupied(e)
+                    if e.get().method.is(cseq.method) =>
+                {
                     if status < 200 {
                         let tx = e.into_mut();
                         tx.state = ClientState::Proceeding;

@@ -94,6 +94,7 @@ fn with_scripted_pool(
     r: u8,
     partner_type: &str,
     sip_listen: bool,
+    sip_extra: &str,
 ) -> (
     TestRouter,
     support::dialogue::Peer,
@@ -119,17 +120,88 @@ fn with_scripted_pool(
         String::new()
     };
     setup.extra = format!(
-        "[sip]\nnext_hop = \"sip:{};transport=tcp\"\n{listen}",
+        "[sip]\nnext_hop = \"sip:{};transport=tcp\"\n{listen}{sip_extra}",
         pool.local_addr().unwrap()
     );
     let router = TestRouter::start(setup);
     (router, peer, l, pool, sip)
 }
 
+/// A partner's `subscribe` that finds the shard's SIP transaction table full waits for room, as
+/// a message does, instead of being answered `unsubscribed` at once (seen under closed-loop
+/// load, where the pool's 200s lag behind its deliveries).
+#[test]
+fn partner_subscription_waits_for_room_in_a_full_transaction_table() {
+    let r = 182;
+    let (router, peer, l, pool, _) = with_scripted_pool(
+        r,
+        "federated",
+        false,
+        "max_transactions = 2\noptions_interval = \"0s\"\n",
+    );
+    let mut flows = SipFlow::accept_all(&pool, router_shards());
+    let mut c = inbound_sasl(&router, &peer);
+    // Two MESSAGEs to bob fill his shard's table: the pool holds back their 200s.
+    c.send("<message from='alice@a.test' to='bob@corp.test' id='m1'><body>one</body></message>");
+    c.send("<message from='alice@a.test' to='bob@corp.test' id='m2'><body>two</body></message>");
+    let (i, m1) = SipFlow::expect_request_any(&mut flows, "MESSAGE");
+    let m2 = flows[i].expect_request("MESSAGE");
+    c.send("<presence type='subscribe' from='alice@a.test' to='bob@corp.test'/>");
+    assert!(
+        flows[i]
+            .next(Instant::now() + Duration::from_millis(300))
+            .is_none(),
+        "nothing is sent while the table is full"
+    );
+    // Room: the waiting subscription goes out.
+    flows[i].answer(&m1, 200);
+    flows[i].answer(&m2, 200);
+    let sub = flows[i].expect_request("SUBSCRIBE");
+    flows[i].accept_subscribe(&sub, "pool1", "sip:bob@127.0.0.1", 600);
+    let notify = stanza_router::sip::serialize::Request::builder(
+        "NOTIFY",
+        sip_header(&sub, stanza_router::sip::HeaderName::Contact)
+            .trim_start_matches('<')
+            .trim_end_matches('>'),
+    )
+    .via("TCP", "127.0.0.1", None, "z9hG4bKpoolnotify1", false)
+    .max_forwards(70)
+    .header(
+        stanza_router::sip::HeaderName::From,
+        &format!(
+            "{};tag=pool1",
+            sip_header(&sub, stanza_router::sip::HeaderName::To)
+        ),
+    )
+    .header(
+        stanza_router::sip::HeaderName::To,
+        &sip_header(&sub, stanza_router::sip::HeaderName::From),
+    )
+    .call_id(&sip_header(&sub, stanza_router::sip::HeaderName::CallId))
+    .cseq(1, "NOTIFY")
+    .header(stanza_router::sip::HeaderName::Event, "presence")
+    .header(
+        stanza_router::sip::HeaderName::SubscriptionState,
+        "active;expires=600",
+    )
+    .contact("sip:bob@127.0.0.1")
+    .finish()
+    .unwrap();
+    flows[i].send(&notify);
+    flows[i].expect_response(200);
+    // The partner's first answer is the grant, not a refusal.
+    let mut o = outbound_sasl(&l, &peer);
+    let answer = o.expect("<presence");
+    assert!(
+        answer.contains("type='subscribed'") && answer.contains("from='bob@corp.test'"),
+        "{answer}"
+    );
+}
+
 #[test]
 fn public_unverified_partner_cannot_start_a_subscription() {
     let r = 174;
-    let (router, peer, l, pool, _) = with_scripted_pool(r, "public-unverified", false);
+    let (router, peer, l, pool, _) = with_scripted_pool(r, "public-unverified", false, "");
     let mut c = inbound_sasl(&router, &peer);
     c.send("<presence type='subscribe' from='alice@a.test' to='bob@corp.test'/>");
     let mut o = outbound_sasl(&l, &peer);
@@ -145,7 +217,7 @@ fn public_unverified_partner_cannot_start_a_subscription() {
 #[test]
 fn internal_subscription_asks_the_partner_and_its_answer_and_presence_become_notifies() {
     let r = 178;
-    let (router, peer, l, pool, _) = with_scripted_pool(r, "public-unverified", false);
+    let (router, peer, l, pool, _) = with_scripted_pool(r, "public-unverified", false, "");
     let mut flows = SipFlow::accept_all(&pool, router_shards());
     let subscribe = "SUBSCRIBE sip:alice@a.test SIP/2.0\r\n\
         Via: SIP/2.0/TCP 127.0.0.180;branch=z9hG4bKsub1\r\n\
@@ -197,7 +269,7 @@ fn internal_subscription_asks_the_partner_and_its_answer_and_presence_become_not
 #[test]
 fn sipp_subscription_over_the_listener_gets_its_notifies_on_its_own_connection() {
     let r = 240;
-    let (router, peer, l, pool, sip) = with_scripted_pool(r, "federated", true);
+    let (router, peer, l, pool, sip) = with_scripted_pool(r, "federated", true, "");
     let mut flows = SipFlow::accept_all(&pool, router_shards());
     let scenario = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/sipp_scenarios/uac_subscribe_dialog.xml");
@@ -259,7 +331,7 @@ fn sipp_subscription_over_the_listener_gets_its_notifies_on_its_own_connection()
 fn listener_dialogs_of_users_on_either_shard_get_their_notifies_on_that_connection() {
     use stanza_router::runtime::placement::user_shard;
     let r = 250;
-    let (router, peer, l, pool, sip) = with_scripted_pool(r, "federated", true);
+    let (router, peer, l, pool, sip) = with_scripted_pool(r, "federated", true, "");
     let mut flows = SipFlow::accept_all(&pool, router_shards());
     let users: Vec<String> = {
         let first = (0..)

@@ -293,6 +293,10 @@ pub struct SipConfig {
     /// reconnects, trying the next target first.
     #[serde(deserialize_with = "duration::deserialize")]
     pub options_interval: Duration,
+    /// Client transactions (MESSAGE, SUBSCRIBE, NOTIFY, OPTIONS) pending per shard at most
+    /// (default 4096). A full table makes partner streams wait for room (backpressure, at most
+    /// 2 s) before they are answered `resource-constraint`.
+    pub max_transactions: usize,
 }
 
 impl Default for SipConfig {
@@ -303,6 +307,7 @@ impl Default for SipConfig {
             domains: Vec::new(),
             t1: Duration::from_millis(500),
             options_interval: Duration::from_secs(30),
+            max_transactions: 4096,
         }
     }
 }

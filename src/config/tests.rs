@@ -799,3 +799,13 @@ fn sip_options_interval_defaults_to_30s_allows_off_and_refuses_tiny_values() {
     let e = one_error(&tiny);
     assert_eq!(e.key, "sip.options_interval");
 }
+
+#[test]
+fn sip_max_transactions_defaults_to_4096_and_refuses_zero() {
+    assert_eq!(parse(MINIMAL).unwrap().sip.max_transactions, 4096);
+    let small = format!("{MINIMAL}[sip]\nmax_transactions = 2\n");
+    assert_eq!(parse(&small).unwrap().sip.max_transactions, 2);
+    let e = one_error(&format!("{MINIMAL}[sip]\nmax_transactions = 0\n"));
+    assert_eq!(e.key, "sip.max_transactions");
+    assert!(e.message.contains("from 1 to"), "{e}");
+}

@@ -28,6 +28,9 @@ pub const MIN_READ_BUFFER: usize = 512;
 pub const MAX_READ_BUFFER: usize = 1 << 20;
 /// `runtime.write_batch` cap.
 pub const MAX_WRITE_BATCH: usize = 65_536;
+/// Largest `sip.max_transactions` (each pending transaction holds its branch and what it is
+/// for: a few hundred bytes).
+pub const MAX_SIP_TRANSACTIONS: usize = 1 << 20;
 
 /// One semantic problem at a dotted key path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,6 +188,15 @@ impl Validator {
                     ),
                 );
             }
+        }
+        if !(1..=MAX_SIP_TRANSACTIONS).contains(&cfg.sip.max_transactions) {
+            self.report(
+                "sip.max_transactions",
+                format!(
+                    "must be from 1 to {MAX_SIP_TRANSACTIONS}, got {}",
+                    cfg.sip.max_transactions
+                ),
+            );
         }
         if cfg.sip.t1.is_zero() {
             self.report("sip.t1", "expected a duration above zero, e.g. \"500ms\"");

@@ -128,6 +128,7 @@ impl MessageGateway {
             sip,
             txs: RefCell::new(ClientTransactions::new(TxConfig {
                 t1: ctx.config.sip.t1,
+                max_client: ctx.config.sip.max_transactions,
                 ..TxConfig::default()
             })),
             pending: RefCell::new(IdMap::default()),
@@ -236,7 +237,7 @@ impl MessageGateway {
     /// pool's answers are read slower than partners send (a burst, a slow pool); the sending
     /// stream then stops reading, which is backpressure, instead of bouncing what it already
     /// read with `resource-constraint` (seen at 150k messages/s when the flow came up).
-    async fn wait_for_room(&self) {
+    pub(super) async fn wait_for_room(&self) {
         if !self.txs.borrow().is_full() {
             return;
         }

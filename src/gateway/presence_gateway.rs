@@ -262,6 +262,13 @@ impl MessageGateway {
             Some("probe") => PresenceKind::Probe,
             _ => PresenceKind::Error,
         };
+        // On the partner's task, as for a MESSAGE: presence that may start SIP transactions
+        // waits while the table is full (backpressure) instead of having them refused. A
+        // refused SUBSCRIBE was answered `unsubscribed`: seen under closed-loop load, where
+        // the pool's 200s lag its deliveries and the table fills.
+        if !matches!(kind, PresenceKind::Probe | PresenceKind::Error) {
+            self.wait_for_room().await;
+        }
         let now = Instant::now();
         match kind {
             PresenceKind::Subscribe => self.xmpp_subscribe(ctx, key, now).await,

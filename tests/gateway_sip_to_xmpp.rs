@@ -308,23 +308,23 @@ fn stream_error_after_authentication_fails_the_queued_messages_with_503() {
 
 #[test]
 fn partner_closing_right_after_authentication_fails_the_queued_messages_with_503() {
-    queued_messages_are_answered_when_the_stream_dies(220, Death::Close);
+    queued_messages_are_answered_when_the_stream_dies(224, Death::Close);
 }
 
 #[test]
 fn connection_dropped_after_authentication_answers_every_queued_message_once() {
-    queued_messages_are_answered_when_the_stream_dies(220, Death::Drop);
+    queued_messages_are_answered_when_the_stream_dies(228, Death::Drop);
 }
 
 #[test]
 fn connection_dropped_after_sasl_success_fails_the_queued_messages_with_503() {
-    queued_messages_are_answered_when_the_stream_dies(220, Death::DropBeforeFeatures);
+    queued_messages_are_answered_when_the_stream_dies(232, Death::DropBeforeFeatures);
 }
 
 #[test]
 fn silent_partner_fails_the_queued_messages_with_408_after_stream_establishment() {
     let ca = ThrowawayCa::new("gateway CA").unwrap();
-    let r = 220;
+    let r = 236;
     let peer_l = listener(r + 1);
     let sip = SocketAddr::new(ip(r).into(), free_port(ip(r)).unwrap());
     let mut setup = RouterSetup::new(ip(r), &ca);
@@ -349,7 +349,7 @@ fn silent_partner_fails_the_queued_messages_with_408_after_stream_establishment(
 #[test]
 fn message_to_a_partner_whose_stream_never_comes_up_is_answered_408_before_the_senders_timer_f() {
     let ca = ThrowawayCa::new("gateway CA").unwrap();
-    let r = 220;
+    let r = 240;
     let peer_l = listener(r + 1);
     let sip = SocketAddr::new(ip(r).into(), free_port(ip(r)).unwrap());
     let mut setup = RouterSetup::new(ip(r), &ca);

@@ -295,7 +295,8 @@ pub struct SipConfig {
     pub options_interval: Duration,
     /// Client transactions (MESSAGE, SUBSCRIBE, NOTIFY, OPTIONS) pending per shard at most
     /// (default 4096). A full table makes partner streams wait for room (backpressure, at most
-    /// 2 s) before they are answered `resource-constraint`.
+    /// 2 s) before a message is bounced `resource-constraint` or a subscription answered
+    /// `unsubscribed`.
     pub max_transactions: usize,
 }
 

@@ -38,9 +38,10 @@ pub struct WrittenRequest {
     pub branch: Range<usize>,
 }
 
+#[cfg(test)]
 impl WrittenRequest {
     /// The branch (the client transaction's key).
-    pub fn branch(&self) -> &str {
+    fn branch(&self) -> &str {
         std::str::from_utf8(&self.bytes[self.branch.clone()]).unwrap_or_default()
     }
 }

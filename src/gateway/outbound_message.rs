@@ -31,7 +31,7 @@ use crate::runtime::mesh::MeshMsg;
 use crate::sip::next_hop::NextHop;
 use crate::sip::token::TokenGen;
 use crate::sip::transaction::{
-    response_to, BranchGen, ClientTransactions, Outcome, TxConfig, TxId,
+    response_to, BranchGen, ClientTransactions, Outcome, TxConfig, TxError, TxId,
 };
 use crate::sip::transport::{ConnectionConfig, Incoming, SipConnection, SipHandle};
 use crate::xml::Stanza;
@@ -277,7 +277,7 @@ impl MessageGateway {
     /// Remembers what a started transaction is for; `None` when the table refused it.
     fn started(
         &self,
-        started: Result<TxId, crate::sip::transaction::TxError>,
+        started: Result<TxId, TxError>,
         method: &str,
         pending: Pending,
     ) -> Option<TxId> {

@@ -29,6 +29,7 @@ const PONGING_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 114);
 const LISTEN_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 115);
 const UAC_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 116);
 const CLOSED_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 117);
+const WRITE_FIRST_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 118);
 
 /// Hard bound of one test body.
 const TEST_LIMIT: Duration = Duration::from_secs(60);
@@ -469,4 +470,75 @@ fn listener_connections_take_turns_when_the_queue_is_full() {
         );
         drop(lh);
     });
+}
+
+/// A next hop that writes all it has to say before it reads again (a blocking write, as simple
+/// SIP servers do): 8 MB of responses against our 8 MB of requests, more than the socket
+/// buffers of both sides hold. The flow must keep reading while its own write waits; when it
+/// did not, each side waited for the other to read, for good on this test's volumes (and
+/// until a zero-window probe, 0.2 s to seconds, when the peer read now and then).
+#[test]
+fn flow_reads_while_a_peer_that_writes_first_takes_none_of_our_bytes() {
+    const REQUESTS: usize = 20_000;
+    const RESPONSES: usize = 30_000;
+    let l = std::net::TcpListener::bind((WRITE_FIRST_IP, 0)).expect("bind peer");
+    let addr = l.local_addr().expect("peer addr");
+    let peer = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = l.accept().expect("accept");
+        s.set_read_timeout(Some(TEST_LIMIT)).expect("read timeout");
+        let one = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 127.0.0.110:5060;branch=z9hG4bK-w\r\n\
+            From: <sip:romeo@xmpp.test>;tag=gw1\r\nTo: <sip:alice@sip.test>;tag=p1\r\n\
+            Call-ID: write-first\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n";
+        let blob: Vec<u8> = one
+            .iter()
+            .copied()
+            .cycle()
+            .take(one.len() * RESPONSES)
+            .collect();
+        // Everything first, reading nothing meanwhile.
+        s.write_all(&blob).expect("responses written");
+        let mut seen = 0;
+        let mut tail = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        while seen < REQUESTS {
+            let n = s.read(&mut buf).expect("read requests");
+            assert!(n > 0, "flow closed after {seen} requests");
+            tail.extend_from_slice(&buf[..n]);
+            seen += tail.windows(8).filter(|w| w == b"MESSAGE ").count();
+            // Keep a possible partial "MESSAGE " for the next read.
+            let keep = tail.len().min(7);
+            tail.drain(..tail.len() - keep);
+        }
+        // Tells the flow's owner that every request arrived.
+        let done = String::from_utf8_lossy(one).replace("write-first", "all-read");
+        s.write_all(done.as_bytes()).expect("last response written");
+        seen
+    });
+    run(move || async move {
+        let (h, rx) = SipConnection::spawn(ConnectionConfig::new(tcp_hop(addr)));
+        assert!(matches!(next(&rx).await, Incoming::Up(_)));
+        let responses = glommio::spawn_local(async move {
+            let mut n = 0;
+            loop {
+                match next(&rx).await {
+                    Incoming::Message(m) if m.call_id() == Ok("all-read") => break,
+                    Incoming::Message(m) => {
+                        assert_eq!(m.status(), Some(200));
+                        n += 1;
+                    }
+                    other => panic!("flow ended after {n} responses: {other:?}"),
+                }
+            }
+            (n, rx)
+        });
+        for i in 0..REQUESTS {
+            h.send(message(&format!("w{i}"))).await.expect("queued");
+        }
+        let (n, _rx) = responses.await;
+        assert_eq!(n, RESPONSES);
+        drop(h);
+    });
+    // Each request starts with "MESSAGE " once; the Request-URI and CSeq lines do not repeat it.
+    assert_eq!(peer.join().expect("peer thread"), REQUESTS);
 }

@@ -143,6 +143,8 @@ impl Component {
         let mut counts = ComponentCounts::default();
         let mut buf = vec![0u8; 256 * 1024];
         let mut at = Instant::now();
+        // Without timestamps a delivery ends when this thread reads it (see `rx_stamp`).
+        let _ = crate::rx_stamp::enable(&self.tcp);
         'outer: loop {
             loop {
                 match self.framer.next_event() {
@@ -172,14 +174,14 @@ impl Component {
                 let _ = self.tcp.write_all(b"</stream:stream>");
                 break;
             }
-            match self.tcp.read(&mut buf) {
-                Ok(0) => {
+            match crate::rx_stamp::read(&self.tcp, &mut buf) {
+                Ok(r) if r.n == 0 => {
                     counts.closed_early = !stop.load(Ordering::Acquire);
                     break;
                 }
-                Ok(n) => {
-                    at = Instant::now();
-                    self.framer.feed(&buf[..n]);
+                Ok(r) => {
+                    at = r.at;
+                    self.framer.feed(&buf[..r.n]);
                 }
                 Err(e)
                     if matches!(

@@ -20,6 +20,7 @@ pub mod notifier;
 pub mod procstat;
 pub mod report;
 pub mod run;
+pub mod rx_stamp;
 pub mod s2s;
 pub mod schedule;
 pub mod setup;

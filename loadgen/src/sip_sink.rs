@@ -10,12 +10,12 @@
 //! connection (the router opens one TCP flow per shard).
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::correlator::{seq_from_body_bytes, Correlator, Recorder};
 
@@ -569,6 +569,8 @@ pub fn serve(
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_read_timeout(Some(Duration::from_millis(100)));
     let _ = tcp.set_write_timeout(Some(crate::s2s::WRITE_STALL));
+    // Without timestamps a delivery ends when this thread reads it (see `rx_stamp`).
+    let _ = crate::rx_stamp::enable(&tcp);
     let mut buf = vec![0u8; READ_BYTES * 2];
     let mut have = 0;
     let mut out = Vec::with_capacity(64 * 1024);
@@ -582,9 +584,9 @@ pub fn serve(
             }
             buf.resize(buf.len() * 2, 0);
         }
-        let n = match tcp.read(&mut buf[have..]) {
-            Ok(0) => break,
-            Ok(n) => n,
+        let (n, at) = match crate::rx_stamp::read(&tcp, &mut buf[have..]) {
+            Ok(r) if r.n == 0 => break,
+            Ok(r) => (r.n, r.at),
             Err(e)
                 if matches!(
                     e.kind(),
@@ -596,7 +598,6 @@ pub fn serve(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
-        let at = Instant::now();
         have += n;
         let used = match conn.process(&buf[..have], &mut out, |seq| {
             corr.delivered(seq, at, &mut rec)

@@ -12,10 +12,11 @@
 use std::fmt;
 use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::correlator::{seq_from_body_bytes, Correlator, Recorder};
 
@@ -489,9 +490,11 @@ pub struct SipSink {
 }
 
 impl SipSink {
-    /// Serves `listener` until `stop`; deliveries complete in `corr`.
+    /// Serves `listener` (and `accepted`, connections taken from it already) until `stop`;
+    /// deliveries complete in `corr`.
     pub fn start(
         listener: TcpListener,
+        accepted: Vec<TcpStream>,
         errors: Option<SipErrors>,
         corr: Arc<Correlator>,
         stop: Arc<AtomicBool>,
@@ -499,10 +502,44 @@ impl SipSink {
         listener.set_nonblocking(true)?;
         let acceptor = thread::Builder::new()
             .name("sip-sink".into())
-            .spawn(move || accept_loop(&listener, errors, &corr, &stop))?;
+            .spawn(move || accept_loop(&listener, accepted, errors, &corr, &stop))?;
         Ok(SipSink { acceptor })
     }
+}
 
+/// Waits up to `within` for a connection on `l` (the router's SIP flow) and takes it; `None`
+/// when none came.
+pub fn await_connection(l: &TcpListener, within: Duration) -> io::Result<Option<TcpStream>> {
+    l.set_nonblocking(true)?;
+    let deadline = Instant::now() + within;
+    loop {
+        match l.accept() {
+            Ok((tcp, _)) => return Ok(Some(tcp)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        let mut p = libc::pollfd {
+            fd: l.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+        // SAFETY: one valid pollfd. A listener polls readable when a connection is waiting.
+        if unsafe { libc::poll(&mut p, 1, ms) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+impl SipSink {
     /// Waits for every thread (after `stop` was set): their recorders and the totals.
     pub fn join(self) -> (Vec<Recorder>, SinkTotals) {
         self.acceptor.join().unwrap_or_default()
@@ -511,6 +548,7 @@ impl SipSink {
 
 fn accept_loop(
     l: &TcpListener,
+    accepted: Vec<TcpStream>,
     errors: Option<SipErrors>,
     corr: &Arc<Correlator>,
     stop: &Arc<AtomicBool>,
@@ -519,9 +557,13 @@ fn accept_loop(
     let mut totals = SinkTotals::default();
     let framing = Arc::new(AtomicU64::new(0));
     let messages = Arc::new(AtomicU64::new(0));
+    let mut accepted = accepted.into_iter();
     while !stop.load(Ordering::Acquire) {
-        match l.accept() {
-            Ok((tcp, _)) => {
+        match accepted
+            .next()
+            .map_or_else(|| l.accept().map(|(t, _)| t), Ok)
+        {
+            Ok(tcp) => {
                 totals.connections += 1;
                 let (corr, stop) = (corr.clone(), stop.clone());
                 let local = tcp
@@ -639,6 +681,23 @@ mod tests {
             body.len()
         )
         .into_bytes()
+    }
+
+    #[test]
+    fn await_connection_takes_the_waiting_connection() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let got = await_connection(&l, Duration::from_secs(10)).unwrap();
+        let got = got.expect("the waiting connection");
+        assert_eq!(got.peer_addr().unwrap(), c.local_addr().unwrap());
+    }
+
+    #[test]
+    fn await_connection_gives_up_when_none_comes() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(await_connection(&l, Duration::from_millis(20))
+            .unwrap()
+            .is_none());
     }
 
     #[test]

@@ -21,8 +21,9 @@
 # Everything on 127.0.0.1; configs in a temp dir; servers stopped at the end, even on failure.
 # Usage: benches/compare.sh            (after: cargo build --release -p stanza-router -p loadgen)
 # Knobs (environment): SERVERS="stanza-router prosody ejabberd" DURATION=10s WARMUP=2s RATE=9000
-#   ROUNDS=1 (saturation runs per server, each on a fresh server; the median is reported: single
-#   runs move ±15% on a shared VM)
+#   ROUNDS=1 (saturation runs per server, and open-loop runs at the router's half saturation, each
+#   on a fresh server; the median is reported with every run listed: single runs move ±15% on a
+#   shared VM)
 #   PARTNERS=4 WINDOW=1024 IDLE_SESSIONS=1000 USERS=1000 SERVER_CPU=0 LOADGEN_CPU=1 KEEP=1 (keep
 #   the temp dir) LOADGEN=path ROUTER_BIN=path.
 set -euo pipefail
@@ -371,6 +372,9 @@ loadgen_json() { # server-name label extra-args... -> writes $WORK/server/label.
 
 HALF_RATE=""
 HALF=""
+HALF_P99S=""
+HALF_LOST=""
+HALF_BOUNCED=""
 declare -A SAT P50 P99 CPU RSS LOST BOUNCED VER ROUNDS_SEEN
 for s in $SERVERS; do
     log "$s: starting (pinned to CPU $SERVER_CPU)"
@@ -413,11 +417,26 @@ for s in $SERVERS; do
     if [[ $s == stanza-router ]]; then
         # The issue's latency target is set at half the router's own saturation rate.
         HALF_RATE=$((SAT[$s] / 2))
-        stop_server
-        start_server "$s"
-        log "$s: open loop at half its saturation, $HALF_RATE msgs/s"
-        loadgen_json "$s" half --rate "$HALF_RATE" --connections "$PARTNERS"
-        HALF=$(jq -r '"\(.latency_ms.corrected.p50 * 1000 | round / 1000) / \(.latency_ms.corrected.p99 * 1000 | round / 1000) ms, lost \(.outcomes.lost), bounced \(.outcomes.bounced | to_entries | map("\(.key) \(.value)") | join(", ") | if . == "" then "0" else . end) (warm-up included), achieved \(.achieved_rate | floor)/s"' "$WORK/$s/half.json")
+        # As many open-loop runs as saturation rounds, each on a fresh server; the median run
+        # by p99 is reported and every run's p99 is listed (a single run's tail follows the
+        # VM's jitter as much as the router).
+        for r in $(seq 1 "$ROUNDS"); do
+            stop_server
+            start_server "$s"
+            log "$s: open loop at half its saturation, $HALF_RATE msgs/s, round $r of $ROUNDS"
+            loadgen_json "$s" "half-$r" --rate "$HALF_RATE" --connections "$PARTNERS"
+        done
+        all_half=("$WORK/$s"/half-*.json)
+        half=$(for f in "${all_half[@]}"; do
+            echo "$(jq -r '.latency_ms.corrected.p99' "$f") $f"
+        done | sort -g | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) { print $2 }')
+        HALF=$(jq -r '"\(.latency_ms.corrected.p50 * 1000 | round / 1000) / \(.latency_ms.corrected.p99 * 1000 | round / 1000) ms, achieved \(.achieved_rate | floor)/s"' "$half")
+        HALF_P99S=$(for f in "${all_half[@]}"; do
+            jq -r '.latency_ms.corrected.p99 * 1000 | round / 1000' "$f"
+        done | sort -g | paste -sd' ')
+        HALF_LOST=$(jq -s -r 'map(.outcomes.lost + .outcomes.lost_warmup) | add' "${all_half[@]}")
+        HALF_BOUNCED=$(jq -s -r 'map(.outcomes.bounced | to_entries[] | "\(.key) \(.value)") |
+            join(", ") | if . == "" then "0" else . end' "${all_half[@]}")
     fi
     for f in "$sat" "$fixed"; do
         jq -e '.outcomes.delivered > 0' "$f" >/dev/null ||
@@ -452,7 +471,8 @@ if ((ROUNDS > 1)); then
 fi
 if [[ $SERVERS == *stanza-router* ]]; then
     echo
-    echo "stanza-router at half its saturation ($HALF_RATE msgs/s, open loop): p50 / p99 $HALF"
+    echo "stanza-router at half its saturation ($HALF_RATE msgs/s, open loop, median of $ROUNDS run(s) by p99):"
+    echo "p50 / p99 $HALF; p99 of each run (ms, sorted): $HALF_P99S; lost $HALF_LOST, bounced $HALF_BOUNCED (all runs, warm-up included)"
     for other in prosody ejabberd; do
         if [[ -n ${SAT[$other]:-} && ${SAT[$other]} -gt 0 ]]; then
             awk -v a="${SAT[stanza-router]}" -v b="${SAT[$other]}" -v o="$other" \

@@ -152,14 +152,16 @@ pub struct RunArgs {
     #[arg(long)]
     pub quiet: bool,
     /// Play the internal SIP pool: listen here (the router's `[sip] next_hop`), answer every
-    /// MESSAGE and count it delivered when it arrives; answer SUBSCRIBE with 200 and a NOTIFY.
+    /// MESSAGE and count it delivered when it arrives (the kernel's receive timestamp of its
+    /// bytes, not the moment the sink's thread read them); answer SUBSCRIBE with 200 and a NOTIFY.
     #[arg(long, value_name = "IP:PORT", conflicts_with = "component")]
     pub sip_sink: Option<SocketAddr>,
     /// SIP sink: answer this share of MESSAGEs with this code instead of 200, e.g. 486:2%.
     #[arg(long, value_name = "CODE:SHARE", requires = "sip_sink")]
     pub sip_errors: Option<SipErrors>,
     /// Connect to this XEP-0114 component listener of the server under test (Prosody,
-    /// ejabberd) and count messages to users@--component-domain delivered when they arrive.
+    /// ejabberd) and count messages to users@--component-domain delivered when they arrive (the
+    /// kernel's receive timestamp, as for the SIP sink).
     #[arg(
         long,
         value_name = "IP:PORT",

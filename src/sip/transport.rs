@@ -766,6 +766,20 @@ where
     .await
 }
 
+/// Feeds what a read of `buf` returned into `framer`; the end of the stream, a socket error or
+/// unframeable bytes are noted in `end`.
+fn feed_read(r: io::Result<usize>, buf: &[u8], framer: &mut SipFramer, end: &mut Option<FlowEnd>) {
+    match r {
+        Ok(0) => *end = Some(FlowEnd::PeerClosed),
+        Ok(n) => {
+            if let Err(e) = framer.feed(&buf[..n]) {
+                *end = Some(FlowEnd::Framing(e));
+            }
+        }
+        Err(e) => *end = Some(FlowEnd::Io(e.kind())),
+    }
+}
+
 /// Delivers every complete message the framer holds, answers pings with pongs (into `out`) and
 /// notes pongs; stops at the first end.
 async fn deliver_framed<'s>(
@@ -828,21 +842,18 @@ where
         // Requests already queued are written before the next read: with reads first, a steady
         // stream of responses held them back until the queue filled and the partner streams
         // behind it stalled for milliseconds. Bytes carried over from the last write go first.
-        let wake = match out.is_empty() {
-            false => None,
-            true => match future::poll_once(ctl.recv()).await.flatten() {
+        let wake = if !out.is_empty() {
+            None
+        } else {
+            match future::poll_once(ctl.recv()).await.flatten() {
                 Some(first) => Some(Wake::Control(Some(first))),
                 None => Some(pump::wait_into(&mut s, &mut buf, deadline, Some(ctl)).await),
-            },
+            }
         };
         match wake {
             None => {}
-            Some(Wake::Read(Ok(0))) => end = Some(FlowEnd::PeerClosed),
-            Some(Wake::Read(Err(e))) => end = Some(FlowEnd::Io(e.kind())),
-            Some(Wake::Read(Ok(n))) => {
-                if let Err(e) = framer.feed(&buf[..n]) {
-                    end = Some(FlowEnd::Framing(e));
-                }
+            Some(Wake::Read(r)) => {
+                feed_read(r, &buf, &mut framer, &mut end);
                 let (f, p) = (&mut framer, &mut pong_due);
                 deliver_framed(f, sink, ctl, epoch, &mut out, &mut end, p).await?;
             }
@@ -883,12 +894,8 @@ where
                 }
                 WriteStep::Wrote(Ok(n)) => written += n,
                 WriteStep::Wrote(Err(e)) => return Ok(end.unwrap_or(FlowEnd::Io(e.kind()))),
-                WriteStep::Read(Ok(0)) => end = Some(FlowEnd::PeerClosed),
-                WriteStep::Read(Err(e)) => end = Some(FlowEnd::Io(e.kind())),
-                WriteStep::Read(Ok(n)) => {
-                    if let Err(e) = framer.feed(&buf[..n]) {
-                        end = Some(FlowEnd::Framing(e));
-                    }
+                WriteStep::Read(r) => {
+                    feed_read(r, &buf, &mut framer, &mut end);
                     let (f, p) = (&mut framer, &mut pong_due);
                     deliver_framed(f, sink, ctl, epoch, &mut more, &mut end, p).await?;
                 }

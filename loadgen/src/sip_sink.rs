@@ -505,6 +505,11 @@ impl SipSink {
             .spawn(move || accept_loop(&listener, accepted, errors, &corr, &stop))?;
         Ok(SipSink { acceptor })
     }
+
+    /// Waits for every thread (after `stop` was set): their recorders and the totals.
+    pub fn join(self) -> (Vec<Recorder>, SinkTotals) {
+        self.acceptor.join().unwrap_or_default()
+    }
 }
 
 /// Waits up to `within` for a connection on `l` (the router's SIP flow) and takes it; `None`
@@ -523,26 +528,10 @@ pub fn await_connection(l: &TcpListener, within: Duration) -> io::Result<Option<
         if left.is_zero() {
             return Ok(None);
         }
-        let mut p = libc::pollfd {
-            fd: l.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
-        // SAFETY: one valid pollfd. A listener polls readable when a connection is waiting.
-        if unsafe { libc::poll(&mut p, 1, ms) } < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
+        match crate::s2s::readable_within(l.as_raw_fd(), left) {
+            Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
+            _ => {}
         }
-    }
-}
-
-impl SipSink {
-    /// Waits for every thread (after `stop` was set): their recorders and the totals.
-    pub fn join(self) -> (Vec<Recorder>, SinkTotals) {
-        self.acceptor.join().unwrap_or_default()
     }
 }
 

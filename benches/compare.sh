@@ -370,6 +370,29 @@ loadgen_json() { # server-name label extra-args... -> writes $WORK/server/label.
     [[ -s $WORK/$name/$label.json ]] || die "$name $label: loadgen failed: $(tail -n 5 "$WORK/$name/$label.log")"
 }
 
+median_run() { # jq-expr files... -> the file whose value of jq-expr is the median
+    local expr=$1
+    shift
+    for f in "$@"; do
+        echo "$(jq -r "$expr" "$f") $f"
+    done | sort -g | awk -v n="$#" 'NR == int((n + 1) / 2) { print $2 }'
+}
+
+sorted_values() { # jq-expr files... -> the values of jq-expr, sorted, on one line
+    local expr=$1
+    shift
+    for f in "$@"; do jq -r "$expr" "$f"; done | sort -g | paste -sd' '
+}
+
+lost_in() { # files... -> messages lost over all runs, warm-up included
+    jq -s -r 'map(.outcomes.lost + .outcomes.lost_warmup) | add' "$@"
+}
+
+bounced_in() { # files... -> bounces by condition over all runs, or 0
+    jq -s -r 'map(.outcomes.bounced | to_entries[] | "\(.key) \(.value)") | join(", ") |
+        if . == "" then "0" else . end' "$@"
+}
+
 HALF_RATE=""
 HALF=""
 HALF_P99S=""
@@ -393,27 +416,21 @@ for s in $SERVERS; do
         stop_server
     done
     # The median round by achieved rate; its CPU figure goes with it. Every round's losses count.
-    sat=$(for r in $(seq 1 "$ROUNDS"); do
-        f=$WORK/$s/saturation-$r.json
-        echo "$(jq -r '.achieved_rate' "$f") $f"
-    done | sort -n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) { print $2 }')
-    ROUNDS_SEEN[$s]=$(for r in $(seq 1 "$ROUNDS"); do
-        jq -r '.achieved_rate | floor' "$WORK/$s/saturation-$r.json"
-    done | sort -n | paste -sd' ')
+    all_sat=("$WORK/$s"/saturation-*.json)
+    sat=$(median_run '.achieved_rate' "${all_sat[@]}")
+    ROUNDS_SEEN[$s]=$(sorted_values '.achieved_rate | floor' "${all_sat[@]}")
     start_server "$s"
     log "$s: open loop at $RATE msgs/s"
     loadgen_json "$s" fixed --rate "$RATE" --connections "$PARTNERS"
     fixed=$WORK/$s/fixed.json
-    all_sat=("$WORK/$s"/saturation-*.json)
     SAT[$s]=$(jq -r '.achieved_rate | floor' "$sat")
     CPU[$s]=$(jq -r 'if .router_process and .latency_ms.corrected.count > 0
         then (.router_process.cpu_seconds / .latency_ms.corrected.count * 100000 * 100 | round / 100)
         else "?" end' "$sat")
     P50[$s]=$(jq -r '.latency_ms.corrected.p50 * 1000 | round / 1000' "$fixed")
     P99[$s]=$(jq -r '.latency_ms.corrected.p99 * 1000 | round / 1000' "$fixed")
-    LOST[$s]=$(jq -s -r 'map(.outcomes.lost + .outcomes.lost_warmup) | add' "${all_sat[@]}" "$fixed")
-    BOUNCED[$s]=$(jq -s -r 'map(.outcomes.bounced | to_entries[] | "\(.key) \(.value)") | join(", ") |
-        if . == "" then "0" else . end' "${all_sat[@]}" "$fixed")
+    LOST[$s]=$(lost_in "${all_sat[@]}" "$fixed")
+    BOUNCED[$s]=$(bounced_in "${all_sat[@]}" "$fixed")
     if [[ $s == stanza-router ]]; then
         # The issue's latency target is set at half the router's own saturation rate.
         HALF_RATE=$((SAT[$s] / 2))
@@ -427,16 +444,11 @@ for s in $SERVERS; do
             loadgen_json "$s" "half-$r" --rate "$HALF_RATE" --connections "$PARTNERS"
         done
         all_half=("$WORK/$s"/half-*.json)
-        half=$(for f in "${all_half[@]}"; do
-            echo "$(jq -r '.latency_ms.corrected.p99' "$f") $f"
-        done | sort -g | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) { print $2 }')
+        half=$(median_run '.latency_ms.corrected.p99' "${all_half[@]}")
         HALF=$(jq -r '"\(.latency_ms.corrected.p50 * 1000 | round / 1000) / \(.latency_ms.corrected.p99 * 1000 | round / 1000) ms, achieved \(.achieved_rate | floor)/s"' "$half")
-        HALF_P99S=$(for f in "${all_half[@]}"; do
-            jq -r '.latency_ms.corrected.p99 * 1000 | round / 1000' "$f"
-        done | sort -g | paste -sd' ')
-        HALF_LOST=$(jq -s -r 'map(.outcomes.lost + .outcomes.lost_warmup) | add' "${all_half[@]}")
-        HALF_BOUNCED=$(jq -s -r 'map(.outcomes.bounced | to_entries[] | "\(.key) \(.value)") |
-            join(", ") | if . == "" then "0" else . end' "${all_half[@]}")
+        HALF_P99S=$(sorted_values '.latency_ms.corrected.p99 * 1000 | round / 1000' "${all_half[@]}")
+        HALF_LOST=$(lost_in "${all_half[@]}")
+        HALF_BOUNCED=$(bounced_in "${all_half[@]}")
     fi
     for f in "$sat" "$fixed"; do
         jq -e '.outcomes.delivered > 0' "$f" >/dev/null ||

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use crate::second_log::SecondLog;
+
 /// Prefix of the stanza ids the loadgen sends.
 pub const ID_PREFIX: &str = "lg-";
 /// Marker before the sequence number in a message body.
@@ -169,6 +171,7 @@ pub struct Correlator {
     registered: AtomicU64,
     completed: AtomicU64,
     unmatched: AtomicU64,
+    seconds: SecondLog,
 }
 
 impl Correlator {
@@ -184,7 +187,20 @@ impl Correlator {
             registered: AtomicU64::new(0),
             completed: AtomicU64::new(0),
             unmatched: AtomicU64::new(0),
+            seconds: SecondLog::new(0),
         }
+    }
+
+    /// Also keeps the corrected latency of measured completions second by second, for
+    /// `seconds` seconds from the epoch (see [`SecondLog`]).
+    pub fn with_second_log(mut self, seconds: usize) -> Correlator {
+        self.seconds = SecondLog::new(seconds);
+        self
+    }
+
+    /// The latency-over-time log (empty unless [`Self::with_second_log`]).
+    pub fn second_log(&self) -> &SecondLog {
+        &self.seconds
     }
 
     /// The run's time origin.
@@ -263,12 +279,16 @@ impl Correlator {
         self.completed.fetch_add(1, Ordering::Relaxed);
         self.credit((meta >> 2) as usize).release();
         let now = self.offset_ns(at);
+        let measured = meta & 2 != 0;
+        if measured {
+            self.seconds.record(now, now.saturating_sub(intended));
+        }
         Some(Completed {
             seq,
             corrected_ns: now.saturating_sub(intended),
             uncorrected_ns: now.saturating_sub(sent),
             done_ns: now,
-            measured: meta & 2 != 0,
+            measured,
             kind: if meta & 1 != 0 {
                 Kind::Message
             } else {

@@ -211,6 +211,24 @@ fn throughput_plot(r: &Report) -> String {
     p.finish()
 }
 
+/// The median and the p99 of each second's completions.
+fn latency_time_plot(r: &Report) -> String {
+    let secs = &r.latency_per_second;
+    let t_max = nice_max(secs.iter().map(|s| s.t).fold(0.0, f64::max));
+    let y_max = nice_max(secs.iter().map(|s| s.p99_ms).fold(0.0, f64::max));
+    let mut p = Plot::new("Latency over time", t_max, y_max, "corrected latency (ms)");
+    for i in 0..=5 {
+        let v = t_max * i as f64 / 5.0;
+        p.x_tick(v, &fmt_num(v));
+    }
+    p.x_label("seconds since start (each point: the completions of one second)");
+    let p99: Vec<_> = secs.iter().map(|s| (s.t, s.p99_ms)).collect();
+    let p50: Vec<_> = secs.iter().map(|s| (s.t, s.p50_ms)).collect();
+    p.line(&p99, CORRECTED, "p99 of the second", 0);
+    p.line(&p50, UNCORRECTED, "median of the second", 1);
+    p.finish()
+}
+
 fn row(out: &mut String, name: &str, p: &Percentiles) {
     let _ = write!(
         out,
@@ -295,6 +313,10 @@ pub fn render(r: &Report) -> String {
     out.push_str(&percentile_plot(r));
     out.push_str("<h2>Throughput</h2>");
     out.push_str(&throughput_plot(r));
+    if !r.latency_per_second.is_empty() {
+        out.push_str("<h2>Latency over time</h2>");
+        out.push_str(&latency_time_plot(r));
+    }
     out.push_str("</body></html>\n");
     out
 }

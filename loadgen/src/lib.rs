@@ -23,6 +23,7 @@ pub mod run;
 pub mod rx_stamp;
 pub mod s2s;
 pub mod schedule;
+pub mod second_log;
 pub mod setup;
 pub mod sip_sink;
 pub mod sip_source;

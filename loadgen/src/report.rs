@@ -12,6 +12,7 @@ use crate::correlator::Recorder;
 use crate::correlator::CONDITIONS;
 use crate::procstat::ProcUsage;
 use crate::run::{Direction, DirectionResult, Mode, RunPlan, RunResult, Sample};
+use crate::second_log::SecondLatency;
 use crate::sip_sink::SinkTotals;
 use crate::sip_source::SourceCounts;
 use crate::workload::{BodySize, Workload};
@@ -272,6 +273,9 @@ pub struct Report {
     pub router_process_error: Option<String>,
     /// Per-second throughput.
     pub timeline: Vec<Sample>,
+    /// Corrected latency of the measured completions by the second they completed in: whether
+    /// a tail is spread over the run or packed into a few seconds.
+    pub latency_per_second: Vec<SecondLatency>,
     /// Where deliveries were observed.
     pub delivery: String,
     /// What the SIP sink saw (with `--sip-sink`).
@@ -286,6 +290,39 @@ pub struct Report {
     pub outbound: Option<DirectionReport>,
     /// `--auth dialback`: keys the router asked the loadgen to verify, [valid, invalid].
     pub dialback_verifies: Option<[u64; 2]>,
+}
+
+/// How the per-second p99 spreads over the run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct P99Spread {
+    /// Seconds with completions.
+    pub seconds: usize,
+    /// Median of the seconds' p99s, ms.
+    pub median_ms: f64,
+    /// Highest second's p99, ms.
+    pub worst_ms: f64,
+    /// End of that second.
+    pub worst_t: f64,
+    /// Seconds whose p99 is above 1 ms.
+    pub over_1ms: usize,
+}
+
+impl P99Spread {
+    /// `None` without per-second figures.
+    pub fn of(seconds: &[SecondLatency]) -> Option<P99Spread> {
+        let worst = seconds
+            .iter()
+            .max_by(|a, b| a.p99_ms.total_cmp(&b.p99_ms))?;
+        let mut p99s: Vec<f64> = seconds.iter().map(|s| s.p99_ms).collect();
+        p99s.sort_by(f64::total_cmp);
+        Some(P99Spread {
+            seconds: seconds.len(),
+            median_ms: p99s[p99s.len() / 2],
+            worst_ms: worst.p99_ms,
+            worst_t: worst.t,
+            over_1ms: p99s.iter().filter(|&&v| v > 1.0).count(),
+        })
+    }
 }
 
 /// Percentiles of the curve: 0, then 1 - 10^(-k/8) up to 99.999.
@@ -384,6 +421,7 @@ impl Report {
             router_process,
             router_process_error,
             timeline: result.timeline.clone(),
+            latency_per_second: result.latency_per_second.clone(),
             delivery: plan.delivery.describe(),
             sip_sink: result.sip_sink,
             component: result.component,
@@ -474,6 +512,13 @@ impl Report {
         };
         row(&mut t, "corrected", &self.latency_ms.corrected);
         row(&mut t, "uncorrected", &self.latency_ms.uncorrected);
+        if let Some(p) = P99Spread::of(&self.latency_per_second) {
+            let _ = writeln!(
+                t,
+                "  per second   p99 median {:.3}, worst {:.3} ms (second ending at {:.0} s), {} of {} seconds above 1 ms",
+                p.median_ms, p.worst_ms, p.worst_t, p.over_1ms, p.seconds
+            );
+        }
         let o = &self.outcomes;
         let list = |m: &BTreeMap<String, u64>| {
             m.iter()

@@ -23,6 +23,7 @@ use crate::correlator::{Correlator, Kind, Recorder};
 use crate::procstat::{self, ProcUsage};
 use crate::s2s::{self, Duplex, Established};
 use crate::schedule::Schedule;
+use crate::second_log::{SecondLatency, SecondLog};
 use crate::sip_sink::{SinkTotals, SipErrors, SipSink};
 use crate::sip_source::{self, SourceCounts, SourceProgress, SourceTemplates, SourceWire};
 use crate::workload::{self, BodySize, Mix, Templates, Workload};
@@ -324,6 +325,8 @@ pub struct RunResult {
     pub errors: ErrorCounts,
     /// Per-second samples.
     pub timeline: Vec<Sample>,
+    /// Corrected latency of the measured completions, second by second (both directions).
+    pub latency_per_second: Vec<SecondLatency>,
     /// Seconds of the measured phase (warm-up end to last measured answer, or planned end).
     pub measured_seconds: f64,
     /// Router CPU seconds and peak RSS over the measured phase.
@@ -519,13 +522,15 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
         Mode::Open { .. } => 0,
     };
     let epoch = Instant::now();
-    let corr = Arc::new(Correlator::new(
-        epoch,
-        MIN_RING.max(window * 4),
-        nconn.max(1),
-    ));
+    // Every second the run can last, with one to spare for the drain's rounding.
+    let seconds = (plan.warmup + plan.duration + plan.drain).as_secs() as usize + 2;
+    let corr = Arc::new(
+        Correlator::new(epoch, MIN_RING.max(window * 4), nconn.max(1)).with_second_log(seconds),
+    );
     let _ = shared.corr.set(corr.clone());
-    let out = (nsip > 0).then(|| Arc::new(Correlator::new(epoch, MIN_RING.max(window * 4), nsip)));
+    let out = (nsip > 0).then(|| {
+        Arc::new(Correlator::new(epoch, MIN_RING.max(window * 4), nsip).with_second_log(seconds))
+    });
     if let Some(o) = &out {
         let _ = shared.out.set(o.clone());
     }
@@ -763,6 +768,16 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
             recorder,
         }
     };
+    let latency_per_second = {
+        let mut logs = Vec::new();
+        if plan.direction.inbound() {
+            logs.push(corr.second_log());
+        }
+        if let Some(o) = &out {
+            logs.push(o.second_log());
+        }
+        SecondLog::summarize(&logs)
+    };
     let inbound = plan.direction.inbound().then(|| part(&corr, in_rec));
     let outbound = out.as_ref().map(|o| part(o, out_rec));
     if let (Some(s), Some(o)) = (sip_source.as_mut(), &outbound) {
@@ -810,6 +825,7 @@ pub fn run(plan: &RunPlan, tls: &PartnerTls) -> Result<RunResult, RunError> {
         router_streams,
         errors,
         timeline: progress.samples,
+        latency_per_second,
         measured_seconds,
         router_usage: usage,
         sip_sink,

@@ -120,6 +120,13 @@ fn open_loop_pings_are_all_answered_over_the_routers_outbound_streams() {
     assert_eq!(o.answered, 300, "{}", report.text());
     assert_eq!(o.sent, 300);
     assert_eq!(report.latency_ms.corrected.count, 300);
+    // The per-second log holds every measured completion once, each in a second of the run.
+    let secs = &report.latency_per_second;
+    assert_eq!(secs.iter().map(|s| s.count).sum::<u64>(), 300, "{secs:?}");
+    for s in secs {
+        assert!(s.p50_ms <= s.p99_ms && s.p99_ms <= s.max_ms, "{s:?}");
+        assert!(s.max_ms <= report.latency_ms.corrected.max + 0.01, "{s:?}");
+    }
     assert!(report.clean(), "{}", report.text());
     assert_eq!(report.setup.connections_established, 4);
     assert!(
@@ -147,6 +154,7 @@ fn closed_loop_pings_are_all_answered_and_the_report_has_its_shape() {
         "errors",
         "router_process",
         "timeline",
+        "latency_per_second",
     ] {
         assert!(json.get(key).is_some(), "no {key} in {json}");
     }
@@ -159,6 +167,12 @@ fn closed_loop_pings_are_all_answered_and_the_report_has_its_shape() {
     assert!(json["offered_rate"].is_null());
     let page = loadgen::html::render(&report);
     assert!(page.contains("<svg") && page.contains("Latency by percentile"));
+    assert!(page.contains("Latency over time"));
+    assert!(
+        report.text().contains("per second   p99 median"),
+        "{}",
+        report.text()
+    );
 }
 
 #[test]

@@ -25,7 +25,8 @@
 #   on a fresh server; the median is reported with every run listed: single runs move ±15% on a
 #   shared VM)
 #   PARTNERS=4 WINDOW=1024 IDLE_SESSIONS=1000 USERS=1000 SERVER_CPU=0 LOADGEN_CPU=1 KEEP=1 (keep
-#   the temp dir) LOADGEN=path ROUTER_BIN=path.
+#   the temp dir) LOADGEN=path ROUTER_BIN=path HICCUP_DURATION=3s (the server core's noise floor,
+#   `loadgen hiccups`, measured before each half-saturation run).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -44,6 +45,7 @@ USERS=${USERS:-1000}
 BODY=200
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
+HICCUP_DURATION=${HICCUP_DURATION:-3s}
 IP=127.0.0.1
 DOMAIN=corp.test
 COMPONENT=sink.corp.test
@@ -398,6 +400,7 @@ HALF=""
 HALF_P99S=""
 HALF_LOST=""
 HALF_BOUNCED=""
+HALF_RUNS=""
 declare -A SAT P50 P99 CPU RSS LOST BOUNCED VER ROUNDS_SEEN
 for s in $SERVERS; do
     log "$s: starting (pinned to CPU $SERVER_CPU)"
@@ -439,9 +442,18 @@ for s in $SERVERS; do
         # VM's jitter as much as the router).
         for r in $(seq 1 "$ROUNDS"); do
             stop_server
+            # The machine's noise floor just before the run: how much CPU the server's core
+            # loses to the host and the kernel while the loadgen's core is busy.
+            "$LOADGEN" hiccups --cpu "$SERVER_CPU" --load-cpu "$LOADGEN_CPU" \
+                --duration "$HICCUP_DURATION" --json "$WORK/$s/hiccups-$r.json" >/dev/null ||
+                log "$s: loadgen hiccups failed"
             start_server "$s"
             log "$s: open loop at half its saturation, $HALF_RATE msgs/s, round $r of $ROUNDS"
             loadgen_json "$s" "half-$r" --rate "$HALF_RATE" --connections "$PARTNERS"
+            HALF_RUNS+="
+  run $r: p99 $(jq -r '.latency_ms.corrected.p99 * 1000 | round / 1000' "$WORK/$s/half-$r.json") ms, \
+$(jq -r '"\([.latency_per_second[] | select(.p99_ms > 1)] | length) of \(.latency_per_second | length) seconds with p99 over 1 ms"' "$WORK/$s/half-$r.json"); \
+CPU $SERVER_CPU before it: $(jq -r '"\(.by_class[3:] | add) gaps of 1 ms or more, \(.lost_ns / 1e5 | round / 10) ms lost, longest \(.max_ns / 1e5 | round / 10) ms in \(.span_ns / 1e9 | round) s"' "$WORK/$s/hiccups-$r.json" 2>/dev/null || echo "not measured")"
         done
         all_half=("$WORK/$s"/half-*.json)
         half=$(median_run '.latency_ms.corrected.p99' "${all_half[@]}")
@@ -485,6 +497,8 @@ if [[ $SERVERS == *stanza-router* ]]; then
     echo
     echo "stanza-router at half its saturation ($HALF_RATE msgs/s, open loop, median of $ROUNDS run(s) by p99):"
     echo "p50 / p99 $HALF; p99 of each run (ms, sorted): $HALF_P99S; lost $HALF_LOST, bounced $HALF_BOUNCED (all runs, warm-up included)"
+    echo "each run in order, with the seconds over 1 ms and the server core's noise floor measured just before"
+    echo "(loadgen hiccups --cpu $SERVER_CPU --load-cpu $LOADGEN_CPU --duration $HICCUP_DURATION):$HALF_RUNS"
     for other in prosody ejabberd; do
         if [[ -n ${SAT[$other]:-} && ${SAT[$other]} -gt 0 ]]; then
             awk -v a="${SAT[stanza-router]}" -v b="${SAT[$other]}" -v o="$other" \

@@ -47,6 +47,54 @@ pub enum Command {
     /// Search runtime profiles against a router config: start the router per candidate,
     /// measure, and write the best profile found into tuning/.
     Sweep(SweepArgs),
+    /// Measure how often and how long a CPU is taken from a thread that never yields it (the
+    /// machine's noise floor under latency figures).
+    Hiccups(HiccupsArgs),
+}
+
+/// Longest `loadgen hiccups` measurement accepted.
+pub const MAX_HICCUP_DURATION: Duration = Duration::from_secs(600);
+
+/// `loadgen hiccups`.
+#[derive(Debug, Clone, Args)]
+pub struct HiccupsArgs {
+    /// Measure on this CPU (the one the server under test runs on).
+    #[arg(long, value_name = "N")]
+    pub cpu: Option<usize>,
+    /// Keep this CPU busy meanwhile (the loadgen's CPU during a benchmark).
+    #[arg(long, value_name = "N")]
+    pub load_cpu: Option<usize>,
+    /// How long to measure (at most 10 min).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub duration: Duration,
+    /// Also write the figures as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+impl HiccupsArgs {
+    /// The measurement these arguments ask for, or what is wrong with them.
+    pub fn plan(&self) -> Result<crate::hiccup::Plan, String> {
+        if self.duration.is_zero() || self.duration > MAX_HICCUP_DURATION {
+            return Err("--duration must be positive and at most 10m".into());
+        }
+        let allowed = crate::sweep::affinity::allowed_cpus()
+            .map_err(|e| format!("cannot read this process's CPUs: {e}"))?;
+        for (flag, cpu) in [("--cpu", self.cpu), ("--load-cpu", self.load_cpu)] {
+            if let Some(c) = cpu {
+                crate::sweep::affinity::parse_cpu_list(&c.to_string(), &allowed)
+                    .map_err(|e| format!("{flag}: {e}"))?;
+            }
+        }
+        if self.cpu.is_some() && self.cpu == self.load_cpu {
+            return Err("--cpu and --load-cpu must differ".into());
+        }
+        Ok(crate::hiccup::Plan {
+            cpu: self.cpu,
+            load_cpu: self.load_cpu,
+            duration: self.duration,
+        })
+    }
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -699,6 +747,33 @@ mod tests {
 
     fn parse(args: &str) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("loadgen").chain(args.split_whitespace()))
+    }
+
+    fn hiccups_plan(extra: &str) -> Result<crate::hiccup::Plan, String> {
+        match parse(&format!("hiccups {extra}")) {
+            Ok(Cli {
+                command: Command::Hiccups(h),
+            }) => h.plan(),
+            Ok(_) => Err("not hiccups".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn hiccups_takes_available_cpus_and_a_bounded_duration() {
+        let cpus = crate::sweep::affinity::allowed_cpus().unwrap();
+        let p = hiccups_plan(&format!("--cpu {} --duration 2s", cpus[0])).unwrap();
+        assert_eq!((p.cpu, p.load_cpu), (Some(cpus[0]), None));
+        assert_eq!(p.duration, Duration::from_secs(2));
+        assert_eq!(hiccups_plan("").unwrap().duration, Duration::from_secs(10));
+        let e = hiccups_plan("--duration 11m").unwrap_err();
+        assert!(e.contains("at most 10m"), "{e}");
+        let e = hiccups_plan("--duration 0s").unwrap_err();
+        assert!(e.contains("positive"), "{e}");
+        let e = hiccups_plan("--cpu 1000").unwrap_err();
+        assert!(e.starts_with("--cpu: CPU 1000 is not available"), "{e}");
+        let e = hiccups_plan(&format!("--cpu {0} --load-cpu {0}", cpus[0])).unwrap_err();
+        assert!(e.contains("must differ"), "{e}");
     }
 
     fn run_args(extra: &str) -> Result<RunArgs, String> {

@@ -15,6 +15,7 @@
 pub mod cli;
 pub mod component;
 pub mod correlator;
+pub mod hiccup;
 pub mod html;
 pub mod notifier;
 pub mod procstat;

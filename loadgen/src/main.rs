@@ -84,6 +84,30 @@ fn main() -> ExitCode {
                 Err(e) => failure(format!("{}: {e}", a.out.display())),
             }
         }
+        Command::Hiccups(a) => {
+            let plan = match a.plan() {
+                Ok(p) => p,
+                Err(e) => return usage(e),
+            };
+            let gaps = match loadgen::hiccup::measure(&plan) {
+                Ok(g) => g,
+                Err(e) => return failure(format!("cannot pin the measuring threads: {e}")),
+            };
+            let on = plan
+                .cpu
+                .map_or("this thread's CPU".to_string(), |c| format!("CPU {c}"));
+            let load = plan
+                .load_cpu
+                .map_or(String::new(), |c| format!(", CPU {c} kept busy"));
+            println!("hiccups on {on}{load}: {}", gaps.describe());
+            if let Some(path) = &a.json {
+                let json = serde_json::to_string_pretty(&gaps).unwrap_or_default();
+                if let Err(e) = std::fs::write(path, json + "\n") {
+                    return failure(format!("{}: {e}", path.display()));
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Command::Sweep(a) => {
             let sweep = match loadgen::sweep::prepare(&a) {
                 Ok(s) => s,

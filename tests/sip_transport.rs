@@ -30,6 +30,8 @@ const LISTEN_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 115);
 const UAC_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 116);
 const CLOSED_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 117);
 const WRITE_FIRST_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 118);
+const DEAF_PEER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 119);
+const DEAF_HOP_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 120);
 
 /// Hard bound of one test body.
 const TEST_LIMIT: Duration = Duration::from_secs(60);
@@ -541,4 +543,99 @@ fn flow_reads_while_a_peer_that_writes_first_takes_none_of_our_bytes() {
     });
     // Each request starts with "MESSAGE " once; the Request-URI and CSeq lines do not repeat it.
     assert_eq!(peer.join().expect("peer thread"), REQUESTS);
+}
+
+/// What the deaf-peer tests write: far more than both sides' socket buffers hold.
+fn filler() -> Vec<u8> {
+    vec![b'x'; 1 << 20]
+}
+
+/// A listener connection whose peer sends a request and then reads nothing: the flow's writes
+/// stop, its queue fills, and the consumer's next send waits. After `write_stall` the
+/// connection is closed, the waiting send fails, and the consumer serves another connection.
+/// (Before the bound the send waited for ever, and with it every other connection's events.)
+#[test]
+fn listener_closes_a_connection_whose_peer_takes_none_of_our_bytes() {
+    const STALL: Duration = Duration::from_millis(300);
+    run(|| async {
+        let mut cfg = ListenerConfig::new(vec![SocketAddr::from((DEAF_PEER_IP, 0))]);
+        cfg.send_queue = 2;
+        cfg.write_stall = STALL;
+        let (lh, events) = SipListener::spawn(cfg).expect("listen");
+        let addr = lh.local_addrs()[0];
+        let mut deaf = TcpStream::connect(addr).await.expect("connect");
+        deaf.write_all(&message("deaf-1")).await.expect("request");
+        let conn = match events.recv().await.expect("listener alive") {
+            (c, ListenerEvent::Message(_)) => c,
+            (_, ListenerEvent::Closed(end)) => panic!("closed early: {end:?}"),
+        };
+        let mut accepted = 0;
+        while lh.send(conn, filler()).await.is_ok() {
+            accepted += 1;
+            assert!(accepted < 1000, "1 GiB taken by a peer that reads nothing");
+        }
+        assert!(accepted >= 2, "the queue took {accepted} writes");
+        match events.recv().await.expect("listener alive") {
+            (c, ListenerEvent::Closed(end)) => {
+                assert_eq!(c, conn);
+                assert_eq!(end, FlowEnd::WriteStall(STALL));
+            }
+            (_, ListenerEvent::Message(m)) => panic!("unexpected {m:?}"),
+        }
+        // The listener serves the next connection.
+        let mut other = TcpStream::connect(addr).await.expect("connect");
+        other.write_all(&message("after-1")).await.expect("request");
+        let (c2, m2) = match events.recv().await.expect("listener alive") {
+            (c, ListenerEvent::Message(m)) => (c, m),
+            (_, ListenerEvent::Closed(end)) => panic!("closed: {end:?}"),
+        };
+        assert_ne!(c2, conn);
+        lh.send(c2, ok_for(&m2)).await.expect("connection open");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(14).any(|w| w == b"SIP/2.0 200 OK") {
+            let n = other.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed before the answer");
+            got.extend_from_slice(&buf[..n]);
+        }
+        drop(deaf);
+    });
+}
+
+/// The same on the outbound flow: a next hop that accepts and reads nothing is given up after
+/// `write_stall` (and dialled again), instead of holding our writes for ever.
+#[test]
+fn next_hop_that_takes_none_of_our_bytes_ends_the_flow() {
+    const STALL: Duration = Duration::from_millis(300);
+    run(|| async {
+        let l = TcpListener::bind(SocketAddr::from((DEAF_HOP_IP, 0))).expect("bind");
+        let addr = l.local_addr().expect("addr");
+        // Accepts and keeps every connection, reading nothing.
+        let deaf = glommio::spawn_local(async move {
+            let mut held = Vec::new();
+            while let Ok(s) = l.accept().await {
+                held.push(s);
+            }
+        });
+        let mut cfg = ConnectionConfig::new(tcp_hop(addr));
+        cfg.send_queue = 2;
+        cfg.write_stall = STALL;
+        let (h, rx) = SipConnection::spawn(cfg);
+        assert!(matches!(next(&rx).await, Incoming::Up(_)));
+        let h2 = h.clone();
+        let sender = glommio::spawn_local(async move {
+            for _ in 0..1000 {
+                if h2.send(filler()).await.is_err() {
+                    break;
+                }
+            }
+        });
+        match next(&rx).await {
+            Incoming::Down(end) => assert_eq!(end, FlowEnd::WriteStall(STALL)),
+            other => panic!("expected Down, got {other:?}"),
+        }
+        drop(sender);
+        drop(h);
+        drop(deaf);
+    });
 }

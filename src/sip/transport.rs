@@ -49,6 +49,13 @@ const PONG: &[u8] = b"\r\n";
 /// Read buffer per flow.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// How long a flow waits for a peer that takes none of our bytes before closing it. A peer
+/// that stops reading would otherwise hold our writes for ever, and with them whatever waits
+/// for room in its queue (on a listener, every other connection's events). Kamailio's
+/// `tcp_send_timeout` defaults to 10 s, OpenSIPS's to 100 ms; 5 s is long for a peer that is
+/// alive (its window opens every round trip) and short next to SIP's 32 s transaction timers.
+pub const WRITE_STALL: Duration = Duration::from_secs(5);
+
 /// Why a flow ended. Each variant names who ended it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -64,6 +71,10 @@ pub enum FlowEnd {
     /// The SIP peer failed the owner's health probe (OPTIONS unanswered or answered 503) and
     /// the owner ended the flow ([`SipHandle::reset_flow`]).
     ProbeFailed,
+    /// The SIP peer took none of our bytes for this long while we had some to write (it stopped
+    /// reading, or its host is gone without a reset). The connection was closed so that what
+    /// waits behind it (other connections' events, senders) moves again.
+    WriteStall(Duration),
     /// We closed it (handle dropped, connection closed by the caller).
     LocalClose,
 }
@@ -76,6 +87,7 @@ impl fmt::Display for FlowEnd {
             FlowEnd::Framing(e) => write!(f, "{e}"),
             FlowEnd::KeepaliveTimeout => f.write_str("SIP peer did not answer the CRLF keepalive"),
             FlowEnd::ProbeFailed => f.write_str("SIP peer failed the OPTIONS health probe"),
+            FlowEnd::WriteStall(d) => write!(f, "SIP peer took none of our bytes for {d:?}"),
             FlowEnd::LocalClose => f.write_str("closed locally"),
         }
     }
@@ -149,11 +161,14 @@ pub struct ConnectionConfig {
     pub incoming_queue: usize,
     /// Framer caps for what the next hop sends.
     pub limits: Limits,
+    /// A flow whose next hop takes none of our bytes for this long is ended
+    /// ([`FlowEnd::WriteStall`]) and dialled again.
+    pub write_stall: Duration,
 }
 
 impl ConnectionConfig {
     /// Defaults: 100 ms doubling to 5 s backoff, 30 s pings, 10 s pong timeout, 5 s connect
-    /// timeout, 2 s send wait, queues of 256.
+    /// timeout, 2 s send wait, queues of 256, [`WRITE_STALL`].
     pub fn new(next_hop: NextHop) -> Self {
         ConnectionConfig {
             next_hop,
@@ -169,6 +184,7 @@ impl ConnectionConfig {
             send_queue: 256,
             incoming_queue: 256,
             limits: Limits::default(),
+            write_stall: WRITE_STALL,
         }
     }
 }
@@ -404,8 +420,12 @@ async fn run_connection(
                 let keepalive = Some((cfg.keepalive_interval, cfg.pong_timeout));
                 let epoch = shared.epoch.get();
                 let end = match stream {
-                    Stream::Tcp(s) => flow(s, cfg.limits, keepalive, &rx, epoch, sink).await,
-                    Stream::Tls(s) => flow(*s, cfg.limits, keepalive, &rx, epoch, sink).await,
+                    Stream::Tcp(s) => {
+                        flow(s, cfg.limits, keepalive, cfg.write_stall, &rx, epoch, sink).await
+                    }
+                    Stream::Tls(s) => {
+                        flow(*s, cfg.limits, keepalive, cfg.write_stall, &rx, epoch, sink).await
+                    }
                 };
                 shared.up.set(false);
                 shared.notify();
@@ -734,6 +754,21 @@ async fn deliver_draining<'s>(
     future::or(go, drain).await
 }
 
+/// `fut`'s output, or `None` if `deadline` comes first. Polls once before arming a timer, so
+/// what is ready at once (the common case) costs no timer.
+async fn within<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
+    let mut fut = std::pin::pin!(fut);
+    if let Some(v) = future::poll_once(fut.as_mut()).await {
+        return Some(v);
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    future::or(async { Some(fut.await) }, async {
+        glommio::timer::sleep(left).await;
+        None
+    })
+    .await
+}
+
 /// What [`write_or_read`] made progress on.
 enum WriteStep {
     Wrote(io::Result<usize>),
@@ -818,6 +853,7 @@ async fn flow<S>(
     mut s: S,
     limits: Limits,
     keepalive: Option<(Duration, Duration)>,
+    write_stall: Duration,
     ctl: &LocalReceiver<Outgoing>,
     epoch: u64,
     sink: Sink<'_>,
@@ -885,14 +921,24 @@ where
                 }
             }
         }
-        // Write `out`, reading and delivering what the peer sends meanwhile.
+        // Write `out`, reading and delivering what the peer sends meanwhile; a peer that takes
+        // none of it for `write_stall` ends the flow (reads do not count: they are its bytes).
         let mut written = 0;
+        let mut stalled_since = None;
         while written < out.len() {
-            match write_or_read(&mut s, &out[written..], &mut buf, end.is_none()).await {
+            let deadline = *stalled_since.get_or_insert_with(Instant::now) + write_stall;
+            let write = write_or_read(&mut s, &out[written..], &mut buf, end.is_none());
+            let Some(step) = within(deadline, write).await else {
+                return Ok(end.unwrap_or(FlowEnd::WriteStall(write_stall)));
+            };
+            match step {
                 WriteStep::Wrote(Ok(0)) => {
                     return Ok(end.unwrap_or(FlowEnd::Io(io::ErrorKind::WriteZero)))
                 }
-                WriteStep::Wrote(Ok(n)) => written += n,
+                WriteStep::Wrote(Ok(n)) => {
+                    written += n;
+                    stalled_since = None;
+                }
                 WriteStep::Wrote(Err(e)) => return Ok(end.unwrap_or(FlowEnd::Io(e.kind()))),
                 WriteStep::Read(r) => {
                     feed_read(r, &buf, &mut framer, &mut end);
@@ -902,14 +948,20 @@ where
             }
         }
         if !out.is_empty() {
-            if let Err(e) = futures_lite::AsyncWriteExt::flush(&mut s).await {
-                return Ok(end.unwrap_or(FlowEnd::Io(e.kind())));
+            // TLS holds records back until flushed: the same bound applies.
+            let flush = futures_lite::AsyncWriteExt::flush(&mut s);
+            match within(Instant::now() + write_stall, flush).await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Ok(end.unwrap_or(FlowEnd::Io(e.kind()))),
+                None => return Ok(end.unwrap_or(FlowEnd::WriteStall(write_stall))),
             }
         }
         out.clear();
         std::mem::swap(&mut out, &mut more);
         if let Some(end) = end {
-            let _ = futures_lite::AsyncWriteExt::close(&mut s).await;
+            // A close_notify to a peer that reads nothing must not hold the flow either.
+            let close = futures_lite::AsyncWriteExt::close(&mut s);
+            let _ = within(Instant::now() + write_stall, close).await;
             return Ok(end);
         }
     }
@@ -953,6 +1005,9 @@ pub struct ListenerConfig {
     pub incoming_queue: usize,
     /// TLS handshake limit.
     pub handshake_timeout: Duration,
+    /// A connection whose peer takes none of our bytes for this long is closed
+    /// ([`FlowEnd::WriteStall`]).
+    pub write_stall: Duration,
 }
 
 impl ListenerConfig {
@@ -966,6 +1021,7 @@ impl ListenerConfig {
             send_queue: 256,
             incoming_queue: 256,
             handshake_timeout: Duration::from_secs(10),
+            write_stall: WRITE_STALL,
         }
     }
 }
@@ -1097,12 +1153,13 @@ async fn serve(
     let limits = inner.cfg.limits;
     let tls = inner.cfg.tls.clone();
     let handshake_timeout = inner.cfg.handshake_timeout;
+    let write_stall = inner.cfg.write_stall;
     // Hold only the event sender, so that dropping the last handle closes this connection.
     let events = Rc::clone(&inner.events);
     drop(inner);
     let sink = Sink::Listener(&events, id);
     let end = match tls {
-        None => flow(tcp, limits, None, &ctl, 0, sink).await,
+        None => flow(tcp, limits, None, write_stall, &ctl, 0, sink).await,
         Some(cfg) => {
             let hs = future::or(
                 async { upgrade::accept(cfg, tcp).await.map_err(|e| e.kind()) },
@@ -1112,7 +1169,7 @@ async fn serve(
                 },
             );
             match hs.await {
-                Ok((s, _chain)) => flow(s, limits, None, &ctl, 0, sink).await,
+                Ok((s, _chain)) => flow(s, limits, None, write_stall, &ctl, 0, sink).await,
                 Err(k) => Ok(FlowEnd::Io(k)),
             }
         }
@@ -1121,10 +1178,14 @@ async fn serve(
         inner.conns.borrow_mut().remove(&id);
     }
     // Nobody drains this connection's writes any more: a sender waiting for room there (the
-    // consumer, which may be what the Closed event below waits for) is released with an error.
+    // consumer, which may be what the Closed event below waits for) must be released with an
+    // error. glommio wakes it when the receiver is dropped, but it goes back to waiting while
+    // the queue is full (and nothing will empty it), so the queue is emptied first; the
+    // sender, run after this, then finds room and a closed channel.
+    while future::poll_once(ctl.recv()).await.flatten().is_some() {}
     drop(ctl);
     if let Ok(end) = end {
-        if matches!(end, FlowEnd::Framing(_)) {
+        if matches!(end, FlowEnd::Framing(_) | FlowEnd::WriteStall(_)) {
             warn!(conn = %id, reason = %end, "SIP connection closed");
         }
         let _ = events.send((id, ListenerEvent::Closed(end))).await;

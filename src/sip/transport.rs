@@ -754,17 +754,30 @@ async fn deliver_draining<'s>(
     future::or(go, drain).await
 }
 
-/// `fut`'s output, or `None` if `deadline` comes first. Polls once before arming a timer, so
-/// what is ready at once (the common case) costs no timer.
-async fn within<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
+/// `fut`'s output, or `None` once `limit` has passed since `*since` without it. The clock
+/// starts (`*since` is set) the first time `fut` is not ready and the timer is armed only then,
+/// in the same poll: what is ready at once (the common case) costs neither a clock read nor a
+/// timer, and `fut` is never polled twice for one wake-up (each poll of a socket write or read
+/// is a syscall).
+async fn within<T>(
+    since: &mut Option<Instant>,
+    limit: Duration,
+    fut: impl Future<Output = T>,
+) -> Option<T> {
     let mut fut = std::pin::pin!(fut);
-    if let Some(v) = future::poll_once(fut.as_mut()).await {
-        return Some(v);
-    }
-    let left = deadline.saturating_duration_since(Instant::now());
-    future::or(async { Some(fut.await) }, async {
-        glommio::timer::sleep(left).await;
-        None
+    let mut timer: Option<glommio::timer::Timer> = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        let t = timer.get_or_insert_with(|| {
+            let start = *since.get_or_insert_with(Instant::now);
+            glommio::timer::Timer::new((start + limit).saturating_duration_since(Instant::now()))
+        });
+        match Pin::new(t).poll(cx) {
+            Poll::Ready(_) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     })
     .await
 }
@@ -926,9 +939,8 @@ where
         let mut written = 0;
         let mut stalled_since = None;
         while written < out.len() {
-            let deadline = *stalled_since.get_or_insert_with(Instant::now) + write_stall;
             let write = write_or_read(&mut s, &out[written..], &mut buf, end.is_none());
-            let Some(step) = within(deadline, write).await else {
+            let Some(step) = within(&mut stalled_since, write_stall, write).await else {
                 return Ok(end.unwrap_or(FlowEnd::WriteStall(write_stall)));
             };
             match step {
@@ -950,7 +962,7 @@ where
         if !out.is_empty() {
             // TLS holds records back until flushed: the same bound applies.
             let flush = futures_lite::AsyncWriteExt::flush(&mut s);
-            match within(Instant::now() + write_stall, flush).await {
+            match within(&mut None, write_stall, flush).await {
                 Some(Ok(())) => {}
                 Some(Err(e)) => return Ok(end.unwrap_or(FlowEnd::Io(e.kind()))),
                 None => return Ok(end.unwrap_or(FlowEnd::WriteStall(write_stall))),
@@ -961,7 +973,7 @@ where
         if let Some(end) = end {
             // A close_notify to a peer that reads nothing must not hold the flow either.
             let close = futures_lite::AsyncWriteExt::close(&mut s);
-            let _ = within(Instant::now() + write_stall, close).await;
+            let _ = within(&mut None, write_stall, close).await;
             return Ok(end);
         }
     }

@@ -1311,6 +1311,12 @@ fn answer_reader(mut est: Established, sh: &Shared) -> (Recorder, Recorder) {
     let mut out_rec = Recorder::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut scratch = Vec::new();
+    // Answers end when their bytes reached the socket, not when this thread, sharing a core
+    // with the writers, read them (see `rx_stamp`); without stamps, when the read returned.
+    let _ = crate::rx_stamp::enable(est.duplex.socket());
+    let read = |tcp: &std::net::TcpStream, b: &mut [u8]| {
+        crate::rx_stamp::read(tcp, b).map(|r| (r.n, r.at))
+    };
     let mut at = Instant::now();
     loop {
         loop {
@@ -1368,9 +1374,9 @@ fn answer_reader(mut est: Established, sh: &Shared) -> (Recorder, Recorder) {
             let _ = est.duplex.send(b"</stream:stream>", &mut scratch);
             break;
         }
-        match est.duplex.pump(&mut est.framer, &mut buf) {
-            Ok(true) => at = Instant::now(),
-            Ok(false) => break,
+        match est.duplex.pump_with(&mut est.framer, &mut buf, read) {
+            Ok(Some(arrived)) => at = arrived,
+            Ok(None) => break,
             Err(e) => {
                 if !sh.stop.load(Ordering::Acquire) {
                     let errs = &sh.errors;

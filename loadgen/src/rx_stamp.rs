@@ -1,16 +1,17 @@
-//! Receive timestamps: when the kernel queued the bytes on the delivering socket, not when a
-//! loadgen thread got round to reading them.
+//! Receive timestamps: when the kernel queued the bytes on a socket, not when a loadgen thread
+//! got round to reading them.
 //!
-//! The SIP sink and the XEP-0114 component share one core with the writers and readers of
-//! every partner stream. A delivery read late because the sink's thread waited for the CPU
+//! The SIP sink, the XEP-0114 component and the readers of the partner streams share one core
+//! with every writer of the loadgen. A delivery read late because its thread waited for the CPU
 //! was counted as the router's latency: at 150,000 msgs/s the sink's socket held 22 KB on
 //! average and up to 217 KB (2.4 ms of traffic) while the router's side was drained. With
 //! `SO_TIMESTAMPNS` a read also returns the time the kernel received its last segment, so a
-//! delivery ends when its bytes arrived, whatever the loadgen's scheduling did after.
+//! delivery or an answer ends when its bytes arrived, whatever the loadgen's scheduling did
+//! after.
 //!
 //! For TCP the kernel reports the timestamp of the last segment a read consumed. Messages
 //! from earlier segments of the same read get that later instant: the error only ever adds
-//! latency.
+//! latency. On a TLS stream the instant is that of the read that completed a record.
 
 use std::io;
 use std::mem;

@@ -147,21 +147,35 @@ impl Duplex {
     /// Reads what arrives within [`READ_POLL`] into `framer`; `Ok(false)` on end of stream.
     /// `buf` is the socket read buffer.
     pub fn pump(&self, framer: &mut Framer, buf: &mut [u8]) -> Result<bool, S2sError> {
+        let read = |tcp: &TcpStream, b: &mut [u8]| Ok(((&*tcp).read(b)?, Instant::now()));
+        Ok(self.pump_with(framer, buf, read)?.is_some())
+    }
+
+    /// [`Self::pump`] with the socket read done by `read`, which returns the byte count and
+    /// when those bytes arrived (the load generator's read asks the kernel, so an answer ends
+    /// when it reached the socket rather than when a busy thread read it). Returns that
+    /// instant, the current one when nothing new was read, `None` at the end of the stream.
+    pub fn pump_with(
+        &self,
+        framer: &mut Framer,
+        buf: &mut [u8],
+        mut read: impl FnMut(&TcpStream, &mut [u8]) -> io::Result<(usize, Instant)>,
+    ) -> Result<Option<Instant>, S2sError> {
         // Plain text rustls already holds (read along with the handshake's last flight) first:
         // the peer may be waiting for our answer to it.
         if self.drain_plaintext(framer, buf)? {
-            return Ok(true);
+            return Ok(Some(Instant::now()));
         }
-        let n = match (&self.tcp).read(buf) {
-            Ok(0) => return Ok(false),
-            Ok(n) => n,
-            Err(e) if is_timeout(&e) => return Ok(true),
+        let (n, at) = match read(&self.tcp, buf) {
+            Ok((0, _)) => return Ok(None),
+            Ok(r) => r,
+            Err(e) if is_timeout(&e) => return Ok(Some(Instant::now())),
             Err(e) => return Err(e.into()),
         };
         let mut guard = self.tls.lock().map_err(|_| poisoned())?;
         let Some(conn) = guard.as_mut() else {
             framer.feed(&buf[..n]);
-            return Ok(true);
+            return Ok(Some(at));
         };
         let mut records = &buf[..n];
         let mut plain = [0u8; 16384];
@@ -179,7 +193,7 @@ impl Duplex {
                 avail = avail.saturating_sub(got);
             }
             if state.peer_has_closed() {
-                return Ok(false);
+                return Ok(None);
             }
             wants_write |= conn.wants_write();
         }
@@ -188,7 +202,13 @@ impl Duplex {
             // Key updates, alerts: rare; sealed and written in order with the writer's records.
             self.send(&[], &mut Vec::new())?;
         }
-        Ok(true)
+        Ok(Some(at))
+    }
+
+    /// The socket, for options such as receive timestamps; reads and writes go through the
+    /// duplex.
+    pub fn socket(&self) -> &TcpStream {
+        &self.tcp
     }
 
     /// Moves decrypted bytes buffered in the TLS session into `framer`; whether there were any.
@@ -825,6 +845,43 @@ mod tests {
         }
         assert_eq!(got, count);
         drop(sender.join().unwrap());
+    }
+
+    /// `pump_with` hands back the arrival instant its read reported for the records it
+    /// decrypted, and `None` once the peer closed.
+    #[test]
+    fn pump_with_reports_when_the_read_says_the_bytes_arrived() {
+        let (client, server) = tls_pair();
+        let stanza = b"<message id='x'><body>hi</body></message>";
+        let mut batch = stream_header("a.test", "b.test", None).into_bytes();
+        batch.extend_from_slice(stanza);
+        client.send(&batch, &mut Vec::new()).unwrap();
+        let arrived = Instant::now() - Duration::from_millis(40);
+        let mut framer = Framer::new(FramerLimits::post_auth());
+        let mut buf = vec![0; 16384];
+        let stamped = |t: &TcpStream, b: &mut [u8]| Ok(((&*t).read(b)?, arrived));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut stanzas = 0;
+        while stanzas == 0 && Instant::now() < deadline {
+            let at = server.pump_with(&mut framer, &mut buf, stamped).unwrap();
+            let at = at.expect("the stream is open");
+            while let Ok(Some(ev)) = framer.next_event() {
+                if matches!(ev, Event::Stanza(_)) {
+                    stanzas += 1;
+                    assert_eq!(at, arrived, "the stanza carries its read's instant");
+                }
+            }
+        }
+        assert_eq!(stanzas, 1);
+        client.shutdown();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match server.pump_with(&mut framer, &mut buf, stamped) {
+                Ok(None) => break,
+                Ok(Some(_)) => assert!(Instant::now() < deadline, "no end of stream"),
+                Err(e) => panic!("{e}"),
+            }
+        }
     }
 
     #[test]

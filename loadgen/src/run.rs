@@ -1313,7 +1313,7 @@ fn answer_reader(mut est: Established, sh: &Shared) -> (Recorder, Recorder) {
     let mut scratch = Vec::new();
     // Answers end when their bytes reached the socket, not when this thread, sharing a core
     // with the writers, read them (see `rx_stamp`); without stamps, when the read returned.
-    let _ = crate::rx_stamp::enable(est.duplex.socket());
+    let _ = crate::rx_stamp::enable(&*est.duplex);
     let read = |tcp: &std::net::TcpStream, b: &mut [u8]| {
         crate::rx_stamp::read(tcp, b).map(|r| (r.n, r.at))
     };

@@ -19,8 +19,8 @@ use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-/// Asks the kernel to timestamp what `s` receives.
-pub fn enable(s: &TcpStream) -> io::Result<()> {
+/// Asks the kernel to timestamp what socket `s` receives.
+pub fn enable(s: &impl AsRawFd) -> io::Result<()> {
     let on: libc::c_int = 1;
     // SAFETY: a valid socket and an option value of the size given.
     let r = unsafe {

@@ -205,12 +205,6 @@ impl Duplex {
         Ok(Some(at))
     }
 
-    /// The socket, for options such as receive timestamps; reads and writes go through the
-    /// duplex.
-    pub fn socket(&self) -> &TcpStream {
-        &self.tcp
-    }
-
     /// Moves decrypted bytes buffered in the TLS session into `framer`; whether there were any.
     fn drain_plaintext(&self, framer: &mut Framer, buf: &mut [u8]) -> Result<bool, S2sError> {
         let mut guard = self.tls.lock().map_err(|_| poisoned())?;
@@ -253,7 +247,8 @@ impl Duplex {
 }
 
 impl std::os::fd::AsRawFd for Duplex {
-    /// The socket (to poll it; reads and writes go through [`Duplex::pump`] and [`Duplex::send`]).
+    /// The socket (to poll it or set options on it; reads and writes go through [`Duplex::pump`]
+    /// and [`Duplex::send`]).
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.tcp.as_raw_fd()
     }

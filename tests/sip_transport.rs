@@ -298,7 +298,7 @@ fn listener_receives_sipp_uac_message_and_answers_200_on_the_same_connection() {
         assert_eq!(msg.method(), Some("MESSAGE"));
         assert!(msg.validate().is_ok());
         assert_eq!(lh.connections(), 1);
-        lh.send(conn, ok_for(&msg)).await.expect("answer");
+        lh.send(conn, ok_for(&msg)).expect("answer");
         // SIPp ends after its one call and closes the connection.
         match events.recv().await.expect("listener alive") {
             (c, ListenerEvent::Closed(FlowEnd::PeerClosed | FlowEnd::Io(_))) => {
@@ -307,7 +307,7 @@ fn listener_receives_sipp_uac_message_and_answers_200_on_the_same_connection() {
             other => panic!("expected the close, got {other:?}"),
         }
         assert_eq!(
-            lh.send(conn, b"late".to_vec()).await,
+            lh.send(conn, b"late".to_vec()),
             Err(SendError::UnknownConnection)
         );
         let out = uac.wait(Instant::now() + SIPP_DEADLINE).expect("uac ends");
@@ -366,16 +366,19 @@ fn listener_closes_connection_on_oversized_message() {
 }
 
 /// A consumer that answers each request with several writes before taking the next one (the
-/// presence gateway: a SUBSCRIBE's 200, then its NOTIFY), behind queues of one: while the
-/// connection waits for room to hand over a request, it must keep taking what is queued for the
-/// peer, or it waits for the consumer that waits for it. A pipelining peer would hang.
+/// presence gateway: a SUBSCRIBE's 200, then its NOTIFY), behind an event queue of one, and a
+/// peer that pipelines its requests in one write: the connection hands the requests over one by
+/// one while the answers queue up, and writes them all. (When senders waited for room in the
+/// connection's queue, the connection had to keep draining it while it waited, or the two
+/// waited for each other.) The write queue is sized for what one read brings: the answers to
+/// the requests of one read are written after the read's last request is handed over.
 #[test]
-fn listener_keeps_draining_writes_while_its_consumer_is_busy() {
+fn listener_answers_a_pipelining_peer_whose_consumer_writes_several_answers_each() {
     const REQUESTS: usize = 40;
     const WRITES_EACH: usize = 3;
     run(|| async {
         let mut cfg = ListenerConfig::new(vec![SocketAddr::from((LISTEN_IP, 0))]);
-        cfg.send_queue = 1;
+        cfg.send_queue = REQUESTS * WRITES_EACH;
         cfg.incoming_queue = 1;
         let (lh, events) = SipListener::spawn(cfg).expect("listen");
         let addr = lh.local_addrs()[0];
@@ -385,7 +388,7 @@ fn listener_keeps_draining_writes_while_its_consumer_is_busy() {
                 match events.recv().await.expect("listener alive") {
                     (conn, ListenerEvent::Message(m)) => {
                         for _ in 0..WRITES_EACH {
-                            lh.send(conn, ok_for(&m)).await.expect("connection open");
+                            lh.send(conn, ok_for(&m)).expect("connection open");
                         }
                         handled += 1;
                     }
@@ -545,21 +548,25 @@ fn flow_reads_while_a_peer_that_writes_first_takes_none_of_our_bytes() {
     assert_eq!(peer.join().expect("peer thread"), REQUESTS);
 }
 
-/// What the deaf-peer tests write: far more than both sides' socket buffers hold.
+/// What the deaf-peer tests write, 1 MiB a message.
 fn filler() -> Vec<u8> {
     vec![b'x'; 1 << 20]
 }
 
-/// A listener connection whose peer sends a request and then reads nothing: the flow's writes
-/// stop, its queue fills, and the consumer's next send waits. After `write_stall` the
-/// connection is closed, the waiting send fails, and the consumer serves another connection.
-/// (Before the bound the send waited for ever, and with it every other connection's events.)
+/// The deaf-peer listener's `send_queue`: its fillers are far more than both sides' socket
+/// buffers hold (loopback TCP autotunes them to a few MiB), so the flow's write stops.
+const DEAF_QUEUE: usize = 64;
+
+/// A listener connection whose peer sends a request and then reads nothing: the flow's write
+/// stops and its queue fills; the consumer's send past `send_queue` fails at once and closes
+/// it. The flow itself, stuck in its write, ends after `write_stall`, and the listener serves
+/// another connection. (Before the bound the flow's write waited for ever.)
 #[test]
 fn listener_closes_a_connection_whose_peer_takes_none_of_our_bytes() {
     const STALL: Duration = Duration::from_millis(300);
     run(|| async {
         let mut cfg = ListenerConfig::new(vec![SocketAddr::from((DEAF_PEER_IP, 0))]);
-        cfg.send_queue = 2;
+        cfg.send_queue = DEAF_QUEUE;
         cfg.write_stall = STALL;
         let (lh, events) = SipListener::spawn(cfg).expect("listen");
         let addr = lh.local_addrs()[0];
@@ -570,11 +577,15 @@ fn listener_closes_a_connection_whose_peer_takes_none_of_our_bytes() {
             (_, ListenerEvent::Closed(end)) => panic!("closed early: {end:?}"),
         };
         let mut accepted = 0;
-        while lh.send(conn, filler()).await.is_ok() {
-            accepted += 1;
+        let refused = loop {
+            match lh.send(conn, filler()) {
+                Ok(()) => accepted += 1,
+                Err(e) => break e,
+            }
             assert!(accepted < 1000, "1 GiB taken by a peer that reads nothing");
-        }
-        assert!(accepted >= 2, "the queue took {accepted} writes");
+        };
+        assert_eq!(refused, SendError::PeerNotReading);
+        assert_eq!(accepted, DEAF_QUEUE, "the queue took {accepted} writes");
         match events.recv().await.expect("listener alive") {
             (c, ListenerEvent::Closed(end)) => {
                 assert_eq!(c, conn);
@@ -590,15 +601,72 @@ fn listener_closes_a_connection_whose_peer_takes_none_of_our_bytes() {
             (_, ListenerEvent::Closed(end)) => panic!("closed: {end:?}"),
         };
         assert_ne!(c2, conn);
-        lh.send(c2, ok_for(&m2)).await.expect("connection open");
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !got.windows(14).any(|w| w == b"SIP/2.0 200 OK") {
-            let n = other.read(&mut buf).await.expect("read");
-            assert!(n > 0, "closed before the answer");
-            got.extend_from_slice(&buf[..n]);
-        }
+        lh.send(c2, ok_for(&m2)).expect("connection open");
+        read_until_ok(&mut other).await;
         drop(deaf);
+    });
+}
+
+/// Reads from `s` until a `SIP/2.0 200 OK` has arrived.
+async fn read_until_ok(s: &mut TcpStream) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(14).any(|w| w == b"SIP/2.0 200 OK") {
+        let n = s.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed before the answer");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// One peer that reads nothing holds nobody else: with a `write_stall` far longer than the test,
+/// the consumer's sends to the deaf connection fail as soon as its queue is full, and a request
+/// on another connection of the same listener is answered while the deaf connection's write
+/// still waits. (When sends waited for room, the consumer waited here for `write_stall`, and
+/// every connection of the shard with it.) Closing the deaf peer then ends its flow.
+#[test]
+fn a_peer_that_reads_nothing_does_not_hold_the_other_connections() {
+    run(|| async {
+        let mut cfg = ListenerConfig::new(vec![SocketAddr::from((DEAF_PEER_IP, 0))]);
+        cfg.send_queue = DEAF_QUEUE;
+        cfg.write_stall = Duration::from_secs(3600);
+        let (lh, events) = SipListener::spawn(cfg).expect("listen");
+        let addr = lh.local_addrs()[0];
+        let mut deaf = TcpStream::connect(addr).await.expect("connect");
+        deaf.write_all(&message("deaf-1")).await.expect("request");
+        let conn = match events.recv().await.expect("listener alive") {
+            (c, ListenerEvent::Message(_)) => c,
+            (_, ListenerEvent::Closed(end)) => panic!("closed early: {end:?}"),
+        };
+        let mut sent = 0;
+        let refused = loop {
+            match lh.send(conn, filler()) {
+                Ok(()) => sent += 1,
+                Err(e) => break e,
+            }
+            assert!(
+                sent <= DEAF_QUEUE,
+                "{sent} MiB queued for a peer that reads nothing"
+            );
+        };
+        assert_eq!(refused, SendError::PeerNotReading);
+        assert_eq!(lh.send(conn, filler()), Err(SendError::UnknownConnection));
+        assert_eq!(lh.connections(), 0, "the deaf connection is still listed");
+        let mut other = TcpStream::connect(addr).await.expect("connect");
+        other.write_all(&message("other-1")).await.expect("request");
+        let (c2, m2) = match events.recv().await.expect("listener alive") {
+            (c, ListenerEvent::Message(m)) => (c, m),
+            (_, ListenerEvent::Closed(end)) => panic!("closed: {end:?}"),
+        };
+        assert_ne!(c2, conn);
+        lh.send(c2, ok_for(&m2)).expect("connection open");
+        read_until_ok(&mut other).await;
+        drop(deaf);
+        match events.recv().await.expect("listener alive") {
+            (c, ListenerEvent::Closed(FlowEnd::Io(_) | FlowEnd::PeerClosed)) => {
+                assert_eq!(c, conn)
+            }
+            other => panic!("expected the deaf connection's end, got {other:?}"),
+        }
     });
 }
 

@@ -166,7 +166,7 @@ pub async fn serve_mesh(ctx: Rc<EdgeContext>, rx: ConnectedReceiver<MeshMsg>) {
             }
             MeshMsg::SipOnFlow { conn, bytes, owner } => {
                 let sent = match ctx.sip_ingress.get().cloned() {
-                    Some(ingress) => ingress.send_on_listener(conn, bytes).await,
+                    Some(ingress) => ingress.send_on_listener(conn, bytes),
                     None => Err(bytes),
                 };
                 if let Err(bytes) = sent {

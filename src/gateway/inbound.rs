@@ -364,13 +364,13 @@ impl SipIngress {
 
     /// Writes a request of ours on listener connection `conn` of this shard; gives the bytes
     /// back when the connection is closed.
-    pub async fn send_on_listener(&self, conn: ConnId, bytes: Vec<u8>) -> Result<(), Vec<u8>> {
+    pub fn send_on_listener(&self, conn: ConnId, bytes: Vec<u8>) -> Result<(), Vec<u8>> {
         let Some(l) = &self.listener else {
             return Err(bytes);
         };
         // A copy for the fallback: NOTIFYs are few next to messages, and small.
         let keep = bytes.clone();
-        l.send(conn, bytes).await.map_err(|_| keep)
+        l.send(conn, bytes).map_err(|_| keep)
     }
 
     /// Writes a response built on another shard for transaction `key` of `origin`.
@@ -484,7 +484,7 @@ impl SipIngress {
     async fn write(&self, origin: Origin, bytes: Vec<u8>) {
         let sent = match origin {
             Origin::Listener(conn) => match &self.listener {
-                Some(l) => l.send(conn, bytes).await.is_ok(),
+                Some(l) => l.send(conn, bytes).is_ok(),
                 None => false,
             },
             Origin::NextHop => {

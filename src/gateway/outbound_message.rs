@@ -381,7 +381,7 @@ impl MessageGateway {
             return;
         }
         let sent = match ctx.sip_ingress.get().cloned() {
-            Some(ingress) => ingress.send_on_listener(flow.conn, bytes).await,
+            Some(ingress) => ingress.send_on_listener(flow.conn, bytes),
             None => Err(bytes),
         };
         if let Err(bytes) = sent {

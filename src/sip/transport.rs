@@ -104,6 +104,9 @@ pub enum SendError {
     Closed,
     /// The caller: no such listener connection (it closed, or never existed).
     UnknownConnection,
+    /// The peer: it left [`ListenerConfig::send_queue`] messages of its listener connection
+    /// unread; the connection was closed rather than make the sender wait for it.
+    PeerNotReading,
 }
 
 impl fmt::Display for SendError {
@@ -112,6 +115,7 @@ impl fmt::Display for SendError {
             SendError::Down => "SIP next hop unreachable",
             SendError::Closed => "SIP transport shut down",
             SendError::UnknownConnection => "SIP connection gone",
+            SendError::PeerNotReading => "SIP peer not reading its connection; closed",
         })
     }
 }
@@ -703,10 +707,13 @@ fn take_outgoing(o: Outgoing, epoch: u64, out: &mut Vec<u8>) -> bool {
     false
 }
 
-/// Delivers `m`; while the consumer has no room, takes what is queued for the peer into `out`
-/// (written after this read). The consumer may be waiting for room in that queue before it takes
-/// the next message (a SUBSCRIBE answered with a 200 and a NOTIFY), and only this task drains
-/// it: waiting on one side only would wait for each other.
+/// Delivers `m`. On the next hop's flow, while the consumer has no room, takes what is queued
+/// for the peer into `out` (written after this read): the consumer may be waiting for room in
+/// that queue before it takes the next message (a SUBSCRIBE answered with a 200 and a NOTIFY),
+/// and only this task drains it: waiting on one side only would wait for each other. Nobody
+/// waits for room in a listener connection's queue ([`ListenerHandle::send`]), so a listener
+/// connection only waits for its turn, and what is queued for its peer keeps counting against
+/// `send_queue` until it is written.
 async fn deliver_draining<'s>(
     sink: Sink<'s>,
     m: SipMessage,
@@ -719,21 +726,16 @@ async fn deliver_draining<'s>(
     if turn.is_none() && !sink.is_full() {
         return sink.deliver(m).await;
     }
-    let go = async {
-        match sink {
-            Sink::Listener(q, id) => {
-                if turn.is_none() {
-                    *turn = Some(q.wait_turn().await);
-                }
-                if send_or_wait(&q.tx, (id, ListenerEvent::Message(m))).await {
-                    Ok(())
-                } else {
-                    Err(ReceiverGone)
-                }
-            }
-            Sink::Connection(_) => sink.deliver(m).await,
+    if let Sink::Listener(q, id) = sink {
+        if turn.is_none() {
+            *turn = Some(q.wait_turn().await);
         }
-    };
+        return match send_or_wait(&q.tx, (id, ListenerEvent::Message(m))).await {
+            true => Ok(()),
+            false => Err(ReceiverGone),
+        };
+    }
+    let go = sink.deliver(m);
     let drain = async {
         loop {
             // A pending `recv` dropped when the delivery completes takes nothing.
@@ -1011,7 +1013,10 @@ pub struct ListenerConfig {
     pub limits: Limits,
     /// Connections open at once on this shard; more are accepted and closed at once.
     pub max_connections: usize,
-    /// Messages queued for writing per connection before senders wait.
+    /// Messages queued for writing per connection. Senders never wait for a listener
+    /// connection (one peer that stops reading would hold every other connection's answers);
+    /// a send that finds this many unread closes the connection instead
+    /// ([`SendError::PeerNotReading`]). The queue takes memory only while it holds messages.
     pub send_queue: usize,
     /// Events queued for the caller before reading stops.
     pub incoming_queue: usize,
@@ -1023,14 +1028,17 @@ pub struct ListenerConfig {
 }
 
 impl ListenerConfig {
-    /// Plain TCP on `listen`, default caps, 1024 connections, queues of 256.
+    /// Plain TCP on `listen`, default caps, 1024 connections, write queues of 1024 and event
+    /// queue of 256.
     pub fn new(listen: Vec<SocketAddr>) -> Self {
         ListenerConfig {
             listen,
             tls: None,
             limits: Limits::default(),
             max_connections: 1024,
-            send_queue: 256,
+            // Above what one consumer pass can write to one connection before the connection's
+            // task runs (a batch of events or mesh answers), so a peer that reads is never cut.
+            send_queue: 1024,
             incoming_queue: 256,
             handshake_timeout: Duration::from_secs(10),
             write_stall: WRITE_STALL,
@@ -1039,7 +1047,7 @@ impl ListenerConfig {
 }
 
 struct ListenerInner {
-    conns: RefCell<HashMap<ConnId, Rc<LocalSender<Outgoing>>>>,
+    conns: RefCell<HashMap<ConnId, LocalSender<Outgoing>>>,
     next_id: Cell<u64>,
     local: Vec<SocketAddr>,
     events: Rc<ListenerEvents>,
@@ -1056,21 +1064,28 @@ pub struct ListenerHandle {
 }
 
 impl ListenerHandle {
-    /// Queues `bytes` on connection `conn`, waiting for room (backpressure).
-    pub async fn send(&self, conn: ConnId, bytes: Vec<u8>) -> Result<(), SendError> {
-        let tx = self
-            .inner
-            .conns
-            .borrow()
-            .get(&conn)
-            .cloned()
-            .ok_or(SendError::UnknownConnection)?;
-        tx.send(Outgoing {
+    /// Queues `bytes` on connection `conn` without waiting. A connection that already holds
+    /// [`ListenerConfig::send_queue`] unread messages is closed ([`SendError::PeerNotReading`]):
+    /// waiting for it would hold whatever the caller writes to every other connection.
+    pub fn send(&self, conn: ConnId, bytes: Vec<u8>) -> Result<(), SendError> {
+        let mut conns = self.inner.conns.borrow_mut();
+        let tx = conns.get(&conn).ok_or(SendError::UnknownConnection)?;
+        if tx.len() >= self.inner.cfg.send_queue.max(1) {
+            warn!(
+                conn = %conn,
+                queued = tx.len(),
+                "SIP connection closed: its peer leaves our messages unread"
+            );
+            // Dropping the sender ends the connection's task once its current write ends,
+            // within `write_stall` for a peer that reads nothing.
+            conns.remove(&conn);
+            return Err(SendError::PeerNotReading);
+        }
+        tx.try_send(Outgoing {
             epoch: 0,
             bytes: bytes.into(),
             reset: false,
         })
-        .await
         .map_err(|_| SendError::UnknownConnection)
     }
 
@@ -1149,8 +1164,9 @@ async fn accept_loop(l: TcpListener, weak: Weak<ListenerInner>) {
         let _ = tcp.set_nodelay(true);
         let id = ConnId(inner.next_id.get());
         inner.next_id.set(id.0 + 1);
-        let (tx, rx) = local_channel::new_bounded(inner.cfg.send_queue.max(1));
-        inner.conns.borrow_mut().insert(id, Rc::new(tx));
+        // Unbounded: `ListenerHandle::send` enforces `send_queue` by closing, never by waiting.
+        let (tx, rx) = local_channel::new_unbounded();
+        inner.conns.borrow_mut().insert(id, tx);
         glommio::spawn_local(serve(tcp, id, rx, Rc::downgrade(&inner))).detach();
     }
 }
@@ -1189,12 +1205,6 @@ async fn serve(
     if let Some(inner) = weak.upgrade() {
         inner.conns.borrow_mut().remove(&id);
     }
-    // Nobody drains this connection's writes any more: a sender waiting for room there (the
-    // consumer, which may be what the Closed event below waits for) must be released with an
-    // error. glommio wakes it when the receiver is dropped, but it goes back to waiting while
-    // the queue is full (and nothing will empty it), so the queue is emptied first; the
-    // sender, run after this, then finds room and a closed channel.
-    while future::poll_once(ctl.recv()).await.flatten().is_some() {}
     drop(ctl);
     if let Ok(end) = end {
         if matches!(end, FlowEnd::Framing(_) | FlowEnd::WriteStall(_)) {

@@ -367,6 +367,11 @@ pub struct SweepArgs {
     /// Points measured at most, the base included.
     #[arg(long, default_value_t = 16)]
     pub max_points: usize,
+    /// Runs per point, each against a fresh router; the point stands for its median run (a
+    /// single run moves ±15% on a shared machine). Any run that loses stanzas or fails
+    /// disqualifies the point.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub repeat: usize,
     /// Wall time of the whole sweep at most; a point that would not fit is not started.
     #[arg(long, default_value = "10m", value_parser = duration)]
     pub max_time: Duration,
@@ -757,6 +762,32 @@ mod tests {
             Ok(_) => Err("not hiccups".into()),
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    fn sweep_refusal(extra: &str) -> String {
+        let base = "sweep --router-bin /proc/self/exe --config /nonexistent/router.toml \
+                    --ca-dir /nonexistent/ca --partner-listen 127.0.0.1:16000";
+        match parse(&format!("{base} {extra}")) {
+            Ok(Cli {
+                command: Command::Sweep(a),
+            }) => match crate::sweep::prepare(&a) {
+                Ok(_) => "accepted".into(),
+                Err(e) => e.to_string(),
+            },
+            Ok(_) => "not sweep".into(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn sweep_repeat_is_bounded() {
+        for n in ["0", "10"] {
+            let e = sweep_refusal(&format!("--repeat {n}"));
+            assert!(e.contains("--repeat must be 1..=9"), "--repeat {n}: {e}");
+        }
+        // In range, the refusal that follows is about the missing config, not the count.
+        let e = sweep_refusal("--repeat 9");
+        assert!(!e.contains("--repeat"), "{e}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use stanza_router::config::{Config, Profile};
 
 use super::output;
 use super::router::{Launch, RouterProcess, STOP_GRACE};
-use super::search::{Candidate, Figures, Knob, Measure, Measurement};
+use super::search::{median_run, Candidate, Figures, Knob, Measure, Measurement, Objective};
 use crate::report::Report;
 use crate::run::{self, Mode, PartnerTls, RunPlan};
 
@@ -38,6 +38,8 @@ pub struct Bench {
     pub start_timeout: Duration,
     /// No point starts after this.
     pub deadline: Instant,
+    /// Runs per point (the point stands for the median one).
+    pub repeat: usize,
     /// Points of the search measured so far (numbers the rows).
     pub count: usize,
     /// Routers started so far (numbers the profile and log files).
@@ -45,13 +47,14 @@ pub struct Bench {
 }
 
 impl Bench {
-    /// Wall time one point may take: start, warm-up, load, drain, stop.
+    /// Wall time one point may take: per run, start, warm-up, load, drain, stop.
     pub fn point_budget(&self) -> Duration {
-        self.start_timeout.min(Duration::from_secs(3))
+        (self.start_timeout.min(Duration::from_secs(3))
             + self.plan.warmup
             + self.plan.duration
             + self.plan.drain
-            + STOP_GRACE.min(Duration::from_secs(1))
+            + STOP_GRACE.min(Duration::from_secs(1)))
+            * self.repeat.max(1) as u32
     }
 
     /// Measures `c` under `mode` (closed loop for throughput and calibration, open for latency),
@@ -61,8 +64,9 @@ impl Bench {
             return None;
         }
         self.count += 1;
-        let m = self.point(c, mode);
-        println!("{}", output::row(&self.count.to_string(), label, c, &m));
+        let n = self.count.to_string();
+        let m = self.repeated(c, mode, &n, label);
+        println!("{}", output::row(&n, label, c, &m));
         Some(m)
     }
 
@@ -72,9 +76,28 @@ impl Bench {
         if Instant::now() + self.point_budget() > self.deadline {
             return None;
         }
-        let m = self.point(c, mode);
+        let m = self.repeated(c, mode, "cal", "calibration");
         println!("{}", output::row("cal", "calibration", c, &m));
         Some(m)
+    }
+
+    /// `repeat` runs of `c`, each row printed as `n.i` when there are several; their median.
+    fn repeated(&mut self, c: &Candidate, mode: Mode, n: &str, label: &str) -> Measurement {
+        if self.repeat <= 1 {
+            return self.point(c, mode);
+        }
+        let runs: Vec<Measurement> = (1..=self.repeat)
+            .map(|i| {
+                let m = self.point(c, mode);
+                println!("{}", output::row(&format!("{n}.{i}"), label, c, &m));
+                m
+            })
+            .collect();
+        let objective = match mode {
+            Mode::Closed { .. } => Objective::Throughput,
+            Mode::Open { .. } => Objective::Latency,
+        };
+        median_run(runs, objective)
     }
 
     fn point(&mut self, c: &Candidate, mode: Mode) -> Measurement {

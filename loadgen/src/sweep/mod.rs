@@ -31,6 +31,8 @@ use search::{Candidate, Grid, Knob, Limits, Objective, Outcome, Stopped};
 pub const MAX_POINT: Duration = Duration::from_secs(600);
 /// Most points per sweep.
 pub const MAX_POINTS: usize = 1000;
+/// Highest `--repeat`.
+pub const MAX_REPEAT: usize = 9;
 /// Share of the base's closed-loop rate offered for the latency objective.
 pub const LATENCY_SHARE: f64 = 0.5;
 
@@ -85,6 +87,9 @@ pub fn prepare(a: &SweepArgs) -> Result<Sweep, ArgError> {
     }
     if a.max_time.is_zero() {
         return Err(bad("--max-time must be positive"));
+    }
+    if a.repeat == 0 || a.repeat > MAX_REPEAT {
+        return Err(bad(format!("--repeat must be 1..={MAX_REPEAT}")));
     }
     if a.start_timeout.is_zero() || a.start_timeout > Duration::from_secs(120) {
         return Err(bad("--start-timeout must be positive and at most 2m"));
@@ -302,6 +307,7 @@ pub fn prepare(a: &SweepArgs) -> Result<Sweep, ArgError> {
             tls,
             start_timeout: a.start_timeout,
             deadline: Instant::now() + a.max_time,
+            repeat: a.repeat,
             count: 0,
             files: 0,
         },
@@ -358,7 +364,8 @@ impl Sweep {
         let b = &self.bench;
         let setup_line = format!(
             "{} over {} S2S connections from {} partners, {}; objective {}; router on CPU {}, \
-             loadgen on CPU {}; {:.1} s per point after {:.1} s warm-up",
+             loadgen on CPU {}; {:.1} s per run after {:.1} s warm-up, median of {} run(s) per \
+             point, each against a fresh router",
             format!("{:?}", b.plan.workload).to_lowercase(),
             b.plan.connections,
             b.plan.partners.len(),
@@ -368,6 +375,7 @@ impl Sweep {
             affinity::format_cpu_list(&self.loadgen_cpus),
             b.plan.duration.as_secs_f64(),
             b.plan.warmup.as_secs_f64(),
+            b.repeat,
         );
         println!("sweep: {setup_line}");
         println!(

@@ -225,6 +225,36 @@ impl Measurement {
     }
 }
 
+/// The run that stands for a point measured several times. A point with a disqualified run is
+/// disqualified (the first such run's reason, with its number: a stanza lost once is lost);
+/// otherwise it is the median run by the objective, and of an even count the worse of the two
+/// middle ones. Its figures are that run's own, so they stay consistent with each other.
+pub fn median_run(runs: Vec<Measurement>, objective: Objective) -> Measurement {
+    let n = runs.len();
+    if let Some((i, bad)) = runs.iter().enumerate().find(|(_, m)| !m.qualified()) {
+        let mut m = bad.clone();
+        m.disqualified = Some(format!(
+            "run {} of {n}: {}",
+            i + 1,
+            bad.disqualified.as_deref().unwrap_or_default()
+        ));
+        return m;
+    }
+    let mut runs = runs;
+    // Worst first.
+    runs.sort_by(|a, b| {
+        let (a, b) = (&a.figures, &b.figures);
+        match objective {
+            Objective::Throughput => a.rate.total_cmp(&b.rate),
+            Objective::Latency => b.p99_ms.total_cmp(&a.p99_ms),
+        }
+    });
+    match runs.into_iter().nth(n.saturating_sub(1) / 2) {
+        Some(m) => m,
+        None => Measurement::failed("no run"),
+    }
+}
+
 /// Measures candidates (a router run, or figures from memory in tests).
 pub trait Measure {
     /// Measures `c`, which differs from the incumbent in `varied` (`None`: the base); `None`
@@ -683,5 +713,59 @@ mod tests {
         );
         assert!(out.points.is_empty());
         assert_eq!(out.best, None);
+    }
+
+    fn run(rate: f64, p99: f64, lost: u64) -> Measurement {
+        Measurement::of(Figures {
+            rate,
+            p99_ms: p99,
+            lost,
+            ..Figures::default()
+        })
+    }
+
+    #[test]
+    fn a_repeated_point_stands_for_its_median_run_by_the_objective() {
+        let runs = || vec![run(300.0, 0.9, 0), run(100.0, 0.5, 0), run(200.0, 2.0, 0)];
+        let m = median_run(runs(), Objective::Throughput);
+        assert_eq!((m.figures.rate, m.figures.p99_ms), (200.0, 2.0));
+        assert!(m.qualified());
+        // By p99 the median run is another one; its figures come whole.
+        let m = median_run(runs(), Objective::Latency);
+        assert_eq!((m.figures.rate, m.figures.p99_ms), (300.0, 0.9));
+    }
+
+    #[test]
+    fn of_an_even_count_the_worse_middle_run_stands() {
+        let runs = || {
+            vec![
+                run(400.0, 0.4, 0),
+                run(100.0, 3.0, 0),
+                run(300.0, 0.6, 0),
+                run(200.0, 1.0, 0),
+            ]
+        };
+        assert_eq!(
+            median_run(runs(), Objective::Throughput).figures.rate,
+            200.0
+        );
+        assert_eq!(median_run(runs(), Objective::Latency).figures.p99_ms, 1.0);
+        assert_eq!(
+            median_run(
+                vec![run(10.0, 1.0, 0), run(20.0, 2.0, 0)],
+                Objective::Throughput
+            )
+            .figures
+            .rate,
+            10.0
+        );
+    }
+
+    #[test]
+    fn one_run_that_lost_stanzas_disqualifies_the_point() {
+        let runs = vec![run(300.0, 0.5, 0), run(900.0, 0.1, 2), run(310.0, 0.5, 0)];
+        let m = median_run(runs, Objective::Throughput);
+        assert_eq!(m.disqualified.as_deref(), Some("run 2 of 3: 2 lost"));
+        assert!(!beats(&m, &run(1.0, 9.0, 0), Objective::Throughput, 0.0));
     }
 }

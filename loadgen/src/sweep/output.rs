@@ -10,7 +10,7 @@ use super::search::{Candidate, Figures, Knob, Measurement, Outcome, Point};
 /// The table's header line.
 pub fn header() -> String {
     format!(
-        "{:>3} {:<16} {:>6} {:>8} {:>8} {:>5} {:>5} {:>7} | {:>9} {:>7} {:>7} {:>5} {:>6} {:>7}  {}",
+        "{:>4} {:<16} {:>6} {:>8} {:>8} {:>5} {:>5} {:>7} | {:>9} {:>7} {:>7} {:>5} {:>6} {:>7}  {}",
         "#",
         "varied",
         "shards",
@@ -39,7 +39,7 @@ pub fn row(n: &str, label: &str, c: &Candidate, m: &Measurement) -> String {
         .peak_rss_kib
         .map_or_else(|| "-".to_string(), |k| format!("{:.1}", k as f64 / 1024.0));
     format!(
-        "{:>3} {:<16} {:>6} {:>8} {:>8} {:>5} {:>5} {:>7} | {:>9.0} {:>7.3} {:>7.3} {:>5} {:>6} {:>7}  {}",
+        "{:>4} {:<16} {:>6} {:>8} {:>8} {:>5} {:>5} {:>7} | {:>9.0} {:>7.3} {:>7.3} {:>5} {:>6} {:>7}  {}",
         n,
         label,
         Knob::Shards.show(c.get(Knob::Shards)),

@@ -92,10 +92,19 @@ fn sweep_writes_the_best_profile_with_its_figures_and_stops_every_router() {
         stdout.contains("read_buffer"),
         "table row of point 2:\n{stdout}"
     );
-    // Each point ran twice, each run printed as a row of its own before the point's.
-    for run in ["1.1 base", "1.2 base", "2.1 read_buffer", "2.2 read_buffer"] {
+    // Each point ran twice, each run printed as a row of its own before the point's; point 2
+    // in alternation with the base, its verdict against the base's runs next to its own.
+    for run in [
+        "1.1 base",
+        "1.2 base",
+        "2.1 #1 again",
+        "2.1 read_buffer",
+        "2.2 read_buffer",
+        "2.2 #1 again",
+    ] {
         assert!(stdout.contains(run), "row {run:?} missing:\n{stdout}");
     }
+    assert!(stdout.contains("vs #1 alongside)"), "{stdout}");
     assert!(stdout.contains("wrote"), "{stdout}");
 
     let text = std::fs::read_to_string(&out).expect("the best profile is written");
@@ -109,7 +118,8 @@ fn sweep_writes_the_best_profile_with_its_figures_and_stops_every_router() {
         "{text}"
     );
     assert!(text.contains("lost 0"), "{text}");
-    assert!(text.contains("median of 2 run(s) per point"), "{text}");
+    assert!(text.contains("2 run(s) per point"), "{text}");
+    assert!(text.contains("vs #1 alongside)"), "{text}");
     assert!(text.contains("CPUs, "), "machine line: {text}");
     assert!(
         text.contains("loadgen sweep") || text.contains(" sweep --router-bin"),

@@ -9,7 +9,10 @@ use stanza_router::config::{Config, Profile};
 
 use super::output;
 use super::router::{Launch, RouterProcess, STOP_GRACE};
-use super::search::{median_run, Candidate, Figures, Knob, Measure, Measurement, Objective};
+use super::search::{
+    judge_pairs, median_run, paired_order, Candidate, Figures, Knob, Measure, Measurement,
+    Objective, Side,
+};
 use crate::report::Report;
 use crate::run::{self, Mode, PartnerTls, RunPlan};
 
@@ -70,6 +73,52 @@ impl Bench {
         Some(m)
     }
 
+    /// Runs `challenger` and `incumbent` alternately, `repeat` times each ([`paired_order`]),
+    /// printing every run as a row: `N.i` with the knob for the challenger's, `N.i` with
+    /// `#K again` for the incumbent's. `None` when the runs would not end before the deadline.
+    pub fn compare_with(
+        &mut self,
+        incumbent: &Candidate,
+        incumbent_point: usize,
+        challenger: &Candidate,
+        varied: Knob,
+        mode: Mode,
+    ) -> Option<Vec<(Measurement, Measurement)>> {
+        if Instant::now() + self.point_budget() * 2 > self.deadline {
+            return None;
+        }
+        self.count += 1;
+        let n = self.count;
+        let again = format!("#{incumbent_point} again");
+        let (mut inc, mut ch) = (Vec::new(), Vec::new());
+        for side in paired_order(self.repeat) {
+            let (c, label, runs) = match side {
+                Side::Incumbent => (incumbent, again.as_str(), &mut inc),
+                Side::Challenger => (challenger, varied.key(), &mut ch),
+            };
+            let m = self.point(c, mode);
+            let i = runs.len() + 1;
+            println!("{}", output::row(&format!("{n}.{i}"), label, c, &m));
+            runs.push(m);
+        }
+        let pairs: Vec<(Measurement, Measurement)> = inc.into_iter().zip(ch).collect();
+        // The descent judges the same way; this row shows the verdict as the runs end.
+        let objective = objective_of(mode);
+        let judged = judge_pairs(pairs.clone(), objective);
+        let note = output::against_note(incumbent_point - 1, judged.ratio, objective);
+        println!(
+            "{}",
+            output::row_noted(
+                &n.to_string(),
+                varied.key(),
+                challenger,
+                &judged.challenger,
+                &note
+            )
+        );
+        Some(pairs)
+    }
+
     /// [`Bench::measure_with`] for a point outside the search (the latency calibration): its
     /// row is numbered `cal`, the search's points keep their numbers.
     pub fn calibrate(&mut self, c: &Candidate, mode: Mode) -> Option<Measurement> {
@@ -93,11 +142,7 @@ impl Bench {
                 m
             })
             .collect();
-        let objective = match mode {
-            Mode::Closed { .. } => Objective::Throughput,
-            Mode::Open { .. } => Objective::Latency,
-        };
-        median_run(runs, objective)
+        median_run(runs, objective_of(mode))
     }
 
     fn point(&mut self, c: &Candidate, mode: Mode) -> Measurement {
@@ -136,6 +181,14 @@ impl Bench {
         };
         let report = Report::new(&plan, &result);
         judge(&report, clean_exit)
+    }
+}
+
+/// What a point in `mode` is judged on: the rate in a closed loop, the p99 in an open one.
+fn objective_of(mode: Mode) -> Objective {
+    match mode {
+        Mode::Closed { .. } => Objective::Throughput,
+        Mode::Open { .. } => Objective::Latency,
     }
 }
 
@@ -193,8 +246,18 @@ pub struct SearchBench<'a> {
 }
 
 impl Measure for SearchBench<'_> {
-    fn measure(&mut self, c: &Candidate, varied: Option<Knob>) -> Option<Measurement> {
-        let label = varied.map_or("base", Knob::key);
-        self.bench.measure_with(c, self.mode, label)
+    fn measure(&mut self, c: &Candidate) -> Option<Measurement> {
+        self.bench.measure_with(c, self.mode, "base")
+    }
+
+    fn compare(
+        &mut self,
+        incumbent: &Candidate,
+        incumbent_point: usize,
+        challenger: &Candidate,
+        varied: Knob,
+    ) -> Option<Vec<(Measurement, Measurement)>> {
+        self.bench
+            .compare_with(incumbent, incumbent_point, challenger, varied, self.mode)
     }
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::search::{Candidate, Figures, Knob, Measurement, Outcome, Point};
+use super::search::{Candidate, Figures, Knob, Measurement, Objective, Outcome, Point};
 
 /// The table's header line.
 pub fn header() -> String {
@@ -31,6 +31,33 @@ pub fn header() -> String {
 
 /// One row: `n` is the point's number, `label` what it varied.
 pub fn row(n: &str, label: &str, c: &Candidate, m: &Measurement) -> String {
+    row_noted(n, label, c, m, "")
+}
+
+/// How a challenger fared against the incumbent it ran alongside (point `against + 1`), for
+/// the verdict column: the median change of the objective's figure over their pairs.
+pub fn against_note(against: usize, ratio: Option<f64>, objective: Objective) -> String {
+    match (ratio, objective) {
+        (None, _) => format!(" (vs #{})", against + 1),
+        (Some(r), Objective::Throughput) => {
+            format!(
+                " (rate {:+.1} % vs #{} alongside)",
+                (r - 1.0) * 100.0,
+                against + 1
+            )
+        }
+        (Some(r), Objective::Latency) => {
+            format!(
+                " (p99 {:+.1} % vs #{} alongside)",
+                (1.0 / r - 1.0) * 100.0,
+                against + 1
+            )
+        }
+    }
+}
+
+/// [`row`] with `note` after the verdict.
+pub fn row_noted(n: &str, label: &str, c: &Candidate, m: &Measurement, note: &str) -> String {
     let f = &m.figures;
     let cpu = f
         .cpu_seconds
@@ -39,7 +66,7 @@ pub fn row(n: &str, label: &str, c: &Candidate, m: &Measurement) -> String {
         .peak_rss_kib
         .map_or_else(|| "-".to_string(), |k| format!("{:.1}", k as f64 / 1024.0));
     format!(
-        "{:>4} {:<16} {:>6} {:>8} {:>8} {:>5} {:>5} {:>7} | {:>9.0} {:>7.3} {:>7.3} {:>5} {:>6} {:>7}  {}",
+        "{:>4} {:<16} {:>6} {:>8} {:>8} {:>5} {:>5} {:>7} | {:>9.0} {:>7.3} {:>7.3} {:>5} {:>6} {:>7}  {}{}",
         n,
         label,
         Knob::Shards.show(c.get(Knob::Shards)),
@@ -55,6 +82,7 @@ pub fn row(n: &str, label: &str, c: &Candidate, m: &Measurement) -> String {
         cpu,
         rss,
         m.disqualified.as_deref().unwrap_or("ok"),
+        note,
     )
 }
 
@@ -70,11 +98,16 @@ pub fn table(out: &Outcome) -> String {
     t.push('\n');
     for (i, p) in out.points.iter().enumerate() {
         let mark = if out.best == Some(i) { "*" } else { "" };
-        t.push_str(&row(
+        let note = p
+            .against
+            .map(|(k, r)| against_note(k, r, out.objective))
+            .unwrap_or_default();
+        t.push_str(&row_noted(
             &format!("{}{mark}", i + 1),
             &label(p),
             &p.candidate,
             &p.measurement,
+            &note,
         ));
         t.push('\n');
     }
@@ -280,6 +313,7 @@ mod tests {
                 cpu_seconds: Some(3.9),
                 peak_rss_kib: Some(20480),
             }),
+            against: varied.map(|_| (0, Some(rate / 1000.0))),
         }
     }
 
@@ -312,6 +346,7 @@ mod tests {
             ],
             best: Some(1),
             stopped: None,
+            objective: Objective::Throughput,
         };
         let prov = Provenance {
             machine: Machine {
@@ -330,6 +365,10 @@ mod tests {
         assert!(text.contains("2 lost"));
         assert!(text.contains("2 CPUs, AMD EPYC"));
         assert!(text.contains("#   loadgen sweep --x"));
+        assert!(
+            text.contains("ok (rate +50.0 % vs #1 alongside)"),
+            "how point 2 fared against the base it ran with: {text}"
+        );
         let p = stanza_router::config::Profile::parse(&text, Path::new("x.toml")).unwrap();
         assert_eq!(
             p.runtime.shards,

@@ -231,6 +231,12 @@ impl Measurement {
 /// middle ones. Its figures are that run's own, so they stay consistent with each other.
 pub fn median_run(runs: Vec<Measurement>, objective: Objective) -> Measurement {
     let n = runs.len();
+    if n == 1 {
+        return runs
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Measurement::failed("no run"));
+    }
     if let Some((i, bad)) = runs.iter().enumerate().find(|(_, m)| !m.qualified()) {
         let mut m = bad.clone();
         m.disqualified = Some(format!(
@@ -255,33 +261,96 @@ pub fn median_run(runs: Vec<Measurement>, objective: Objective) -> Measurement {
     }
 }
 
-/// Measures candidates (a router run, or figures from memory in tests).
-pub trait Measure {
-    /// Measures `c`, which differs from the incumbent in `varied` (`None`: the base); `None`
-    /// when the sweep must stop (out of time): the search ends there.
-    fn measure(&mut self, c: &Candidate, varied: Option<Knob>) -> Option<Measurement>;
+/// Which profile a run of a paired comparison measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The point the descent stands on.
+    Incumbent,
+    /// The point that may replace it.
+    Challenger,
 }
 
-/// Whether `new` beats `incumbent` by more than `min_gain` (a fraction: 0.02 = 2 %). A
-/// disqualified point never wins; a qualified one always beats a disqualified incumbent; a tie
-/// keeps the incumbent.
-pub fn beats(
-    new: &Measurement,
-    incumbent: &Measurement,
-    objective: Objective,
-    min_gain: f64,
-) -> bool {
-    match (new.qualified(), incumbent.qualified()) {
+/// The order of a paired comparison's `repeat` runs of each side. Pairs alternate which side
+/// runs first (incumbent then challenger, challenger then incumbent, …), so neither side is
+/// always the one measured later on a machine that speeds up or slows down.
+pub fn paired_order(repeat: usize) -> Vec<Side> {
+    (0..repeat.max(1))
+        .flat_map(|i| match i % 2 {
+            0 => [Side::Incumbent, Side::Challenger],
+            _ => [Side::Challenger, Side::Incumbent],
+        })
+        .collect()
+}
+
+/// A challenger measured alongside the incumbent, run by run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paired {
+    /// The incumbent's median run of this comparison.
+    pub incumbent: Measurement,
+    /// The challenger's median run.
+    pub challenger: Measurement,
+    /// Median over the pairs of the challenger's figure relative to the incumbent's run next
+    /// to it, oriented so that above 1 is better: rate ratio (throughput), inverse p99 ratio
+    /// (latency). `None` when a run of either side was disqualified.
+    pub ratio: Option<f64>,
+}
+
+/// Judges a paired comparison from its runs, pair by pair (`pairs[i]`: the incumbent's and
+/// the challenger's i-th runs). Comparing each challenger run with the incumbent run next to
+/// it cancels what the machine did between pairs; comparing medians measured minutes apart
+/// does not.
+pub fn judge_pairs(pairs: Vec<(Measurement, Measurement)>, objective: Objective) -> Paired {
+    let qualified = pairs.iter().all(|(i, c)| i.qualified() && c.qualified());
+    let ratio = if qualified && !pairs.is_empty() {
+        let mut r: Vec<f64> = pairs
+            .iter()
+            .map(|(i, c)| match objective {
+                Objective::Throughput => c.figures.rate / i.figures.rate,
+                Objective::Latency => i.figures.p99_ms / c.figures.p99_ms,
+            })
+            .map(|x| if x.is_finite() { x } else { 0.0 })
+            .collect();
+        r.sort_by(f64::total_cmp);
+        // Of an even count, the lower middle: the challenger must win without the benefit of
+        // the doubt.
+        Some(r[(r.len() - 1) / 2])
+    } else {
+        None
+    };
+    let (inc, ch): (Vec<Measurement>, Vec<Measurement>) = pairs.into_iter().unzip();
+    Paired {
+        incumbent: median_run(inc, objective),
+        challenger: median_run(ch, objective),
+        ratio,
+    }
+}
+
+/// Whether the challenger of `p` beats its incumbent by more than `min_gain` (a fraction). A
+/// disqualified challenger never wins; a qualified one always beats a disqualified incumbent.
+pub fn paired_beats(p: &Paired, min_gain: f64) -> bool {
+    match (p.challenger.qualified(), p.incumbent.qualified()) {
         (false, _) => false,
         (true, false) => true,
-        (true, true) => {
-            let (n, i) = (&new.figures, &incumbent.figures);
-            match objective {
-                Objective::Throughput => n.rate > i.rate * (1.0 + min_gain),
-                Objective::Latency => n.p99_ms < i.p99_ms * (1.0 - min_gain),
-            }
-        }
+        (true, true) => p.ratio.is_some_and(|r| r > 1.0 + min_gain),
     }
+}
+
+/// Measures candidates (a router run, or figures from memory in tests).
+pub trait Measure {
+    /// Measures the base; `None` when the sweep must stop (out of time): the search ends there.
+    fn measure(&mut self, c: &Candidate) -> Option<Measurement>;
+
+    /// Measures `challenger`, which differs from `incumbent` (point number `incumbent_point`,
+    /// 1-based) in `varied`, in runs alternating with the incumbent's ([`paired_order`]): the
+    /// pairs, incumbent's run first in each (whichever ran first); `None` when the sweep must
+    /// stop.
+    fn compare(
+        &mut self,
+        incumbent: &Candidate,
+        incumbent_point: usize,
+        challenger: &Candidate,
+        varied: Knob,
+    ) -> Option<Vec<(Measurement, Measurement)>>;
 }
 
 /// One point of the sweep.
@@ -293,6 +362,9 @@ pub struct Point {
     pub varied: Option<Knob>,
     /// Its measurement.
     pub measurement: Measurement,
+    /// For a challenger: the index of the incumbent it ran alongside, and the median ratio of
+    /// their pairs ([`Paired::ratio`]).
+    pub against: Option<(usize, Option<f64>)>,
 }
 
 /// How the search may run.
@@ -322,6 +394,8 @@ pub struct Outcome {
     pub best: Option<usize>,
     /// Set when the descent did not finish.
     pub stopped: Option<Stopped>,
+    /// What the points were judged on.
+    pub objective: Objective,
 }
 
 impl Outcome {
@@ -336,7 +410,8 @@ impl Outcome {
     }
 }
 
-/// Coordinate descent from `base` over `grid`, measuring each candidate once.
+/// Coordinate descent from `base` over `grid`: each candidate is measured once, alongside the
+/// incumbent it may replace.
 pub fn coordinate_descent(
     base: Candidate,
     grid: &Grid,
@@ -348,12 +423,13 @@ pub fn coordinate_descent(
         points: Vec::new(),
         best: None,
         stopped: None,
+        objective,
     };
     if limits.max_points == 0 {
         out.stopped = Some(Stopped::MaxPoints);
         return out;
     }
-    let Some(first) = m.measure(&base, None) else {
+    let Some(first) = m.measure(&base) else {
         out.stopped = Some(Stopped::Measurer);
         return out;
     };
@@ -361,6 +437,7 @@ pub fn coordinate_descent(
         candidate: base,
         varied: None,
         measurement: first,
+        against: None,
     });
     // The incumbent: the point the descent stands on, qualified or not.
     let mut inc = 0usize;
@@ -375,25 +452,23 @@ pub fn coordinate_descent(
                 out.stopped = Some(Stopped::MaxPoints);
                 break 'knobs;
             }
-            let Some(meas) = m.measure(&c, Some(*knob)) else {
+            let incumbent = out.points[inc].candidate;
+            let Some(pairs) = m.compare(&incumbent, inc + 1, &c, *knob) else {
                 out.stopped = Some(Stopped::Measurer);
                 break 'knobs;
             };
+            let pair = judge_pairs(pairs, objective);
+            let wins = paired_beats(&pair, limits.min_gain);
             out.points.push(Point {
                 candidate: c,
                 varied: Some(*knob),
-                measurement: meas,
+                measurement: pair.challenger,
+                against: Some((inc, pair.ratio)),
             });
-            let i = out.points.len() - 1;
             // Within a knob every value is compared with the best so far, so the order of the
             // values does not decide between two that beat the start.
-            if beats(
-                &out.points[i].measurement,
-                &out.points[inc].measurement,
-                objective,
-                limits.min_gain,
-            ) {
-                inc = i;
+            if wins {
+                inc = out.points.len() - 1;
             }
         }
     }
@@ -406,12 +481,14 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    /// Figures from a table; unknown candidates measure `default_rate`.
+    /// Figures from a table; unknown candidates measure `default_rate`. From the
+    /// `speedup_after`-th measurement on, the machine is 30 % faster for every profile.
     struct Fake {
         rates: HashMap<Candidate, Measurement>,
         default_rate: f64,
         measured: Vec<Candidate>,
         budget: usize,
+        speedup_after: usize,
     }
 
     impl Fake {
@@ -421,7 +498,23 @@ mod tests {
                 default_rate,
                 measured: Vec::new(),
                 budget: usize::MAX,
+                speedup_after: usize::MAX,
             }
+        }
+
+        fn figures(&self, c: &Candidate) -> Measurement {
+            let mut m = self.rates.get(c).cloned().unwrap_or_else(|| {
+                Measurement::of(Figures {
+                    rate: self.default_rate,
+                    p99_ms: 1.0,
+                    ..Figures::default()
+                })
+            });
+            if self.measured.len() > self.speedup_after {
+                m.figures.rate *= 1.3;
+                m.figures.p99_ms /= 1.3;
+            }
+            m
         }
 
         fn set(&mut self, c: Candidate, rate: f64, p99: f64, lost: u64) {
@@ -438,18 +531,26 @@ mod tests {
     }
 
     impl Measure for Fake {
-        fn measure(&mut self, c: &Candidate, _: Option<Knob>) -> Option<Measurement> {
+        fn measure(&mut self, c: &Candidate) -> Option<Measurement> {
             if self.measured.len() >= self.budget {
                 return None;
             }
             self.measured.push(*c);
-            Some(self.rates.get(c).cloned().unwrap_or_else(|| {
-                Measurement::of(Figures {
-                    rate: self.default_rate,
-                    p99_ms: 1.0,
-                    ..Figures::default()
-                })
-            }))
+            Some(self.figures(c))
+        }
+
+        fn compare(
+            &mut self,
+            inc: &Candidate,
+            _: usize,
+            ch: &Candidate,
+            _: Knob,
+        ) -> Option<Vec<(Measurement, Measurement)>> {
+            if self.measured.len() >= self.budget {
+                return None;
+            }
+            self.measured.push(*ch);
+            Some(vec![(self.figures(inc), self.figures(ch))])
         }
     }
 
@@ -638,8 +739,18 @@ mod tests {
     fn nothing_qualified_means_no_best() {
         struct Lossy;
         impl Measure for Lossy {
-            fn measure(&mut self, _: &Candidate, _: Option<Knob>) -> Option<Measurement> {
+            fn measure(&mut self, _: &Candidate) -> Option<Measurement> {
                 Some(Measurement::failed("router did not start"))
+            }
+            fn compare(
+                &mut self,
+                _: &Candidate,
+                _: usize,
+                _: &Candidate,
+                _: Knob,
+            ) -> Option<Vec<(Measurement, Measurement)>> {
+                let failed = Measurement::failed("router did not start");
+                Some(vec![(failed.clone(), failed)])
             }
         }
         let out = coordinate_descent(
@@ -766,6 +877,80 @@ mod tests {
         let runs = vec![run(300.0, 0.5, 0), run(900.0, 0.1, 2), run(310.0, 0.5, 0)];
         let m = median_run(runs, Objective::Throughput);
         assert_eq!(m.disqualified.as_deref(), Some("run 2 of 3: 2 lost"));
-        assert!(!beats(&m, &run(1.0, 9.0, 0), Objective::Throughput, 0.0));
+    }
+
+    #[test]
+    fn pairs_alternate_which_side_runs_first() {
+        use Side::{Challenger as C, Incumbent as I};
+        assert_eq!(paired_order(1), [I, C]);
+        assert_eq!(paired_order(3), [I, C, C, I, I, C]);
+        assert_eq!(paired_order(0), [I, C], "at least one pair");
+    }
+
+    #[test]
+    fn a_paired_comparison_is_judged_pair_by_pair() {
+        // The machine speeds up between pairs; within each, the challenger is 10 % faster.
+        let pairs = vec![
+            (run(100.0, 2.0, 0), run(110.0, 1.0, 0)),
+            (run(200.0, 2.0, 0), run(220.0, 1.0, 0)),
+            (run(300.0, 2.0, 0), run(330.0, 1.0, 0)),
+        ];
+        let p = judge_pairs(pairs.clone(), Objective::Throughput);
+        assert!((p.ratio.unwrap() - 1.1).abs() < 1e-9);
+        assert!(paired_beats(&p, 0.05));
+        assert!(!paired_beats(&p, 0.15));
+        assert_eq!(p.incumbent.figures.rate, 200.0);
+        assert_eq!(p.challenger.figures.rate, 220.0);
+        // Latency: half the p99 is a ratio of 2 in the challenger's favour.
+        let p = judge_pairs(pairs, Objective::Latency);
+        assert!((p.ratio.unwrap() - 2.0).abs() < 1e-9);
+        // Of an even count the lower middle ratio counts.
+        let p = judge_pairs(
+            vec![
+                (run(100.0, 1.0, 0), run(150.0, 1.0, 0)),
+                (run(100.0, 1.0, 0), run(101.0, 1.0, 0)),
+            ],
+            Objective::Throughput,
+        );
+        assert!((p.ratio.unwrap() - 1.01).abs() < 1e-9);
+        // A disqualified run on either side leaves no ratio; a lossy challenger never wins.
+        let p = judge_pairs(
+            vec![(run(100.0, 1.0, 0), run(500.0, 1.0, 1))],
+            Objective::Throughput,
+        );
+        assert_eq!(p.ratio, None);
+        assert!(!paired_beats(&p, 0.0));
+        let p = judge_pairs(
+            vec![(run(100.0, 1.0, 2), run(50.0, 1.0, 0))],
+            Objective::Throughput,
+        );
+        assert!(
+            paired_beats(&p, 0.0),
+            "a qualified point replaces a lossy incumbent"
+        );
+    }
+
+    #[test]
+    fn a_machine_that_speeds_up_during_the_sweep_does_not_make_later_points_win() {
+        // Every profile is as fast as the base; the machine gets 30 % faster after the base.
+        // Judged against the base's figures of minutes before, the next point would win; run
+        // alongside the incumbent, none does.
+        let mut f = Fake::new(100.0);
+        f.speedup_after = 1;
+        let out = coordinate_descent(
+            base(),
+            &Grid::default_for(2),
+            Objective::Throughput,
+            Limits {
+                min_gain: 0.02,
+                ..limits()
+            },
+            &mut f,
+        );
+        assert_eq!(out.points.len(), 10);
+        assert_eq!(out.best, Some(0));
+        assert!(out.points[1..]
+            .iter()
+            .all(|p| p.against.is_some_and(|(i, r)| i == 0 && r == Some(1.0))));
     }
 }

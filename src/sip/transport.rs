@@ -575,7 +575,9 @@ struct ReceiverGone;
 #[derive(Clone, Copy)]
 enum Sink<'a> {
     Connection(&'a LocalSender<Incoming>),
-    Listener(&'a ListenerEvents, ConnId),
+    /// The listener's queue, this connection's id, and whether the connection was closed for
+    /// leaving our messages unread ([`SendError::PeerNotReading`]).
+    Listener(&'a ListenerEvents, ConnId, &'a Cell<bool>),
 }
 
 /// The queue every connection of a listener hands its messages to, shared in turn: a
@@ -673,18 +675,27 @@ async fn send_or_wait<T>(tx: &LocalSender<T>, item: T) -> bool {
 }
 
 impl Sink<'_> {
+    /// Whether what the peer sends is no longer taken: its connection was closed for leaving
+    /// our messages unread, so nothing could answer it.
+    fn refuses(&self) -> bool {
+        match self {
+            Sink::Connection(_) => false,
+            Sink::Listener(_, _, refused) => refused.get(),
+        }
+    }
+
     /// Whether a message now would have to wait.
     fn is_full(&self) -> bool {
         match self {
             Sink::Connection(tx) => tx.is_full(),
-            Sink::Listener(q, _) => q.is_full(),
+            Sink::Listener(q, _, _) => q.is_full(),
         }
     }
 
     async fn deliver(&self, m: SipMessage) -> Result<(), ReceiverGone> {
         let ok = match self {
             Sink::Connection(tx) => send_or_wait(tx, Incoming::Message(m)).await,
-            Sink::Listener(q, id) => q.send((*id, ListenerEvent::Message(m))).await,
+            Sink::Listener(q, id, _) => q.send((*id, ListenerEvent::Message(m))).await,
         };
         if ok {
             Ok(())
@@ -726,7 +737,7 @@ async fn deliver_draining<'s>(
     if turn.is_none() && !sink.is_full() {
         return sink.deliver(m).await;
     }
-    if let Sink::Listener(q, id) = sink {
+    if let Sink::Listener(q, id, _) = sink {
         if turn.is_none() {
             *turn = Some(q.wait_turn().await);
         }
@@ -854,6 +865,11 @@ async fn deliver_framed<'s>(
                 *pong_due = None;
             }
             Some(Ok(Framed::Pong)) => *pong_due = None,
+            // Not delivered: acting on a request whose answer cannot be written would leave
+            // its sender believing it failed. The connection ends; the peer sees it drop.
+            Some(Ok(Framed::Message(_))) if sink.refuses() => {
+                *end = Some(FlowEnd::LocalClose);
+            }
             Some(Ok(Framed::Message(m))) => {
                 deliver_draining(sink, m, ctl, epoch, out, end, &mut turn).await?
             }
@@ -1046,8 +1062,16 @@ impl ListenerConfig {
     }
 }
 
+/// A listener connection as its writers see it.
+struct ConnTx {
+    tx: LocalSender<Outgoing>,
+    /// Set when the connection is closed for leaving our messages unread: its task then takes
+    /// no more requests from the peer.
+    refused: Rc<Cell<bool>>,
+}
+
 struct ListenerInner {
-    conns: RefCell<HashMap<ConnId, LocalSender<Outgoing>>>,
+    conns: RefCell<HashMap<ConnId, ConnTx>>,
     next_id: Cell<u64>,
     local: Vec<SocketAddr>,
     events: Rc<ListenerEvents>,
@@ -1069,19 +1093,20 @@ impl ListenerHandle {
     /// waiting for it would hold whatever the caller writes to every other connection.
     pub fn send(&self, conn: ConnId, bytes: Vec<u8>) -> Result<(), SendError> {
         let mut conns = self.inner.conns.borrow_mut();
-        let tx = conns.get(&conn).ok_or(SendError::UnknownConnection)?;
-        if tx.len() >= self.inner.cfg.send_queue.max(1) {
+        let c = conns.get(&conn).ok_or(SendError::UnknownConnection)?;
+        if c.tx.len() >= self.inner.cfg.send_queue.max(1) {
             warn!(
                 conn = %conn,
-                queued = tx.len(),
+                queued = c.tx.len(),
                 "SIP connection closed: its peer leaves our messages unread"
             );
-            // Dropping the sender ends the connection's task once its current write ends,
-            // within `write_stall` for a peer that reads nothing.
+            // The connection's task takes no more requests, and ends once its current write
+            // ends (within `write_stall` for a peer that reads nothing).
+            c.refused.set(true);
             conns.remove(&conn);
             return Err(SendError::PeerNotReading);
         }
-        tx.try_send(Outgoing {
+        c.tx.try_send(Outgoing {
             epoch: 0,
             bytes: bytes.into(),
             reset: false,
@@ -1166,8 +1191,13 @@ async fn accept_loop(l: TcpListener, weak: Weak<ListenerInner>) {
         inner.next_id.set(id.0 + 1);
         // Unbounded: `ListenerHandle::send` enforces `send_queue` by closing, never by waiting.
         let (tx, rx) = local_channel::new_unbounded();
-        inner.conns.borrow_mut().insert(id, tx);
-        glommio::spawn_local(serve(tcp, id, rx, Rc::downgrade(&inner))).detach();
+        let refused = Rc::new(Cell::new(false));
+        let conn = ConnTx {
+            tx,
+            refused: Rc::clone(&refused),
+        };
+        inner.conns.borrow_mut().insert(id, conn);
+        glommio::spawn_local(serve(tcp, id, rx, refused, Rc::downgrade(&inner))).detach();
     }
 }
 
@@ -1175,6 +1205,7 @@ async fn serve(
     tcp: TcpStream,
     id: ConnId,
     ctl: LocalReceiver<Outgoing>,
+    refused: Rc<Cell<bool>>,
     weak: Weak<ListenerInner>,
 ) {
     let Some(inner) = weak.upgrade() else { return };
@@ -1185,7 +1216,7 @@ async fn serve(
     // Hold only the event sender, so that dropping the last handle closes this connection.
     let events = Rc::clone(&inner.events);
     drop(inner);
-    let sink = Sink::Listener(&events, id);
+    let sink = Sink::Listener(&events, id, &refused);
     let end = match tls {
         None => flow(tcp, limits, None, write_stall, &ctl, 0, sink).await,
         Some(cfg) => {

@@ -104,7 +104,10 @@ fn sweep_writes_the_best_profile_with_its_figures_and_stops_every_router() {
     ] {
         assert!(stdout.contains(run), "row {run:?} missing:\n{stdout}");
     }
-    assert!(stdout.contains("vs #1 alongside)"), "{stdout}");
+    assert!(
+        stdout.contains("vs #1 alongside, least favourable pair"),
+        "{stdout}"
+    );
     assert!(stdout.contains("wrote"), "{stdout}");
 
     let text = std::fs::read_to_string(&out).expect("the best profile is written");
@@ -119,7 +122,10 @@ fn sweep_writes_the_best_profile_with_its_figures_and_stops_every_router() {
     );
     assert!(text.contains("lost 0"), "{text}");
     assert!(text.contains("2 run(s) per point"), "{text}");
-    assert!(text.contains("vs #1 alongside)"), "{text}");
+    assert!(
+        text.contains("vs #1 alongside, least favourable pair"),
+        "{text}"
+    );
     assert!(text.contains("CPUs, "), "machine line: {text}");
     assert!(
         text.contains("loadgen sweep") || text.contains(" sweep --router-bin"),

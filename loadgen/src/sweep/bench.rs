@@ -10,7 +10,7 @@ use stanza_router::config::{Config, Profile};
 use super::output;
 use super::router::{Launch, RouterProcess, STOP_GRACE};
 use super::search::{
-    judge_pairs, median_run, paired_order, Candidate, Figures, Knob, Measure, Measurement,
+    judge_pairs, median_run, paired_order, Against, Candidate, Figures, Knob, Measure, Measurement,
     Objective, Side,
 };
 use crate::report::Report;
@@ -105,7 +105,12 @@ impl Bench {
         // The descent judges the same way; this row shows the verdict as the runs end.
         let objective = objective_of(mode);
         let judged = judge_pairs(pairs.clone(), objective);
-        let note = output::against_note(incumbent_point - 1, judged.ratio, objective);
+        let against = Against {
+            point: incumbent_point - 1,
+            ratio: judged.ratio,
+            least: judged.least,
+        };
+        let note = output::against_note(&against, objective);
         println!(
             "{}",
             output::row_noted(

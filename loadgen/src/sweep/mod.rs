@@ -366,7 +366,7 @@ impl Sweep {
             "{} over {} S2S connections from {} partners, {}; objective {}; router on CPU {}, \
              loadgen on CPU {}; {:.1} s per run after {:.1} s warm-up, each against a fresh \
              router; {} run(s) per point, each point after the base run in alternation with the \
-             incumbent and judged pair by pair (median ratio)",
+             incumbent, replacing it only by winning every pair",
             format!("{:?}", b.plan.workload).to_lowercase(),
             b.plan.connections,
             b.plan.partners.len(),

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::search::{Candidate, Figures, Knob, Measurement, Objective, Outcome, Point};
+use super::search::{Against, Candidate, Figures, Knob, Measurement, Objective, Outcome, Point};
 
 /// The table's header line.
 pub fn header() -> String {
@@ -36,23 +36,25 @@ pub fn row(n: &str, label: &str, c: &Candidate, m: &Measurement) -> String {
 
 /// How a challenger fared against the incumbent it ran alongside (point `against + 1`), for
 /// the verdict column: the median change of the objective's figure over their pairs.
-pub fn against_note(against: usize, ratio: Option<f64>, objective: Objective) -> String {
-    match (ratio, objective) {
-        (None, _) => format!(" (vs #{})", against + 1),
-        (Some(r), Objective::Throughput) => {
-            format!(
-                " (rate {:+.1} % vs #{} alongside)",
-                (r - 1.0) * 100.0,
-                against + 1
-            )
-        }
-        (Some(r), Objective::Latency) => {
-            format!(
-                " (p99 {:+.1} % vs #{} alongside)",
-                (1.0 / r - 1.0) * 100.0,
-                against + 1
-            )
-        }
+pub fn against_note(a: &Against, objective: Objective) -> String {
+    // Ratios are oriented so that above 1 favours the challenger; shown as the change of the
+    // objective's own figure.
+    let change = |r: f64| match objective {
+        Objective::Throughput => (r - 1.0) * 100.0,
+        Objective::Latency => (1.0 / r - 1.0) * 100.0,
+    };
+    let what = match objective {
+        Objective::Throughput => "rate",
+        Objective::Latency => "p99",
+    };
+    match (a.ratio, a.least) {
+        (Some(r), Some(l)) => format!(
+            " ({what} {:+.1} % vs #{} alongside, least favourable pair {:+.1} %)",
+            change(r),
+            a.point + 1,
+            change(l)
+        ),
+        _ => format!(" (vs #{})", a.point + 1),
     }
 }
 
@@ -100,7 +102,7 @@ pub fn table(out: &Outcome) -> String {
         let mark = if out.best == Some(i) { "*" } else { "" };
         let note = p
             .against
-            .map(|(k, r)| against_note(k, r, out.objective))
+            .map(|a| against_note(&a, out.objective))
             .unwrap_or_default();
         t.push_str(&row_noted(
             &format!("{}{mark}", i + 1),
@@ -313,7 +315,11 @@ mod tests {
                 cpu_seconds: Some(3.9),
                 peak_rss_kib: Some(20480),
             }),
-            against: varied.map(|_| (0, Some(rate / 1000.0))),
+            against: varied.map(|_| Against {
+                point: 0,
+                ratio: Some(rate / 1000.0),
+                least: Some(rate / 1000.0 - 0.1),
+            }),
         }
     }
 
@@ -366,7 +372,7 @@ mod tests {
         assert!(text.contains("2 CPUs, AMD EPYC"));
         assert!(text.contains("#   loadgen sweep --x"));
         assert!(
-            text.contains("ok (rate +50.0 % vs #1 alongside)"),
+            text.contains("ok (rate +50.0 % vs #1 alongside, least favourable pair +40.0 %)"),
             "how point 2 fared against the base it ran with: {text}"
         );
         let p = stanza_router::config::Profile::parse(&text, Path::new("x.toml")).unwrap();

@@ -16,8 +16,8 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use stanza_router::sip::next_hop::NextHop;
 use stanza_router::sip::transport::{
-    ConnId, ConnectionConfig, FlowEnd, Incoming, ListenerConfig, ListenerEvent, SendError,
-    SipConnection, SipListener,
+    ConnId, ConnectionConfig, FlowEnd, Incoming, ListenerConfig, ListenerEvent, ListenerHandle,
+    SendError, SipConnection, SipListener,
 };
 use stanza_router::sip::{FramerError, HeaderName, Limits, ParseError, Request, SipMessage};
 use support::sipp::{Scenario, Sipp, SippOptions};
@@ -565,25 +565,9 @@ const DEAF_QUEUE: usize = 64;
 fn listener_closes_a_connection_whose_peer_takes_none_of_our_bytes() {
     const STALL: Duration = Duration::from_millis(300);
     run(|| async {
-        let mut cfg = ListenerConfig::new(vec![SocketAddr::from((DEAF_PEER_IP, 0))]);
-        cfg.send_queue = DEAF_QUEUE;
-        cfg.write_stall = STALL;
-        let (lh, events) = SipListener::spawn(cfg).expect("listen");
-        let addr = lh.local_addrs()[0];
-        let mut deaf = TcpStream::connect(addr).await.expect("connect");
-        deaf.write_all(&message("deaf-1")).await.expect("request");
-        let conn = match events.recv().await.expect("listener alive") {
-            (c, ListenerEvent::Message(_)) => c,
-            (_, ListenerEvent::Closed(end)) => panic!("closed early: {end:?}"),
-        };
-        let mut accepted = 0;
-        let refused = loop {
-            match lh.send(conn, filler()) {
-                Ok(()) => accepted += 1,
-                Err(e) => break e,
-            }
-            assert!(accepted < 1000, "1 GiB taken by a peer that reads nothing");
-        };
+        let d = deaf_listener(STALL).await;
+        let (lh, events, addr, conn) = (&d.lh, &d.events, d.addr, d.conn);
+        let (accepted, refused) = fill_until_refused(lh, conn);
         assert_eq!(refused, SendError::PeerNotReading);
         assert_eq!(accepted, DEAF_QUEUE, "the queue took {accepted} writes");
         match events.recv().await.expect("listener alive") {
@@ -603,8 +587,54 @@ fn listener_closes_a_connection_whose_peer_takes_none_of_our_bytes() {
         assert_ne!(c2, conn);
         lh.send(c2, ok_for(&m2)).expect("connection open");
         read_until_ok(&mut other).await;
-        drop(deaf);
+        drop(d.deaf);
     });
+}
+
+/// A listener with `send_queue` [`DEAF_QUEUE`], and a connection to it whose peer sent one
+/// request and reads nothing.
+struct DeafListener {
+    lh: ListenerHandle,
+    events: LocalReceiver<(ConnId, ListenerEvent)>,
+    addr: SocketAddr,
+    deaf: TcpStream,
+    conn: ConnId,
+}
+
+async fn deaf_listener(write_stall: Duration) -> DeafListener {
+    let mut cfg = ListenerConfig::new(vec![SocketAddr::from((DEAF_PEER_IP, 0))]);
+    cfg.send_queue = DEAF_QUEUE;
+    cfg.write_stall = write_stall;
+    let (lh, events) = SipListener::spawn(cfg).expect("listen");
+    let addr = lh.local_addrs()[0];
+    let mut deaf = TcpStream::connect(addr).await.expect("connect");
+    deaf.write_all(&message("deaf-1")).await.expect("request");
+    let conn = match events.recv().await.expect("listener alive") {
+        (c, ListenerEvent::Message(_)) => c,
+        (_, ListenerEvent::Closed(end)) => panic!("closed early: {end:?}"),
+    };
+    DeafListener {
+        lh,
+        events,
+        addr,
+        deaf,
+        conn,
+    }
+}
+
+/// Sends 1 MiB fillers on `conn` until a send fails: how many were taken, and the refusal.
+fn fill_until_refused(lh: &ListenerHandle, conn: ConnId) -> (usize, SendError) {
+    let mut sent = 0;
+    loop {
+        match lh.send(conn, filler()) {
+            Ok(()) => sent += 1,
+            Err(e) => return (sent, e),
+        }
+        assert!(
+            sent <= DEAF_QUEUE,
+            "{sent} MiB queued for a peer that reads nothing"
+        );
+    }
 }
 
 /// Reads from `s` until a `SIP/2.0 200 OK` has arrived.
@@ -627,28 +657,10 @@ async fn read_until_ok(s: &mut TcpStream) {
 #[test]
 fn a_peer_that_reads_nothing_does_not_hold_the_other_connections() {
     run(|| async {
-        let mut cfg = ListenerConfig::new(vec![SocketAddr::from((DEAF_PEER_IP, 0))]);
-        cfg.send_queue = DEAF_QUEUE;
-        cfg.write_stall = Duration::from_secs(3600);
-        let (lh, events) = SipListener::spawn(cfg).expect("listen");
-        let addr = lh.local_addrs()[0];
-        let mut deaf = TcpStream::connect(addr).await.expect("connect");
-        deaf.write_all(&message("deaf-1")).await.expect("request");
-        let conn = match events.recv().await.expect("listener alive") {
-            (c, ListenerEvent::Message(_)) => c,
-            (_, ListenerEvent::Closed(end)) => panic!("closed early: {end:?}"),
-        };
-        let mut sent = 0;
-        let refused = loop {
-            match lh.send(conn, filler()) {
-                Ok(()) => sent += 1,
-                Err(e) => break e,
-            }
-            assert!(
-                sent <= DEAF_QUEUE,
-                "{sent} MiB queued for a peer that reads nothing"
-            );
-        };
+        let d = deaf_listener(Duration::from_secs(3600)).await;
+        let (lh, events, addr, conn) = (&d.lh, &d.events, d.addr, d.conn);
+        let mut deaf = d.deaf;
+        let (_, refused) = fill_until_refused(lh, conn);
         assert_eq!(refused, SendError::PeerNotReading);
         assert_eq!(lh.send(conn, filler()), Err(SendError::UnknownConnection));
         assert_eq!(lh.connections(), 0, "the deaf connection is still listed");
